@@ -1,0 +1,45 @@
+# radhe — two commands on a fresh machine: `make demo` and `make test`.
+# Everything installs into .venv; a stamp file makes re-runs cost seconds.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.radhe-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint docs bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.cfg tools/build_pyradiomics.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# numpy first: pyradiomics' source archive imports it at build time.
+	$(PIP) install -q "numpy>=1.26" versioneer
+	# pyradiomics 3.1.0 has no wheel for this Python and its source archive is defective (wrong
+	# version label, missing C headers): tools/build_pyradiomics.py repairs and installs it,
+	# without build isolation since its setup.py imports numpy.
+	$(PIP) install -q PyWavelets pykwalify six SimpleITK
+	$(PY) tools/build_pyradiomics.py $(VENV)/sdist
+	# The CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev,distributed]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/radhe demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check radhe pipelines tests
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

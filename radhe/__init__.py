@@ -1,0 +1,38 @@
+"""radhe: predict early haematoma expansion after intracerebral haemorrhage from admission NCCT.
+
+The public surface is listed in ``__all__``. Heavy dependencies (torch, shap, pyradiomics, dask)
+are imported only where used, so ``import radhe`` stays fast; public names resolve lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "InputError": "radhe.errors",
+    "ConfigurationError": "radhe.errors",
+    "InputWarning": "radhe.errors",
+    "read_image": "radhe.io",
+    "write_image": "radhe.io",
+    "load_manifest": "radhe.io",
+    "validate_case": "radhe.io",
+    "validate_manifest": "radhe.io",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'radhe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

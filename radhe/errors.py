@@ -1,0 +1,57 @@
+"""Exceptions and warnings raised by radhe.
+
+Every error about a user's data names the case, the file and the problem, so a failure in a
+cohort of hundreds of scans can be traced to one row of the manifest.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RadheError", "InputError", "ConfigurationError", "InputWarning", "format_case"]
+
+
+class RadheError(Exception):
+    """Base class of every exception raised by radhe itself."""
+
+
+class InputError(RadheError, ValueError):
+    """A case, file or table given to radhe is invalid.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    case_id : str, optional
+        The manifest's ``case_id`` of the offending case; prefixed to the message.
+    path : str or path-like, optional
+        The file concerned; mentioned in the message when not already in it.
+
+    Attributes
+    ----------
+    case_id, path, problem : str or None
+        The parts of the message, for programs that collect failures in a table.
+    """
+
+    def __init__(self, message: str, *, case_id: object = None, path: object = None):
+        self.case_id = None if case_id is None else str(case_id)
+        self.path = None if path is None else str(path)
+        self.problem = message
+        parts = []
+        if self.case_id is not None:
+            parts.append(format_case(self.case_id) + ":")
+        parts.append(message)
+        if self.path is not None and self.path not in message:
+            parts.append(f"(file '{self.path}')")
+        super().__init__(" ".join(parts))
+
+
+class ConfigurationError(RadheError, ValueError):
+    """A setting or parameter combination given to a radhe estimator is invalid."""
+
+
+class InputWarning(UserWarning):
+    """Input that is usable but suspicious (e.g. intensities that do not look like HU)."""
+
+
+def format_case(case_id: object) -> str:
+    """Return ``"case '<id>'"``, the prefix used in every per-case message."""
+    return f"case '{case_id}'"
