@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.radhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint docs bench clean
+.PHONY: install demo test test-all lint docs bench clean browser
 
 install: $(STAMP)
 
@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml setup.cfg tools/build_pyradiomics.py
 demo: $(STAMP)
 	$(VENV)/bin/radhe demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Headless Chromium renders the HTML report in its test (which skips with a reason without it).
+browser:
+	@sh tools/install_browser.sh
 
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

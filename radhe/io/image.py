@@ -7,8 +7,11 @@ SimpleITK's GDCM reader, so CT values come back in Hounsfield units (HU).
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +52,14 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
     if path.is_dir():
         return read_dicom_series(path, case_id=case_id)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"cannot read image '{path}': {_first_line(exc)}", case_id=case_id, path=path) from None
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        problem = _nifti_truncation(path)
+        if problem:
+            raise InputError(f"cannot read image '{path}': {problem}", case_id=case_id, path=path)
+    return image
 
 
 def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> sitk.Image:
@@ -128,6 +136,63 @@ def write_image(
         compress = path.name.endswith(".gz")
     sitk.WriteImage(image, str(path), bool(compress))
     return path
+
+
+def _nifti_truncation(path: Path) -> str | None:
+    """Describe how a NIfTI file is truncated, or return None when its voxel data is complete.
+
+    SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros instead of
+    failing, which would silently corrupt a scan; this reads the header and checks the data length.
+    """
+    compressed = path.name.lower().endswith(".gz")
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as fh:
+        header = fh.read(540)
+    expected = _nifti_data_end(header)
+    if expected is None:
+        return None
+    if not compressed:
+        actual = path.stat().st_size
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            trailer_size = struct.unpack("<I", fh.read(4))[0]
+        if trailer_size == expected % 2**32:
+            return None  # gzip trailer records the full uncompressed length
+        actual = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    actual += len(chunk)
+        except (EOFError, OSError, zlib.error):
+            return f"compressed stream ends early (after {actual} of {expected} bytes): file truncated"
+    if actual < expected:
+        return f"voxel data ends early ({actual} of {expected} bytes): file truncated"
+    return None
+
+
+def _nifti_data_end(header: bytes) -> int | None:
+    """Return vox_offset + data bytes declared by a NIfTI-1/2 header, or None if not recognised."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(order + "h", header[14:16])[0]
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    n_dims = dims[0]
+    if not 1 <= n_dims <= 7:
+        return None
+    voxels = 1
+    for d in dims[1 : n_dims + 1]:
+        voxels *= max(int(d), 1)
+    return max(offset, 348) + voxels * bitpix // 8
 
 
 def _first_line(exc: BaseException) -> str:

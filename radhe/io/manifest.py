@@ -88,9 +88,10 @@ def load_manifest(
     if no_image.any():
         cases = ", ".join(format_case(c) for c in frame.loc[no_image, "case_id"][:5])
         raise InputError(f"{origin}: no '{image_column}' path for {cases}")
-    frame[image_column] = [_resolve(p, root) for p in frame[image_column]]
-    if mask_column in frame.columns:
-        frame[mask_column] = [_resolve(p, root) for p in frame[mask_column]]
+    for column in (image_column, mask_column):
+        if column in frame.columns:
+            resolved = [_resolve(p, root) for p in frame[column]]
+            frame[column] = pd.Series(resolved, index=frame.index, dtype=object)
 
     if "patient_id" in frame.columns:
         patient = frame["patient_id"].astype(object)
