@@ -22,10 +22,18 @@ _EXPORTS = {
     "validate_manifest": "radhe.io",
 }
 
+# subpackages reachable as attributes (``radhe.datasets.make_ich_cohort``) without an explicit import
+_SUBMODULES = (
+    "baselines", "cli", "datasets", "errors", "evaluation", "explain", "features", "io", "labels",
+    "model_selection", "plots", "report", "segmentation", "volumetry",
+)
+
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"radhe.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'radhe' has no attribute {name!r}")
@@ -35,4 +43,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
