@@ -191,9 +191,8 @@ def _cmd_demo(args) -> int:
     oracle_auc = roc_auc_score(manifest["he"], oracle)
     print(f"[4/4] writing the report ({time.perf_counter() - t0:.0f} s)")
     paths = _write_outputs(result, out / "report", html=True)
-    auc = result.metrics["auc"]
-    print(f"\ncross-validated AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f}); "
-          f"oracle AUC (best possible on this cohort) {oracle_auc:.3f}")
+    print(f"\ncross-validated AUC of the default pipeline {result.main.auc} (DeLong 95% CI); "
+          f"oracle AUC, the best possible on this cohort, {oracle_auc:.3f}")
     print(f"report: {paths['html']}")
     return 0
 
@@ -267,17 +266,14 @@ def _build_pipeline(name: str, seed: int, **radiomics_options):
 
 def _write_outputs(result, out: Path, *, html: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    paths = {"metrics": result.write_json(out / "metrics.json")}
     if html:
         from radhe.report import write_html
 
-        written = write_html(result, out / "report.html")
-        paths["html"] = written if written is not None else out / "report.html"
-    metrics_path = out / "metrics.json"
-    if not metrics_path.exists():
-        metrics_path.write_text(json.dumps(result.metrics, indent=2, default=float))
-    paths["metrics"] = metrics_path
-    print(f"metrics: {metrics_path}")
+        paths["html"] = write_html(result, out / "report.html")
+    print(result.summary())
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
     return paths
 
 

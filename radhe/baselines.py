@@ -1,0 +1,352 @@
+"""Reference models a haematoma-expansion model is judged against (Zhong et al. 2021).
+
+Every baseline is a scikit-learn classifier that takes the manifest DataFrame itself (columns
+by name), so it runs in the same cross-validation folds as the main pipeline:
+
+* :class:`UnivariateLogistic` — logistic regression on one column; :func:`volume_logistic` is
+  the baseline haematoma-volume model.
+* :class:`BATScore` — the BAT score (Morotti et al., Stroke 2018): **B**lend sign 1 point, any
+  hypodensity (**A**) 2 points, onset-to-CT **T**ime < 2.5 h 2 points (0–5). As a score
+  (``logistic=False``; ``decision_function`` is the point total) or as a logistic model on it.
+* :class:`MarkerClassifier` — a single binary NCCT marker (present = predicted positive).
+
+:func:`default_baselines` builds all of them for the columns of a manifest;
+:func:`compare_models` (from :mod:`radhe.evaluation`) tabulates them against the main model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+from radhe.errors import ConfigurationError, InputError
+
+__all__ = [
+    "UnivariateLogistic",
+    "BATScore",
+    "MarkerClassifier",
+    "bat_score",
+    "volume_logistic",
+    "default_baselines",
+    "NCCT_MARKERS",
+    "compare_models",
+]
+
+#: NCCT marker columns of the manifest (see CONTRACTS), in display order.
+NCCT_MARKERS = (
+    "hypodensity",
+    "blend_sign",
+    "irregular_margin",
+    "fluid_level",
+    "intraventricular_extension",
+    "oedema_rim",
+)
+
+_DISPLAY = {
+    "hypodensity": "Hypodensity",
+    "blend_sign": "Blend sign",
+    "irregular_margin": "Irregular margin",
+    "fluid_level": "Fluid level",
+    "intraventricular_extension": "Intraventricular extension",
+    "oedema_rim": "Oedema rim",
+}
+
+
+def _column(X, column: str, owner: str) -> np.ndarray:
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(f"{owner} needs the manifest as a pandas DataFrame (columns by name); got {type(X).__name__}")
+    if column not in X.columns:
+        raise InputError(f"{owner}: column {column!r} not in the manifest; columns present: {list(X.columns)[:20]}")
+    try:
+        return pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{owner}: column {column!r} must be numeric") from None
+
+
+def _labels(y) -> np.ndarray:
+    from radhe.evaluation.metrics import _check_binary
+
+    return _check_binary(y)
+
+
+class _ColumnClassifier(ClassifierMixin, BaseEstimator):
+    """Shared machinery: a 1-D score from X, optionally turned into probabilities by a logistic fit."""
+
+    def _score(self, X) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit_logistic(self, s: np.ndarray, y: np.ndarray) -> None:
+        # Near-unpenalised logistic regression (large C) on the standardised score; standardising
+        # keeps lbfgs well conditioned for volumes in mL.
+        self.centre_ = float(np.mean(s))
+        self.scale_ = float(np.std(s)) or 1.0
+        self.logistic_ = LogisticRegression(C=self.C, max_iter=1000)
+        self.logistic_.fit(((s - self.centre_) / self.scale_)[:, None], y)
+
+    def _logit(self, s: np.ndarray) -> np.ndarray:
+        return self.logistic_.decision_function(((s - self.centre_) / self.scale_)[:, None])
+
+    def _set_classes(self, y):
+        y = _labels(y)
+        if np.unique(y).size < 2:
+            raise InputError(f"{type(self).__name__}.fit needs both classes in y")
+        self.classes_ = np.array([0, 1])
+        return y
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1 - p, p])
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self._logit(self._score(X))
+
+
+class UnivariateLogistic(_ColumnClassifier):
+    """Logistic regression of the outcome on one manifest column (e.g. baseline haematoma volume).
+
+    Parameters
+    ----------
+    column : str
+        Manifest column (numeric). Missing values are replaced by the training median.
+    transform : {None, "log"}
+        ``"log"`` fits on log(1 + value) (volumes are right-skewed). The AUC is unaffected.
+    C : float
+        Inverse L2 penalty of the logistic regression (large = practically unpenalised).
+    """
+
+    def __init__(self, column: str = "baseline_volume_ml", *, transform: str | None = None, C: float = 1e4):
+        self.column = column
+        self.transform = transform
+        self.C = C
+
+    def _raw(self, X) -> np.ndarray:
+        v = _column(X, self.column, type(self).__name__)
+        if self.transform == "log":
+            v = np.log1p(np.clip(v, 0, None))
+        elif self.transform is not None:
+            raise ConfigurationError(f"transform must be None or 'log'; got {self.transform!r}")
+        return v
+
+    def fit(self, X, y):
+        y = self._set_classes(y)
+        v = self._raw(X)
+        finite = np.isfinite(v)
+        if not finite.any():
+            raise InputError(f"UnivariateLogistic: column {self.column!r} has no finite value")
+        self.fill_value_ = float(np.median(v[finite]))
+        self._fit_logistic(np.where(finite, v, self.fill_value_), y)
+        self.feature_names_in_ = np.array([self.column], dtype=object)
+        return self
+
+    def _score(self, X) -> np.ndarray:
+        v = self._raw(X)
+        return np.where(np.isfinite(v), v, self.fill_value_)
+
+
+def bat_score(
+    X: pd.DataFrame,
+    *,
+    blend_column: str = "blend_sign",
+    hypodensity_column: str = "hypodensity",
+    time_column: str = "onset_to_ct_h",
+    time_cutoff_h: float = 2.5,
+    points: tuple[float, float, float] = (1, 2, 2),
+) -> pd.Series:
+    """The BAT score per case: blend sign (1) + hypodensity (2) + onset-to-CT < ``time_cutoff_h`` h (2).
+
+    A missing marker counts as absent and a missing onset time as not early (0 points); the
+    score is therefore conservative for incompletely documented cases.
+    """
+    owner = "bat_score"
+    blend = np.nan_to_num(_column(X, blend_column, owner)) > 0
+    hypo = np.nan_to_num(_column(X, hypodensity_column, owner)) > 0
+    t = _column(X, time_column, owner)
+    early = np.isfinite(t) & (t < time_cutoff_h)
+    score = points[0] * blend + points[1] * hypo + points[2] * early
+    return pd.Series(score.astype(float), index=X.index, name="bat_score")
+
+
+class BATScore(_ColumnClassifier):
+    """The BAT score as a classifier.
+
+    Parameters
+    ----------
+    logistic : bool
+        ``False`` (default): the score itself. ``decision_function`` returns the 0–5 point total,
+        ``predict`` applies Morotti's cut-off (score ≥ ``cutoff``), and ``predict_proba`` is the
+        observed expansion rate at each score value in the training data (smoothed, monotone in
+        the score). Evaluation (:func:`radhe.evaluation.cross_validate_predictions`) ranks
+        cases by the score itself (``prefers_decision_function``).
+        ``True``: a logistic regression on the score (Zhong 2021's "BAT model").
+    cutoff : float
+        Score from which a case is called high-risk (Morotti 2018: ≥ 3).
+    blend_column, hypodensity_column, time_column, time_cutoff_h, points
+        See :func:`bat_score`.
+    C : float
+        Inverse penalty of the logistic regression (``logistic=True``).
+    """
+
+    def __init__(
+        self,
+        *,
+        logistic: bool = False,
+        cutoff: float = 3,
+        blend_column: str = "blend_sign",
+        hypodensity_column: str = "hypodensity",
+        time_column: str = "onset_to_ct_h",
+        time_cutoff_h: float = 2.5,
+        points: tuple = (1, 2, 2),
+        C: float = 1e4,
+    ):
+        self.logistic = logistic
+        self.cutoff = cutoff
+        self.blend_column = blend_column
+        self.hypodensity_column = hypodensity_column
+        self.time_column = time_column
+        self.time_cutoff_h = time_cutoff_h
+        self.points = points
+        self.C = C
+
+    @property
+    def prefers_decision_function(self) -> bool:
+        """The score itself (not the fold-specific rates) ranks the cases in evaluation."""
+        return not self.logistic
+
+    def _score(self, X) -> np.ndarray:
+        return bat_score(
+            X,
+            blend_column=self.blend_column,
+            hypodensity_column=self.hypodensity_column,
+            time_column=self.time_column,
+            time_cutoff_h=self.time_cutoff_h,
+            points=tuple(self.points),
+        ).to_numpy()
+
+    def fit(self, X, y):
+        y = self._set_classes(y)
+        s = self._score(X)
+        if self.logistic:
+            self._fit_logistic(s, y)
+        else:
+            # Observed rate per score value, +1/+2 smoothed, made monotone (isotonic) in the score.
+            from sklearn.isotonic import IsotonicRegression
+
+            values = np.unique(s)
+            rates = np.array([(y[s == v].sum() + y.mean()) / ((s == v).sum() + 1) for v in values])
+            weights = np.array([(s == v).sum() for v in values])
+            self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=1e-3, y_max=1 - 1e-3)
+            self.iso_.fit(values, rates, sample_weight=weights)
+        self.feature_names_in_ = np.array([self.blend_column, self.hypodensity_column, self.time_column], dtype=object)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        s = self._score(X)
+        return self._logit(s) if self.logistic else s
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        if self.logistic:
+            return super().predict_proba(X)
+        s = self._score(X)
+        # isotonic rates can tie between score values; a tiny tilt keeps the ranking of the score.
+        p = np.clip(self.iso_.predict(s) + 1e-6 * s, 0.0, 1.0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        if self.logistic:
+            return super().predict(X)
+        check_is_fitted(self, "classes_")
+        return (self._score(X) >= self.cutoff).astype(int)
+
+
+class MarkerClassifier(_ColumnClassifier):
+    """One binary NCCT marker as a predictor: present = predicted positive.
+
+    ``decision_function`` is the marker (0/1; missing = absent); ``predict_proba`` the training
+    expansion rate among cases with / without the marker (smoothed), which equals what an
+    unpenalised univariate logistic regression on the marker would give.
+    """
+
+    #: evaluation ranks cases by the marker itself (0/1), not by fold-specific rates
+    prefers_decision_function = True
+
+    def __init__(self, column: str = "blend_sign"):
+        self.column = column
+
+    def _score(self, X) -> np.ndarray:
+        return (np.nan_to_num(_column(X, self.column, type(self).__name__)) > 0).astype(float)
+
+    def fit(self, X, y):
+        y = self._set_classes(y)
+        m = self._score(X)
+        prior = y.mean()
+        self.rate_absent_ = float((y[m == 0].sum() + prior) / ((m == 0).sum() + 1))
+        self.rate_present_ = float((y[m == 1].sum() + prior) / ((m == 1).sum() + 1))
+        self.feature_names_in_ = np.array([self.column], dtype=object)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self._score(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        p = np.where(self._score(X) > 0, self.rate_present_, self.rate_absent_)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self._score(X).astype(int)
+
+
+def volume_logistic(column: str = "baseline_volume_ml", **kwargs) -> UnivariateLogistic:
+    """Logistic regression on baseline haematoma volume (Zhong 2021's volume model)."""
+    return UnivariateLogistic(column, **kwargs)
+
+
+def default_baselines(
+    X: pd.DataFrame | None = None,
+    *,
+    volume_column: str = "baseline_volume_ml",
+    markers=NCCT_MARKERS,
+    bat: bool = True,
+    bat_kwargs: dict | None = None,
+) -> dict[str, BaseEstimator]:
+    """The reference models of Zhong 2021, keyed by display name.
+
+    Volume (logistic), BAT score, BAT (logistic) and one :class:`MarkerClassifier` per NCCT marker.
+    With ``X`` given, models whose columns X lacks are left out.
+    """
+    cols = set(X.columns) if isinstance(X, pd.DataFrame) else None
+    bat_kwargs = dict(bat_kwargs or {})
+    bat_cols = {
+        bat_kwargs.get("blend_column", "blend_sign"),
+        bat_kwargs.get("hypodensity_column", "hypodensity"),
+        bat_kwargs.get("time_column", "onset_to_ct_h"),
+    }
+    out: dict[str, BaseEstimator] = {}
+    if cols is None or volume_column in cols:
+        out["Volume (logistic)"] = volume_logistic(volume_column)
+    if bat and (cols is None or bat_cols <= cols):
+        out["BAT score"] = BATScore(**bat_kwargs)
+        out["BAT (logistic)"] = BATScore(logistic=True, **bat_kwargs)
+    for m in markers:
+        if cols is None or m in cols:
+            out[_DISPLAY.get(m, m)] = MarkerClassifier(m)
+    return out
+
+
+def compare_models(*args, **kwargs):
+    """Zhong 2021's comparison table; see :func:`radhe.evaluation.compare_models`."""
+    from radhe.evaluation import compare_models as _compare
+
+    return _compare(*args, **kwargs)

@@ -1,0 +1,274 @@
+"""Out-of-fold predictions with patient-grouped cross-validation and in-fold threshold selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from radhe.errors import ConfigurationError, InputError
+from radhe.evaluation.metrics import _check_binary, select_threshold
+
+__all__ = ["CVPredictions", "cross_validate_predictions", "make_cv", "positive_score", "resolve_groups"]
+
+
+@dataclass
+class CVPredictions:
+    """Out-of-fold predictions of one model.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per case, index of X: ``case_id`` (when X has one), ``patient_id`` (the CV group),
+        ``y``, ``fold`` (0-based fold in which the case was held out), ``score`` (probability of
+        the positive class, or decision value when the model has no ``predict_proba``),
+        ``threshold`` (chosen on that fold's training data), ``y_pred`` (``score >= threshold``).
+    score_kind : {"probability", "decision"}
+    splits : list of (train_indices, test_indices)
+        Positional indices into X, one pair per fold.
+    estimators : list or None
+        The fitted model of each fold (``return_estimators=True``).
+    threshold_method : str
+        How thresholds were chosen (``"youden"``, ``"sensitivity=0.90"``, ``"fixed=0.5"``).
+    name : str
+    """
+
+    frame: pd.DataFrame
+    score_kind: str
+    splits: list
+    estimators: list | None = None
+    threshold_method: str = "youden"
+    name: str = "model"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame["y"].to_numpy(dtype=int)
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.frame["score"].to_numpy(dtype=float)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.frame["y_pred"].to_numpy(dtype=int)
+
+    @property
+    def fold(self) -> np.ndarray:
+        return self.frame["fold"].to_numpy(dtype=int)
+
+    @property
+    def n_splits(self) -> int:
+        return len(self.splits)
+
+
+def positive_score(estimator, X) -> tuple[np.ndarray, str]:
+    """Score of the positive class (label 1): ``predict_proba[:, 1]`` if available, else ``decision_function``.
+
+    Estimators whose ranking score is not their probability (a point score such as BAT, a binary
+    marker) say so with the attribute ``prefers_decision_function = True``; their
+    ``decision_function`` is used.
+    """
+    classes = list(getattr(estimator, "classes_", [0, 1]))
+    prefers_decision = bool(getattr(estimator, "prefers_decision_function", False))
+    if hasattr(estimator, "predict_proba") and not (prefers_decision and hasattr(estimator, "decision_function")):
+        try:
+            proba = np.asarray(estimator.predict_proba(X))
+            col = classes.index(1) if 1 in classes else proba.shape[1] - 1
+            return proba[:, col].astype(float), "probability"
+        except AttributeError:  # e.g. SVC(probability=False) exposes predict_proba but refuses it
+            pass
+    if hasattr(estimator, "decision_function"):
+        dec = np.asarray(estimator.decision_function(X), dtype=float)
+        if dec.ndim == 2:
+            dec = dec[:, -1]
+        if classes and classes[-1] != 1:
+            dec = -dec
+        return dec, "decision"
+    raise ConfigurationError(f"{type(estimator).__name__} has neither predict_proba nor decision_function")
+
+
+def resolve_groups(X, groups=None) -> np.ndarray:
+    """CV groups: ``groups`` if given, else X's ``patient_id`` column, else X's ``case_id``, else one per row."""
+    if groups is not None:
+        if isinstance(groups, str):
+            if not isinstance(X, pd.DataFrame) or groups not in X.columns:
+                raise InputError(f"groups column {groups!r} is not a column of X")
+            return X[groups].astype(str).to_numpy()
+        g = np.asarray(groups)
+        if g.shape[0] != len(X):
+            raise InputError(f"groups has {g.shape[0]} values for {len(X)} rows of X")
+        return g
+    if isinstance(X, pd.DataFrame):
+        for col in ("patient_id", "case_id"):
+            if col in X.columns:
+                return X[col].astype(str).to_numpy()
+    return np.arange(len(X))
+
+
+def make_cv(cv=5, *, random_state=0):
+    """The default splitter: patient-grouped, stratified K-fold.
+
+    ``cv`` may be an int (number of folds) or a splitter (returned unchanged). Uses
+    :class:`radhe.model_selection.PatientStratifiedKFold` when available, else scikit-learn's
+    ``StratifiedGroupKFold``.
+    """
+    if not isinstance(cv, (int, np.integer)):
+        return cv
+    try:
+        from radhe.model_selection import PatientStratifiedKFold
+    except ImportError:
+        PatientStratifiedKFold = None
+    if PatientStratifiedKFold is not None:
+        try:
+            return PatientStratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+        except TypeError:
+            return PatientStratifiedKFold(n_splits=int(cv))
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    return StratifiedGroupKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+
+
+def _take(X, idx):
+    return X.iloc[idx] if hasattr(X, "iloc") else np.asarray(X)[idx]
+
+
+def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity, threshold_cv, random_state):
+    est = clone(pipeline)
+    Xtr, ytr = _take(X, train), y[train]
+    est.fit(Xtr, ytr)
+    score, kind = positive_score(est, _take(X, test))
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        thr = float(threshold)
+    else:
+        method = "sensitivity" if threshold == "sensitivity" else "youden"
+        if threshold_cv:
+            # Inner cross-validation on the training fold: thresholds chosen on predictions for
+            # cases the inner model did not see, so over-fitted models do not bias them.
+            inner = make_cv(int(threshold_cv), random_state=random_state)
+            tr_score = np.empty(len(train))
+            for itr, ite in _split(inner, Xtr, ytr, groups[train]):
+                m = clone(pipeline).fit(_take(Xtr, itr), ytr[itr])
+                tr_score[ite] = positive_score(m, _take(Xtr, ite))[0]
+        else:
+            tr_score = positive_score(est, Xtr)[0]
+        thr = select_threshold(ytr, tr_score, method=method, target_sensitivity=target_sensitivity)
+    return est, score, kind, thr
+
+
+def _split(cv, X, y, groups):
+    try:
+        splits = list(cv.split(X, y, groups))
+    except TypeError:
+        splits = list(cv.split(X, y))
+    return [(np.asarray(tr), np.asarray(te)) for tr, te in splits]
+
+
+def cross_validate_predictions(
+    pipeline,
+    X,
+    y,
+    *,
+    cv=5,
+    groups=None,
+    threshold="youden",
+    target_sensitivity: float = 0.9,
+    threshold_cv: int | None = 3,
+    return_estimators: bool = False,
+    n_jobs: int | None = 1,
+    random_state=0,
+    name: str = "model",
+    splits=None,
+) -> CVPredictions:
+    """Out-of-fold predictions of ``pipeline`` on (X, y).
+
+    Each fold fits a clone of ``pipeline`` on the training cases only (feature selection, scaling,
+    resampling all happen inside), predicts the held-out cases and chooses the decision threshold
+    on the training cases only.
+
+    Parameters
+    ----------
+    pipeline : estimator
+        Any scikit-learn/imblearn classifier or pipeline (not fitted; it is cloned).
+    X : pandas.DataFrame or array-like
+        The manifest (or feature matrix); rows are cases.
+    y : array-like of 0/1
+    cv : int or splitter
+        Number of folds (default 5) for the default patient-grouped stratified splitter, or any
+        splitter with ``split(X, y, groups)``.
+    groups : array-like or column name, optional
+        Grouping for CV. Default: X's ``patient_id`` column (scans of one patient stay in one fold).
+    threshold : {"youden", "sensitivity"} or float
+        How each fold's threshold is chosen on its training data; a float fixes it.
+    target_sensitivity : float
+        For ``threshold="sensitivity"``: the smallest acceptable training sensitivity.
+    threshold_cv : int or None
+        Folds of the inner CV on each training fold whose out-of-fold scores choose the threshold
+        (default 3). ``None``: use the training fold's own (in-sample) scores: cheaper, but biased
+        for models that fit their training data closely (random forests, boosted trees).
+    return_estimators : bool
+        Keep each fold's fitted model (needed for out-of-fold SHAP).
+    n_jobs : int
+        Folds fitted in parallel (joblib).
+    splits : list of (train, test) index arrays, optional
+        Use these folds instead of calling ``cv`` (used to evaluate several models on identical folds).
+
+    Returns
+    -------
+    CVPredictions
+    """
+    y = _check_binary(y)
+    if len(X) != y.size:
+        raise InputError(f"X has {len(X)} rows but y has {y.size} labels")
+    g = resolve_groups(X, groups)
+    if splits is None:
+        splits = _split(make_cv(cv, random_state=random_state), X, y, g)
+    else:
+        splits = [(np.asarray(tr), np.asarray(te)) for tr, te in splits]
+    covered = np.concatenate([te for _, te in splits])
+    if np.unique(covered).size != y.size or covered.size != y.size:
+        raise ConfigurationError("the CV folds must hold out every case exactly once (a K-fold partition)")
+    if isinstance(threshold, str) and threshold not in ("youden", "sensitivity"):
+        raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
+
+    args = (threshold, target_sensitivity, threshold_cv, random_state)
+    if n_jobs in (None, 1):
+        results = [_fit_fold(pipeline, X, y, g, tr, te, *args) for tr, te in splits]
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(pipeline, X, y, g, tr, te, *args) for tr, te in splits)
+
+    n = y.size
+    score = np.empty(n)
+    fold = np.empty(n, dtype=int)
+    thr = np.empty(n)
+    kinds = set()
+    for k, ((_, te), (_, s, kind, t)) in enumerate(zip(splits, results, strict=True)):
+        score[te], fold[te], thr[te] = s, k, t
+        kinds.add(kind)
+    index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(n)
+    frame = pd.DataFrame(index=index)
+    if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
+        frame["case_id"] = X["case_id"].astype(str).to_numpy()
+    frame["patient_id"] = g.astype(str) if g.dtype.kind not in "iu" else g
+    frame["y"] = y
+    frame["fold"] = fold
+    frame["score"] = score
+    frame["threshold"] = thr
+    frame["y_pred"] = (score >= thr).astype(int)
+    if isinstance(threshold, str):
+        method = "youden" if threshold == "youden" else f"sensitivity>={target_sensitivity:.2f}"
+        method += f", inner {threshold_cv}-fold CV" if threshold_cv else ", training-fold scores"
+    else:
+        method = f"fixed={float(threshold):g}"
+    return CVPredictions(
+        frame=frame,
+        score_kind="probability" if kinds == {"probability"} else "decision",
+        splits=splits,
+        estimators=[r[0] for r in results] if return_estimators else None,
+        threshold_method=method,
+        name=name,
+    )

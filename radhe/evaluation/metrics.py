@@ -1,0 +1,531 @@
+"""Metrics for a binary risk score: AUC with DeLong CI, paired DeLong test, threshold metrics with
+bootstrap CIs, threshold selection, precision-recall, Brier score and calibration.
+
+Conventions
+-----------
+* ``y`` holds 0/1 labels (1 = haematoma expansion); ``score`` is any score that is larger for
+  the positive class (a probability, a decision value, a point score).
+* A case is predicted positive when ``score >= threshold``.
+* Quantities that are undefined for the data (e.g. PPV when nothing is predicted positive) are NaN,
+  never an exception; a likelihood ratio with a zero denominator is ``inf``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from radhe.errors import InputError
+
+__all__ = [
+    "AUCResult",
+    "DeLongResult",
+    "roc_auc_ci",
+    "delong_test",
+    "delong_covariance",
+    "confusion_matrix_at",
+    "metrics_from_counts",
+    "threshold_metrics",
+    "bootstrap_metrics",
+    "select_threshold",
+    "roc_curve_band",
+    "pr_curve",
+    "average_precision",
+    "brier_score",
+    "calibration_curve",
+    "calibration_intercept_slope",
+    "THRESHOLD_METRICS",
+]
+
+#: Names of the metrics returned by :func:`threshold_metrics` / :func:`bootstrap_metrics`, in order.
+THRESHOLD_METRICS = (
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+    "accuracy",
+    "youden",
+    "lr_pos",
+    "lr_neg",
+)
+
+
+# --------------------------------------------------------------------------------------- input checks
+def _check_binary(y, name: str = "y") -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be one-dimensional; got shape {arr.shape}")
+    try:
+        as_float = arr.astype(float)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must hold 0/1 labels; got values such as {arr[:5].tolist()}") from None
+    if np.isnan(as_float).any():
+        raise InputError(f"{name} has {int(np.isnan(as_float).sum())} missing label(s)")
+    bad = ~np.isin(as_float, (0.0, 1.0))
+    if bad.any():
+        raise InputError(f"{name} must hold 0/1 labels; found {sorted(set(arr[bad].tolist()))[:5]}")
+    return as_float.astype(int)
+
+
+def _check_score(score, n: int, name: str = "score") -> np.ndarray:
+    arr = np.asarray(score, dtype=float)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name} must be one-dimensional with {n} values (one per label); got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name} has {int((~np.isfinite(arr)).sum())} non-finite value(s)")
+    return arr
+
+
+def _check_both_classes(y: np.ndarray, what: str) -> None:
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        raise InputError(f"{what} needs both classes; labels hold {n_pos} positive(s) of {y.size}")
+
+
+# ------------------------------------------------------------------------------------------- DeLong
+@dataclass(frozen=True)
+class AUCResult:
+    """Area under the ROC curve with its confidence interval."""
+
+    auc: float
+    ci_low: float
+    ci_high: float
+    se: float
+    method: str = "delong"
+    level: float = 0.95
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.auc:.3f} ({self.ci_low:.3f}-{self.ci_high:.3f})"
+
+
+@dataclass(frozen=True)
+class DeLongResult:
+    """Paired DeLong test of two correlated ROC curves (same cases, two scores)."""
+
+    auc_a: float
+    auc_b: float
+    difference: float
+    se: float
+    z: float
+    p_value: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def delong_covariance(y, scores) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs of one or more scores and their DeLong covariance matrix.
+
+    Implements the fast midrank algorithm of Sun & Xu (IEEE Signal Process Lett 2014), which is
+    exactly DeLong, DeLong & Clarke-Pearson (Biometrics 1988) in O(k n log n).
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        0/1 labels, both classes present.
+    scores : array-like of shape (n,) or (k, n)
+        One score per row.
+
+    Returns
+    -------
+    aucs : ndarray of shape (k,)
+    covariance : ndarray of shape (k, k)
+    """
+    y = _check_binary(y)
+    _check_both_classes(y, "DeLong AUC variance")
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    if s.shape[1] != y.size:
+        raise InputError(f"scores must have {y.size} columns (one per label); got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise InputError("scores hold non-finite values")
+    pos, neg = s[:, y == 1], s[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    tx = stats.rankdata(pos, axis=1)  # midranks within positives
+    ty = stats.rankdata(neg, axis=1)  # within negatives
+    tz = stats.rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # within all
+    aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
+    v10 = (tz[:, :m] - tx) / n  # placement of each positive among the negatives
+    v01 = 1.0 - (tz[:, m:] - ty) / m  # placement of each negative among the positives
+    s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((s.shape[0], s.shape[0]))
+    s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((s.shape[0], s.shape[0]))
+    return aucs, s10 / m + s01 / n
+
+
+def roc_auc_ci(
+    y,
+    score,
+    *,
+    level: float = 0.95,
+    method: str = "delong",
+    n_bootstrap: int = 2000,
+    random_state=None,
+) -> AUCResult:
+    """ROC AUC with a confidence interval.
+
+    Parameters
+    ----------
+    y, score : array-like of shape (n,)
+        0/1 labels and scores (higher = more likely positive).
+    level : float
+        Confidence level of the interval (default 0.95).
+    method : {"delong", "bootstrap"}
+        ``"delong"``: AUC ± z·SE with the DeLong SE, clipped to [0, 1] (as R's pROC does).
+        ``"bootstrap"``: percentile interval of a class-stratified bootstrap; ``se`` is the
+        bootstrap SD.
+    n_bootstrap, random_state
+        Bootstrap settings (``method="bootstrap"`` only).
+    """
+    y = _check_binary(y)
+    score = _check_score(score, y.size)
+    _check_both_classes(y, "ROC AUC")
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    if method == "delong":
+        aucs, cov = delong_covariance(y, score)
+        auc, se = float(aucs[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
+        return AUCResult(auc, max(0.0, auc - z * se), min(1.0, auc + z * se), se, "delong", level)
+    if method == "bootstrap":
+        auc = float(_auc_rank(y, score[None, :])[0])
+        boot = _bootstrap_aucs(y, score, n_bootstrap, random_state)
+        lo, hi = np.quantile(boot, [0.5 - level / 2.0, 0.5 + level / 2.0])
+        return AUCResult(auc, float(lo), float(hi), float(boot.std(ddof=1)), "bootstrap", level)
+    raise ValueError(f"method must be 'delong' or 'bootstrap'; got {method!r}")
+
+
+def delong_test(y, score_a, score_b) -> DeLongResult:
+    """Two-sided paired DeLong test of H0: AUC(score_a) == AUC(score_b) on the same cases.
+
+    Returns AUCs, their difference (a − b), its SE, the z statistic and the p-value. When the two
+    scores rank the cases identically the difference has zero variance: z = 0 and p = 1.
+    """
+    y = _check_binary(y)
+    a = _check_score(score_a, y.size, "score_a")
+    b = _check_score(score_b, y.size, "score_b")
+    aucs, cov = delong_covariance(y, np.vstack([a, b]))
+    diff = float(aucs[0] - aucs[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    se = float(np.sqrt(max(var, 0.0)))
+    if se <= 1e-12:
+        z, p = 0.0, 1.0
+    else:
+        z = diff / se
+        p = float(2 * stats.norm.sf(abs(z)))
+    return DeLongResult(float(aucs[0]), float(aucs[1]), diff, se, float(z), p)
+
+
+def _auc_rank(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUC of each row of ``scores`` (Mann-Whitney via midranks)."""
+    m = int(y.sum())
+    n = y.size - m
+    ranks = stats.rankdata(scores, axis=-1)
+    return (ranks[..., y == 1].sum(axis=-1) - m * (m + 1) / 2.0) / (m * n)
+
+
+def _stratified_indices(y: np.ndarray, n_bootstrap: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    ip = pos[rng.integers(0, pos.size, size=(n_bootstrap, pos.size))] if pos.size else np.empty((n_bootstrap, 0), int)
+    ineg = neg[rng.integers(0, neg.size, size=(n_bootstrap, neg.size))] if neg.size else np.empty((n_bootstrap, 0), int)
+    return ip, ineg
+
+
+def _bootstrap_aucs(y, score, n_bootstrap, random_state) -> np.ndarray:
+    rng = np.random.default_rng(random_state)
+    ip, ineg = _stratified_indices(y, n_bootstrap, rng)
+    idx = np.concatenate([ip, ineg], axis=1)
+    yb = np.concatenate([np.ones(ip.shape[1], int), np.zeros(ineg.shape[1], int)])
+    out = np.empty(n_bootstrap)
+    for start in range(0, n_bootstrap, 500):  # bounded memory
+        out[start : start + 500] = _auc_rank(yb, score[idx[start : start + 500]])
+    return out
+
+
+# -------------------------------------------------------------------------------- threshold metrics
+def confusion_matrix_at(y, score=None, threshold: float | None = None, *, y_pred=None) -> pd.DataFrame:
+    """2×2 confusion matrix (rows: true 0/1, columns: predicted 0/1).
+
+    Give either ``score`` and ``threshold`` (positive when ``score >= threshold``) or ``y_pred``.
+    """
+    y = _check_binary(y)
+    pred = _predictions(y, score, threshold, y_pred)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    return pd.DataFrame(
+        [[tn, fp], [fn, tp]],
+        index=pd.Index(["true 0", "true 1"], name="actual"),
+        columns=pd.Index(["pred 0", "pred 1"], name="predicted"),
+    )
+
+
+def _predictions(y, score, threshold, y_pred) -> np.ndarray:
+    if y_pred is not None:
+        return _check_binary(y_pred, "y_pred")
+    if score is None or threshold is None:
+        raise ValueError("give either y_pred, or score and threshold")
+    return (_check_score(score, y.size) >= threshold).astype(int)
+
+
+def metrics_from_counts(tp, fp, tn, fn) -> dict[str, np.ndarray]:
+    """Threshold metrics from confusion counts (scalars or arrays, vectorised).
+
+    Returns sensitivity, specificity, PPV, NPV, F1, accuracy, Youden index (sens + spec − 1) and
+    the positive / negative likelihood ratios LR+ = sens / (1 − spec), LR− = (1 − sens) / spec.
+    """
+    tp, fp, tn, fn = (np.asarray(v, dtype=float) for v in (tp, fp, tn, fn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sens = tp / (tp + fn)
+        spec = tn / (tn + fp)
+        ppv = tp / (tp + fp)
+        npv = tn / (tn + fn)
+        f1 = 2 * tp / (2 * tp + fp + fn)
+        acc = (tp + tn) / (tp + tn + fp + fn)
+        lr_pos = sens / (1 - spec)
+        lr_neg = (1 - sens) / spec
+    # 0/0 in a likelihood ratio is undefined; x/0 with x > 0 is inf (numpy already gives that).
+    return {
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": ppv,
+        "npv": npv,
+        "f1": f1,
+        "accuracy": acc,
+        "youden": sens + spec - 1,
+        "lr_pos": lr_pos,
+        "lr_neg": lr_neg,
+    }
+
+
+def threshold_metrics(y, score=None, threshold: float | None = None, *, y_pred=None) -> dict[str, float]:
+    """Sensitivity, specificity, PPV, NPV, F1, accuracy, Youden index, LR+ and LR− (point estimates).
+
+    Give ``score`` and ``threshold`` (positive when ``score >= threshold``) or binary ``y_pred``.
+    """
+    cm = confusion_matrix_at(y, score, threshold, y_pred=y_pred).to_numpy()
+    out = metrics_from_counts(tp=cm[1, 1], fp=cm[0, 1], tn=cm[0, 0], fn=cm[1, 0])
+    return {k: float(v) for k, v in out.items()}
+
+
+def bootstrap_metrics(
+    y,
+    score=None,
+    threshold: float | None = None,
+    *,
+    y_pred=None,
+    n_bootstrap: int = 2000,
+    level: float = 0.95,
+    random_state=None,
+) -> pd.DataFrame:
+    """Threshold metrics with percentile bootstrap confidence intervals.
+
+    The bootstrap resamples cases within each class (stratified, as R's pROC does for threshold
+    CIs), keeping the predictions fixed: the threshold is treated as given (it was chosen on other
+    data). Replicates where a metric is undefined are ignored for that metric.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: :data:`THRESHOLD_METRICS`; columns ``estimate``, ``ci_low``, ``ci_high``.
+    """
+    y = _check_binary(y)
+    pred = _predictions(y, score, threshold, y_pred)
+    point = threshold_metrics(y, y_pred=pred)
+    rng = np.random.default_rng(random_state)
+    ip, ineg = _stratified_indices(y, n_bootstrap, rng)
+    tp = pred[ip].sum(axis=1)
+    fn = ip.shape[1] - tp
+    fp = pred[ineg].sum(axis=1)
+    tn = ineg.shape[1] - fp
+    boot = metrics_from_counts(tp, fp, tn, fn)
+    q = [0.5 - level / 2.0, 0.5 + level / 2.0]
+    rows = []
+    for name in THRESHOLD_METRICS:
+        vals = boot[name]
+        vals = vals[~np.isnan(vals)]
+        # likelihood ratios can be inf (specificity 1): interpolating between inf values gives
+        # NaN, so such metrics take the order statistic instead of interpolating
+        method = "inverted_cdf" if np.isinf(vals).any() else "linear"
+        lo, hi = np.quantile(vals, q, method=method) if vals.size else (np.nan, np.nan)
+        rows.append((point[name], float(lo), float(hi)))
+    return pd.DataFrame(rows, index=pd.Index(THRESHOLD_METRICS, name="metric"), columns=["estimate", "ci_low", "ci_high"])
+
+
+def select_threshold(y, score, *, method: str = "youden", target_sensitivity: float = 0.9) -> float:
+    """Choose a decision threshold on (training) data.
+
+    Parameters
+    ----------
+    method : {"youden", "sensitivity"}
+        ``"youden"`` maximises sensitivity + specificity − 1 (ties: the higher threshold);
+        ``"sensitivity"`` takes the highest threshold whose sensitivity is at least
+        ``target_sensitivity`` (i.e. the best specificity that keeps that sensitivity).
+
+    Returns
+    -------
+    float
+        The threshold, placed half-way between the last score classified positive and the next
+        lower distinct score, so new cases between two training scores are treated sensibly.
+    """
+    y = _check_binary(y)
+    score = _check_score(score, y.size)
+    _check_both_classes(y, "threshold selection")
+    values = np.unique(score)[::-1]  # distinct scores, descending; cut k: positive iff score >= values[k]
+    order = np.searchsorted(-values, -score, side="left")  # position of each score among the distinct values
+    pos_at = np.bincount(order, weights=(y == 1), minlength=values.size)
+    neg_at = np.bincount(order, weights=(y == 0), minlength=values.size)
+    tpr = np.cumsum(pos_at) / max(pos_at.sum(), 1)
+    fpr = np.cumsum(neg_at) / max(neg_at.sum(), 1)
+    if method == "youden":
+        k = int(np.argmax(tpr - fpr))
+    elif method == "sensitivity":
+        if not 0.0 < target_sensitivity <= 1.0:
+            raise ValueError(f"target_sensitivity must be in (0, 1]; got {target_sensitivity}")
+        k = int(np.argmax(tpr >= target_sensitivity - 1e-12))
+    else:
+        raise ValueError(f"method must be 'youden' or 'sensitivity'; got {method!r}")
+    if k + 1 < values.size:
+        return float((values[k] + values[k + 1]) / 2.0)
+    return float(values[k])
+
+
+# --------------------------------------------------------------------------------------- curves
+def roc_curve_band(
+    y, score, *, n_bootstrap: int = 1000, level: float = 0.95, n_points: int = 101, random_state=None
+) -> pd.DataFrame:
+    """ROC curve on a fixed FPR grid with a pointwise bootstrap band for the TPR.
+
+    Returns a DataFrame with columns ``fpr``, ``tpr`` (of the data), ``tpr_low``, ``tpr_high``.
+    """
+    from sklearn.metrics import roc_curve
+
+    y = _check_binary(y)
+    score = _check_score(score, y.size)
+    _check_both_classes(y, "ROC curve")
+    grid = np.linspace(0.0, 1.0, n_points)
+
+    def interp(yy, ss):
+        fpr, tpr, _ = roc_curve(yy, ss, drop_intermediate=False)
+        # step function: the best sensitivity reachable at a false-positive rate <= the grid point
+        return tpr[np.searchsorted(fpr, grid, side="right") - 1]
+
+    rng = np.random.default_rng(random_state)
+    ip, ineg = _stratified_indices(y, n_bootstrap, rng)
+    idx = np.concatenate([ip, ineg], axis=1)
+    yb = np.concatenate([np.ones(ip.shape[1], int), np.zeros(ineg.shape[1], int)])
+    curves = np.vstack([interp(yb, score[i]) for i in idx]) if n_bootstrap else np.empty((0, n_points))
+    lo, hi = (
+        np.quantile(curves, [0.5 - level / 2.0, 0.5 + level / 2.0], axis=0)
+        if n_bootstrap
+        else (np.full(n_points, np.nan),) * 2
+    )
+    tpr = interp(y, score)
+    return pd.DataFrame({"fpr": grid, "tpr": tpr, "tpr_low": lo, "tpr_high": hi})
+
+
+def pr_curve(y, score) -> pd.DataFrame:
+    """Precision-recall curve: DataFrame with ``recall``, ``precision``, ``threshold`` (NaN at the end point)."""
+    from sklearn.metrics import precision_recall_curve
+
+    y = _check_binary(y)
+    score = _check_score(score, y.size)
+    precision, recall, thr = precision_recall_curve(y, score)
+    return pd.DataFrame({"recall": recall, "precision": precision, "threshold": np.append(thr, np.nan)})
+
+
+def average_precision(y, score) -> float:
+    """Average precision (area under the step PR curve, as scikit-learn defines it)."""
+    from sklearn.metrics import average_precision_score
+
+    y = _check_binary(y)
+    score = _check_score(score, y.size)
+    _check_both_classes(y, "average precision")
+    return float(average_precision_score(y, score))
+
+
+def brier_score(y, prob) -> float:
+    """Mean squared difference between predicted probability and outcome (lower is better)."""
+    y = _check_binary(y)
+    p = _check_probability(prob, y.size)
+    return float(np.mean((p - y) ** 2))
+
+
+def _check_probability(prob, n) -> np.ndarray:
+    p = _check_score(prob, n, "probability")
+    if (p < 0).any() or (p > 1).any():
+        raise InputError("probabilities must lie in [0, 1]; this score is not a probability")
+    return p
+
+
+def calibration_curve(y, prob, *, n_bins: int = 10, strategy: str = "quantile", level: float = 0.95) -> pd.DataFrame:
+    """Reliability table: observed event rate against mean predicted probability per bin.
+
+    Parameters
+    ----------
+    strategy : {"quantile", "uniform"}
+        Bins of equal size (quantiles of ``prob``) or of equal width on [0, 1].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-empty bin: ``bin_low``, ``bin_high``, ``count``, ``mean_predicted``,
+        ``observed`` and its Wilson interval ``observed_low`` / ``observed_high``.
+    """
+    y = _check_binary(y)
+    p = _check_probability(prob, y.size)
+    if strategy == "quantile":
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
+    elif strategy == "uniform":
+        edges = np.linspace(0, 1, n_bins + 1)
+    else:
+        raise ValueError(f"strategy must be 'quantile' or 'uniform'; got {strategy!r}")
+    if edges.size < 2:
+        edges = np.array([p.min(), p.max()])
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    rows = []
+    for b in range(edges.size - 1):
+        sel = which == b
+        k = int(sel.sum())
+        if k == 0:
+            continue
+        obs = float(y[sel].mean())
+        denom = 1 + z**2 / k
+        centre = (obs + z**2 / (2 * k)) / denom
+        half = z * np.sqrt(obs * (1 - obs) / k + z**2 / (4 * k**2)) / denom
+        low, high = max(0.0, min(obs, centre - half)), min(1.0, max(obs, centre + half))
+        rows.append((edges[b], edges[b + 1], k, float(p[sel].mean()), obs, low, high))
+    return pd.DataFrame(
+        rows, columns=["bin_low", "bin_high", "count", "mean_predicted", "observed", "observed_low", "observed_high"]
+    )
+
+
+def calibration_intercept_slope(y, prob) -> dict[str, float]:
+    """Calibration-in-the-large and calibration slope (logistic recalibration on logit(prob)).
+
+    ``slope`` is the coefficient of a logistic regression of ``y`` on logit(prob) (ideal 1; < 1
+    means over-confident predictions); ``intercept`` is the intercept with the slope fixed at 1
+    (ideal 0; > 0 means risks are under-estimated on average).
+    """
+    from scipy.optimize import minimize_scalar
+    from sklearn.linear_model import LogisticRegression
+
+    y = _check_binary(y)
+    p = np.clip(_check_probability(prob, y.size), 1e-6, 1 - 1e-6)
+    _check_both_classes(y, "calibration slope")
+    lp = np.log(p / (1 - p))
+    model = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000)
+    model.fit(lp[:, None], y)
+    slope = float(model.coef_[0, 0])
+
+    def nll(a):
+        eta = a + lp
+        return float(np.sum(np.logaddexp(0, eta) - y * eta))
+
+    intercept = float(minimize_scalar(nll, bounds=(-10, 10), method="bounded").x)
+    return {"intercept": intercept, "slope": slope}

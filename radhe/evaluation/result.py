@@ -1,0 +1,486 @@
+"""Summaries of out-of-fold predictions, the model-comparison table and the one-call :func:`evaluate`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radhe.errors import InputError
+from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
+from radhe.evaluation.metrics import (
+    AUCResult,
+    _check_binary,
+    _check_score,
+    average_precision,
+    bootstrap_metrics,
+    brier_score,
+    calibration_curve,
+    calibration_intercept_slope,
+    confusion_matrix_at,
+    delong_test,
+    pr_curve,
+    roc_auc_ci,
+    roc_curve_band,
+    select_threshold,
+)
+
+__all__ = ["ModelReport", "Report", "EvaluationResult", "summarize", "compare_models", "evaluate"]
+
+
+@dataclass
+class ModelReport:
+    """Everything measured for one model's (out-of-fold) predictions.
+
+    Attributes
+    ----------
+    name : str
+    y, score, y_pred : ndarray
+        Labels, scores and thresholded predictions (per-fold thresholds for CV predictions).
+    score_kind : {"probability", "decision"}
+        Brier score and calibration are computed for probabilities only.
+    auc : AUCResult
+        With the DeLong 95 % CI.
+    metrics : pandas.DataFrame
+        Threshold metrics (sensitivity, specificity, PPV, NPV, F1, accuracy, Youden, LR+, LR−)
+        with bootstrap CIs; columns ``estimate``, ``ci_low``, ``ci_high``.
+    confusion : pandas.DataFrame
+        2×2 confusion matrix of ``y_pred``.
+    roc : pandas.DataFrame
+        ROC curve on an FPR grid with a bootstrap band (``fpr``, ``tpr``, ``tpr_low``, ``tpr_high``).
+    pr : pandas.DataFrame
+        Precision-recall curve; ``average_precision`` its summary.
+    brier, calibration, calibration_fit
+        Brier score, reliability table and calibration intercept/slope (None for decision scores).
+    threshold_method : str
+    thresholds : list of float
+        The decision threshold of each fold.
+    predictions : CVPredictions or None
+    """
+
+    name: str
+    y: np.ndarray
+    score: np.ndarray
+    y_pred: np.ndarray
+    score_kind: str
+    auc: AUCResult
+    metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    roc: pd.DataFrame
+    pr: pd.DataFrame
+    average_precision: float
+    brier: float | None
+    calibration: pd.DataFrame | None
+    calibration_fit: dict | None
+    threshold_method: str
+    thresholds: list
+    predictions: CVPredictions | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.y.sum())
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no per-case arrays)."""
+        cm = self.confusion.to_numpy()
+        return {
+            "name": self.name,
+            "n": self.n,
+            "n_positive": self.n_positive,
+            "score_kind": self.score_kind,
+            "auc": self.auc.to_dict(),
+            "average_precision": self.average_precision,
+            "brier": self.brier,
+            "calibration": None if self.calibration_fit is None else dict(self.calibration_fit),
+            "threshold_method": self.threshold_method,
+            "thresholds": [float(t) for t in self.thresholds],
+            "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])},
+            "metrics": {
+                name: {k: _json_float(v) for k, v in row.items()} for name, row in self.metrics.iterrows()
+            },
+        }
+
+
+#: Alias: the per-model summary object.
+Report = ModelReport
+
+
+def _json_float(v):
+    v = float(v)
+    if math.isnan(v):
+        return None
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def summarize(
+    predictions=None,
+    *,
+    y=None,
+    score=None,
+    y_pred=None,
+    threshold: float | None = None,
+    name: str | None = None,
+    score_kind: str | None = None,
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    calibration_bins: int = 10,
+    roc_band: bool = True,
+    random_state=0,
+) -> ModelReport:
+    """Compute every metric for one model.
+
+    Either pass :class:`CVPredictions` (thresholded per fold already), or ``y`` and ``score`` with
+    ``y_pred`` or ``threshold``; with neither, the Youden threshold of these same data is used
+    (an *apparent*, optimistic threshold; prefer CV predictions). ``roc_band=False`` skips the
+    bootstrap band of the ROC curve (only the main model's is drawn).
+    """
+    if predictions is not None:
+        y, score, y_pred = predictions.y, predictions.score, predictions.y_pred
+        score_kind = score_kind or predictions.score_kind
+        name = name or predictions.name
+        method = predictions.threshold_method
+        thresholds = predictions.frame.groupby("fold")["threshold"].first().tolist()
+    else:
+        if y is None or score is None:
+            raise ValueError("give CVPredictions, or y and score")
+        y = _check_binary(y)
+        score = _check_score(score, y.size)
+        if y_pred is not None:
+            y_pred = _check_binary(y_pred, "y_pred")
+            method, thresholds = "given predictions", []
+        else:
+            if threshold is None:
+                threshold = select_threshold(y, score)
+                method = "youden (apparent: chosen on these data)"
+            else:
+                method = f"fixed={threshold:g}"
+            thresholds = [float(threshold)]
+            y_pred = (score >= threshold).astype(int)
+        if score_kind is None:
+            score_kind = "probability" if (score.min() >= 0 and score.max() <= 1) else "decision"
+    name = name or "model"
+    is_prob = score_kind == "probability"
+    auc = roc_auc_ci(y, score, level=level)
+    return ModelReport(
+        name=name,
+        y=np.asarray(y),
+        score=np.asarray(score),
+        y_pred=np.asarray(y_pred),
+        score_kind=score_kind,
+        auc=auc,
+        metrics=bootstrap_metrics(y, y_pred=y_pred, n_bootstrap=n_bootstrap, level=level, random_state=random_state),
+        confusion=confusion_matrix_at(y, y_pred=y_pred),
+        roc=roc_curve_band(y, score, n_bootstrap=min(n_bootstrap, 500) if roc_band else 0, level=level, random_state=random_state),
+        pr=pr_curve(y, score),
+        average_precision=average_precision(y, score),
+        brier=brier_score(y, score) if is_prob else None,
+        calibration=calibration_curve(y, score, n_bins=calibration_bins) if is_prob else None,
+        calibration_fit=calibration_intercept_slope(y, score) if is_prob else None,
+        threshold_method=method,
+        thresholds=[float(t) for t in thresholds],
+        predictions=predictions,
+    )
+
+
+def compare_models(
+    models: Mapping,
+    *,
+    reference: str | None = None,
+    y=None,
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    random_state=0,
+) -> pd.DataFrame:
+    """Zhong 2021's table: AUC (95 % CI), sensitivity, specificity, LR+, LR− and DeLong p vs the reference.
+
+    Parameters
+    ----------
+    models : mapping of name -> ModelReport, CVPredictions or array of scores
+        All on the same cases in the same order. Arrays need ``y`` and are thresholded at their
+        own (apparent) Youden point.
+    reference : str, optional
+        The model the others are tested against (paired DeLong); default the first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model (index: name): ``auc``, ``auc_ci_low``, ``auc_ci_high``, and for each of
+        ``sensitivity``, ``specificity``, ``lr_pos``, ``lr_neg``, ``ppv``, ``npv`` the estimate with
+        ``_ci_low`` / ``_ci_high``; ``delta_auc`` (model − reference), ``delong_z``, ``delong_p``
+        (NaN for the reference itself). ``attrs["formatted"]`` holds a display version.
+    """
+    if not models:
+        raise ValueError("compare_models needs at least one model")
+    reports: dict[str, ModelReport] = {}
+    for name, m in models.items():
+        if isinstance(m, ModelReport):
+            reports[name] = m
+        elif isinstance(m, CVPredictions):
+            reports[name] = summarize(m, name=name, n_bootstrap=n_bootstrap, level=level, random_state=random_state)
+        else:
+            if y is None:
+                raise ValueError(f"model {name!r} is given as scores; pass y")
+            reports[name] = summarize(y=y, score=m, name=name, n_bootstrap=n_bootstrap, level=level, random_state=random_state)
+    ref_name = reference if reference is not None else next(iter(reports))
+    if ref_name not in reports:
+        raise ValueError(f"reference {ref_name!r} is not one of {list(reports)}")
+    ref = reports[ref_name]
+    rows = {}
+    for name, r in reports.items():
+        if r.y.shape != ref.y.shape or not np.array_equal(r.y, ref.y):
+            raise InputError(f"model {name!r} was evaluated on different cases (labels differ from {ref_name!r})")
+        row = {"auc": r.auc.auc, "auc_ci_low": r.auc.ci_low, "auc_ci_high": r.auc.ci_high}
+        for metric in ("sensitivity", "specificity", "lr_pos", "lr_neg", "ppv", "npv"):
+            est, lo, hi = r.metrics.loc[metric, ["estimate", "ci_low", "ci_high"]]
+            row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = est, lo, hi
+        if name == ref_name:
+            row.update(delta_auc=0.0, delong_z=np.nan, delong_p=np.nan)
+        else:
+            t = delong_test(ref.y, r.score, ref.score)
+            row.update(delta_auc=t.difference, delong_z=t.z, delong_p=t.p_value)
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    table.attrs["reference"] = ref_name
+    table.attrs["formatted"] = format_comparison(table)
+    return table
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "∞"
+    return f"{v:.{digits}f}"
+
+
+def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Display form of :func:`compare_models`' table: "0.80 (0.70–0.90)" cells, p-values to 3 places."""
+    out = pd.DataFrame(index=table.index)
+    out["AUC (95% CI)"] = [f"{_fmt(a)} ({_fmt(lo)}–{_fmt(hi)})" for a, lo, hi in table[["auc", "auc_ci_low", "auc_ci_high"]].itertuples(index=False)]
+    for metric, label in (("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("lr_pos", "LR+"), ("lr_neg", "LR−")):
+        out[label] = [
+            f"{_fmt(a)} ({_fmt(lo)}–{_fmt(hi)})"
+            for a, lo, hi in table[[metric, f"{metric}_ci_low", f"{metric}_ci_high"]].itertuples(index=False)
+        ]
+    out["DeLong p"] = ["ref." if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}") for p in table["delong_p"]]
+    return out
+
+
+@dataclass
+class EvaluationResult:
+    """The result of :func:`evaluate`: the main model, its baselines, the comparison and SHAP.
+
+    Attributes
+    ----------
+    main : ModelReport
+    baselines : dict of name -> ModelReport
+    comparison : pandas.DataFrame or None
+        :func:`compare_models` table, main model first (reference).
+    explanation : radhe.explain.OOFShap or None
+        Out-of-fold SHAP values of the main model.
+    metadata : dict
+        Cohort size, CV description, thresholds, versions, date.
+    """
+
+    main: ModelReport
+    baselines: dict = field(default_factory=dict)
+    comparison: pd.DataFrame | None = None
+    explanation: object | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """Per-case out-of-fold predictions of the main model and the baselines' scores."""
+        frame = self.main.predictions.frame.copy() if self.main.predictions is not None else pd.DataFrame(
+            {"y": self.main.y, "score": self.main.score, "y_pred": self.main.y_pred}
+        )
+        for name, r in self.baselines.items():
+            frame[f"score[{name}]"] = r.score
+        return frame
+
+    def to_dict(self) -> dict:
+        out = {
+            "metadata": _jsonable(self.metadata),
+            "main": self.main.to_dict(),
+            "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
+        }
+        if self.comparison is not None:
+            out["comparison"] = {
+                name: {k: _json_float(v) for k, v in row.items()} for name, row in self.comparison.iterrows()
+            }
+        if self.explanation is not None:
+            imp = self.explanation.importance()
+            out["feature_importance"] = [
+                {k: (_json_float(v) if isinstance(v, (float, np.floating, int, np.integer)) else v) for k, v in row.items()}
+                for row in imp.reset_index().to_dict(orient="records")
+            ]
+            out["family_importance"] = {
+                k: _json_float(v) for k, v in self.explanation.family_importance()["mean_abs_shap"].items()
+            }
+        return out
+
+    def write_json(self, path) -> Path:
+        """Write :meth:`to_dict` as JSON (``metrics.json``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+        return path
+
+    def summary(self) -> str:
+        """A few lines for a terminal."""
+        lines = [
+            f"{self.main.name}: AUC {self.main.auc} (DeLong 95% CI), n={self.main.n}, "
+            f"{self.main.n_positive} with expansion"
+        ]
+        m = self.main.metrics["estimate"]
+        lines.append(
+            f"  sensitivity {m['sensitivity']:.2f}, specificity {m['specificity']:.2f}, "
+            f"PPV {m['ppv']:.2f}, NPV {m['npv']:.2f} ({self.main.threshold_method})"
+        )
+        if self.comparison is not None:
+            lines.append(self.comparison.attrs["formatted"].to_string())
+        return "\n".join(lines)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _json_float(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def evaluate(
+    pipeline,
+    X,
+    y=None,
+    *,
+    cv=5,
+    groups=None,
+    baselines=True,
+    explain: bool = True,
+    threshold="youden",
+    target_sensitivity: float = 0.9,
+    threshold_cv: int | None = 3,
+    n_bootstrap: int = 1000,
+    label_column: str = "he",
+    name: str = "model",
+    n_jobs: int | None = 1,
+    random_state=0,
+    explain_kwargs: dict | None = None,
+) -> EvaluationResult:
+    """Cross-validate a pipeline, its baselines on the same folds, and explain it — in one call.
+
+    Parameters
+    ----------
+    pipeline : estimator
+        The (unfitted) model, e.g. from :func:`radhe.make_pipeline`.
+    X : pandas.DataFrame
+        The manifest.
+    y : array-like of 0/1, optional
+        Labels; default ``X[label_column]`` (``"he"``).
+    cv : int or splitter
+        Folds (default 5, patient-grouped and stratified) — see :func:`cross_validate_predictions`.
+    groups : array-like or column name, optional
+        CV groups; default X's ``patient_id``.
+    baselines : bool or mapping of name -> estimator
+        ``True``: :func:`radhe.baselines.default_baselines` for X's columns; ``False``/``None``: none.
+    explain : bool
+        Compute out-of-fold SHAP values of the main model (:func:`radhe.explain.oof_shap_values`).
+    threshold, target_sensitivity, threshold_cv
+        Threshold selection inside each training fold (see :func:`cross_validate_predictions`).
+    n_bootstrap : int
+        Bootstrap replicates for the CIs of threshold metrics and the ROC band.
+    n_jobs : int
+        Folds fitted in parallel.
+    explain_kwargs : dict
+        Passed to :func:`radhe.explain.oof_shap_values` (e.g. ``max_background``, ``n_permutations``).
+
+    Returns
+    -------
+    EvaluationResult
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(f"evaluate needs the manifest as a pandas DataFrame; got {type(X).__name__}")
+    if y is None:
+        if label_column not in X.columns:
+            raise InputError(f"no labels: pass y or give X a {label_column!r} column")
+        y = X[label_column]
+    y = _check_binary(y)
+    g = resolve_groups(X, groups)
+    splitter = make_cv(cv, random_state=random_state)
+    from radhe.evaluation.cv import _split
+
+    splits = _split(splitter, X, y, g)
+    common = dict(
+        groups=g,
+        threshold=threshold,
+        target_sensitivity=target_sensitivity,
+        threshold_cv=threshold_cv,
+        n_jobs=n_jobs,
+        random_state=random_state,
+        splits=splits,
+    )
+    main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=explain, name=name, **common)
+    main = summarize(main_pred, name=name, n_bootstrap=n_bootstrap, random_state=random_state)
+
+    if baselines is True:
+        from radhe.baselines import default_baselines
+
+        baselines = default_baselines(X)
+    base_reports: dict[str, ModelReport] = {}
+    for bname, est in dict(baselines or {}).items():
+        pred = cross_validate_predictions(est, X, y, name=bname, **{**common, "n_jobs": 1})
+        base_reports[bname] = summarize(pred, name=bname, n_bootstrap=n_bootstrap, roc_band=False, random_state=random_state)
+    comparison = None
+    if base_reports:
+        comparison = compare_models({name: main, **base_reports}, reference=name)
+
+    explanation = None
+    if explain:
+        from radhe.explain import oof_shap_values
+
+        explanation = oof_shap_values(main_pred, X, **dict(explain_kwargs or {}))
+
+    import radhe
+
+    metadata = {
+        "model": name,
+        "pipeline": _describe(pipeline),
+        "n_cases": int(y.size),
+        "n_positive": int(y.sum()),
+        "n_patients": int(pd.unique(g).size),
+        "cv": f"{len(splits)}-fold {type(splitter).__name__}",
+        "threshold": main_pred.threshold_method,
+        "n_bootstrap": int(n_bootstrap),
+        "random_state": random_state if isinstance(random_state, (int, type(None))) else str(random_state),
+        "radhe_version": radhe.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation, metadata=metadata)
+
+
+def _describe(pipeline) -> str:
+    steps = getattr(pipeline, "steps", None)
+    if steps:
+        return " → ".join(f"{n}: {type(s).__name__ if s not in (None, 'passthrough') else 'passthrough'}" for n, s in steps)
+    return type(pipeline).__name__

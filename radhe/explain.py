@@ -1,0 +1,512 @@
+"""SHAP explanations of a fitted radhe pipeline, in the selected-feature space.
+
+The pipeline's last step (``"classify"``) is explained on the matrix its earlier steps produce
+(``pipe[:-1].transform(X)``), whose columns carry family-prefixed names (``radiomics__…``,
+``cnn__…``, ``clinical__…``, ``tabular__…``). The explainer follows the model:
+
+* tree ensembles (xgboost, lightgbm, random forest, extra trees, gradient boosting, decision
+  tree): ``shap.TreeExplainer`` (exact, path-dependent; xgboost/lightgbm explain log-odds,
+  scikit-learn forests the probability);
+* linear models (logistic regression, linear SVM, SGD): ``shap.LinearExplainer`` (log-odds,
+  features independent, background = training cases);
+* anything else (SVM with a kernel, wrappers, ...): a model-agnostic permutation explainer on
+  the positive-class probability with a small background sample (interventional Shapley values
+  by antithetic permutation sampling, implemented here in numpy: shap's own permutation
+  explainer JIT-compiles for several seconds in every new process).
+
+:func:`oof_shap_values` explains every case with the model of the fold that held it out.
+shap is imported only when an explanation is computed.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from radhe.errors import ConfigurationError
+
+__all__ = [
+    "ShapExplanation",
+    "OOFShap",
+    "shap_values",
+    "oof_shap_values",
+    "feature_family",
+    "display_name",
+    "unwrap_classifier",
+    "FAMILIES",
+]
+
+#: Families used to group importance, in display order.
+FAMILIES = (
+    "radiomics: shape",
+    "radiomics: first-order",
+    "radiomics: texture",
+    "radiomics: filtered",
+    "CNN",
+    "clinical",
+    "tabular",
+    "other",
+)
+
+_TREE_MODELS = {
+    "XGBClassifier",
+    "XGBRFClassifier",
+    "LGBMClassifier",
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "GradientBoostingClassifier",
+    "DecisionTreeClassifier",
+    "ExtraTreeClassifier",
+    "Booster",
+}
+_LINEAR_MODELS = {"LogisticRegression", "LogisticRegressionCV", "SGDClassifier", "LinearSVC", "RidgeClassifier"}
+_PROBABILITY_TREES = {"RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier", "ExtraTreeClassifier"}
+_TEXTURE = ("glcm", "glrlm", "glszm", "gldm", "ngtdm", "glrlm")
+
+
+def feature_family(name: str) -> str:
+    """The family of a feature from its ``<family>__<name>`` column name (one of :data:`FAMILIES`).
+
+    Radiomics features are split by pyradiomics' ``<image type>_<class>_<feature>`` key: any image
+    type other than ``original`` (wavelet, LoG, square, ...) is "filtered"; original ones are
+    "shape", "first-order" or "texture" (GLCM, GLRLM, GLSZM, GLDM, NGTDM).
+    """
+    family, sep, rest = str(name).partition("__")
+    if not sep:
+        return "other"
+    if family == "radiomics":
+        parts = rest.split("_")
+        image_type = parts[0].lower()
+        cls = parts[1].lower() if len(parts) > 2 else ""
+        if image_type != "original":
+            return "radiomics: filtered"
+        if cls.startswith("shape"):
+            return "radiomics: shape"
+        if cls == "firstorder":
+            return "radiomics: first-order"
+        if cls in _TEXTURE:
+            return "radiomics: texture"
+        return "radiomics: texture" if cls else "other"
+    return {"cnn": "CNN", "clinical": "clinical", "tabular": "tabular"}.get(family, "other")
+
+
+def display_name(name: str) -> str:
+    """A readable label: ``"radiomics__original_shape_Sphericity"`` → ``"original shape Sphericity (radiomics)"``."""
+    family, sep, rest = str(name).partition("__")
+    if not sep:
+        return str(name)
+    rest = re.sub(r"_+", " ", rest).strip()
+    label = {"cnn": "CNN", "clinical": "clinical", "radiomics": "radiomics", "tabular": "tabular"}.get(family, family)
+    return f"{rest} ({label})"
+
+
+def _mro_names(model) -> set[str]:
+    return {c.__name__ for c in type(model).__mro__}
+
+
+def _model_family(model) -> str:
+    """"tree", "linear" or "other", by the model's class and its base classes (so subclasses such
+    as radhe's BalancedXGBClassifier count as their parent)."""
+    names = _mro_names(model)
+    if names & _TREE_MODELS:
+        return "tree"
+    if names & _LINEAR_MODELS:
+        return "linear"
+    return "other"
+
+
+def unwrap_classifier(model):
+    """The fitted model inside common wrappers (search CVs, pipelines, radhe wrappers).
+
+    Follows fitted attributes ``best_estimator_``, ``estimator_``, ``classifier_``, ``model_``,
+    ``base_estimator_`` and a pipeline's last step, while the wrapper itself is not a known model.
+    """
+    seen = 0
+    while _model_family(model) == "other" and seen < 10:
+        seen += 1
+        inner = None
+        for attr in ("best_estimator_", "estimator_", "classifier_", "model_", "base_estimator_"):
+            candidate = getattr(model, attr, None)
+            if candidate is not None and hasattr(candidate, "predict"):
+                inner = candidate
+                break
+        if inner is None and hasattr(model, "steps"):
+            inner = model.steps[-1][1]
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+@dataclass
+class ShapExplanation:
+    """SHAP values of one fitted model for some cases.
+
+    Attributes
+    ----------
+    values : pandas.DataFrame
+        Cases × selected features (names ``<family>__<name>``), contribution to the model output.
+    data : pandas.DataFrame
+        The feature values the classifier saw (after cleaning/scaling/selection), same shape.
+    base_value : float
+        Expected model output over the background (``values`` sum to output − base_value).
+    output : {"log-odds", "probability", "decision"}
+        The scale of ``values`` and ``base_value``.
+    explainer : {"tree", "linear", "permutation"}
+    model : str
+        Class name of the explained model.
+    """
+
+    values: pd.DataFrame
+    data: pd.DataFrame
+    base_value: float
+    output: str
+    explainer: str
+    model: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.values.columns)
+
+    @property
+    def families(self) -> pd.Series:
+        return pd.Series([feature_family(c) for c in self.values.columns], index=self.values.columns, name="family")
+
+    def importance(self) -> pd.DataFrame:
+        """Mean |SHAP| per feature, largest first (columns ``mean_abs_shap``, ``family``)."""
+        imp = self.values.abs().mean(axis=0)
+        out = pd.DataFrame({"mean_abs_shap": imp, "family": self.families})
+        out.index.name = "feature"
+        return out.sort_values("mean_abs_shap", ascending=False)
+
+    def family_importance(self) -> pd.DataFrame:
+        """Sum of the features' mean |SHAP| per family, and its share of the total."""
+        return _family_table(self.importance())
+
+
+def _family_table(imp: pd.DataFrame, extra: dict | None = None) -> pd.DataFrame:
+    grouped = imp.groupby("family")["mean_abs_shap"].agg(["sum", "size"])
+    grouped.columns = ["mean_abs_shap", "n_features"]
+    total = grouped["mean_abs_shap"].sum()
+    grouped["share"] = grouped["mean_abs_shap"] / total if total > 0 else np.nan
+    if extra:
+        for k, v in extra.items():
+            grouped[k] = v.reindex(grouped.index)
+    order = [f for f in FAMILIES if f in grouped.index] + [f for f in grouped.index if f not in FAMILIES]
+    grouped = grouped.loc[order]
+    grouped.index.name = "family"
+    return grouped.sort_values("mean_abs_shap", ascending=False)
+
+
+def _split_pipeline(fitted):
+    """(feature part or None, classifier)."""
+    if hasattr(fitted, "steps") and len(fitted.steps) > 1:
+        return fitted[:-1], fitted.steps[-1][1]
+    if hasattr(fitted, "steps"):
+        return None, fitted.steps[-1][1]
+    return None, fitted
+
+
+def _features(front, X) -> pd.DataFrame:
+    """The classifier's input: X through every step of ``front`` except samplers.
+
+    ``pipe[:-1].transform`` is not available in imblearn when the step before the classifier is a
+    sampler, so the steps are applied one by one (samplers only act during fit).
+    """
+    Z = X
+    last = None
+    if front is not None:
+        for _, step in front.steps:
+            if step is None or step == "passthrough" or hasattr(step, "fit_resample"):
+                continue
+            Z = step.transform(Z)
+            last = step
+    if isinstance(Z, pd.DataFrame):
+        Z = Z.copy()
+        Z.columns = [str(c) for c in Z.columns]
+        return Z
+    Z = np.asarray(Z, dtype=float)
+    names = None
+    if last is not None:
+        try:
+            names = [str(n) for n in last.get_feature_names_out()]
+        except Exception:  # noqa: BLE001 - any step may lack get_feature_names_out
+            names = None
+    if names is None or len(names) != Z.shape[1]:
+        names = [f"x{i}" for i in range(Z.shape[1])]
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    return pd.DataFrame(Z, columns=names, index=index)
+
+
+def _sample(frame: pd.DataFrame, k: int, random_state) -> pd.DataFrame:
+    if len(frame) <= k:
+        return frame
+    return frame.sample(n=k, random_state=random_state)
+
+
+def _positive_column(classes) -> int:
+    classes = list(classes) if classes is not None else [0, 1]
+    return classes.index(1) if 1 in classes else len(classes) - 1
+
+
+def shap_values(
+    fitted_pipeline,
+    X,
+    *,
+    background=None,
+    max_background: int = 50,
+    n_permutations: int = 3,
+    explainer: str = "auto",
+    random_state=0,
+) -> ShapExplanation:
+    """SHAP values of a fitted pipeline (or bare classifier) for the cases in X.
+
+    Parameters
+    ----------
+    fitted_pipeline : fitted estimator
+        A pipeline from :func:`radhe.make_pipeline` (its last step is the classifier) or a bare classifier.
+    X : pandas.DataFrame
+        The cases to explain (the manifest rows, or features for a bare classifier).
+    background : pandas.DataFrame, optional
+        Reference cases (same columns as X, e.g. the training cases) for the linear and
+        permutation explainers; default X itself. At most ``max_background`` rows are used.
+    n_permutations : int
+        Permutation explainer: number of random feature orderings, each used forwards and
+        backwards (antithetic sampling); each costs 2 × (n_features + 1) × background-size model
+        evaluations per case. The values are exactly additive whatever the number.
+    explainer : {"auto", "tree", "linear", "permutation"}
+        Force an explainer.
+
+    Returns
+    -------
+    ShapExplanation
+    """
+    import shap
+
+    front, clf = _split_pipeline(fitted_pipeline)
+    Z = _features(front, X)
+    Zb = _features(front, background) if background is not None else Z
+    Zb = _sample(Zb, max_background, random_state)
+    core = unwrap_classifier(clf)
+    kind = type(core).__name__
+    family = _model_family(core)
+    if explainer == "auto":
+        explainer = family if family in ("tree", "linear") else "permutation"
+    p = Z.shape[1]
+    if p == 0:
+        raise ConfigurationError("the pipeline selects no feature; nothing to explain")
+
+    if explainer == "tree":
+        ex = shap.TreeExplainer(core)
+        with warnings.catch_warnings():  # lightgbm: "output has changed to a list of ndarray"
+            warnings.simplefilter("ignore", UserWarning)
+            raw = ex.shap_values(Z)
+        base = ex.expected_value
+        output = "probability" if _mro_names(core) & _PROBABILITY_TREES else "log-odds"
+    elif explainer == "linear":
+        ex = shap.LinearExplainer(core, shap.maskers.Independent(Zb.to_numpy(dtype=float), max_samples=max_background))
+        raw = ex.shap_values(Z.to_numpy(dtype=float))
+        base = ex.expected_value
+        output = "log-odds" if hasattr(core, "predict_proba") else "decision"
+    elif explainer == "permutation":
+        pos = _positive_column(getattr(clf, "classes_", None))
+        names = list(Z.columns)
+        use_proba = _has_proba(clf, Zb)
+
+        def f(a):
+            frame = pd.DataFrame(np.asarray(a, dtype=float), columns=names)
+            if use_proba:
+                return np.asarray(clf.predict_proba(frame))[:, pos]
+            return np.asarray(clf.decision_function(frame), dtype=float).reshape(len(frame), -1)[:, -1]
+
+        output = "probability" if use_proba else "decision"
+        raw, base = _permutation_shap(
+            f, Z.to_numpy(dtype=float), Zb.to_numpy(dtype=float), n_permutations=n_permutations,
+            random_state=random_state,
+        )
+    else:
+        raise ConfigurationError(f"explainer must be 'auto', 'tree', 'linear' or 'permutation'; got {explainer!r}")
+
+    values = _positive_class_values(raw, len(Z), p, getattr(core, "classes_", None))
+    base_value = _positive_base(base, getattr(core, "classes_", None))
+    return ShapExplanation(
+        values=pd.DataFrame(values, index=Z.index, columns=Z.columns),
+        data=Z,
+        base_value=base_value,
+        output=output,
+        explainer=explainer,
+        model=kind,
+    )
+
+
+def _permutation_shap(f, Z: np.ndarray, background: np.ndarray, *, n_permutations: int = 3, random_state=0,
+                      max_rows: int = 200_000):
+    """Interventional SHAP values of ``f`` by antithetic permutation sampling.
+
+    For each ordering of the features, features are switched one by one from background values to
+    the case's values; a feature's contribution is the change of the mean output over the
+    background rows. Each ordering is also used reversed. Contributions of one ordering sum exactly
+    to f(x) − mean f(background), so the values are additive for any number of orderings.
+    """
+    n, p = Z.shape
+    B = background.shape[0]
+    rng = np.random.default_rng(random_state)
+    perms = []
+    for _ in range(max(int(n_permutations), 1)):
+        perm = rng.permutation(p)
+        perms += [perm, perm[::-1]]
+    steps = np.tril(np.ones((p + 1, p), dtype=bool), k=-1)  # row k: the first k features of the ordering are on
+    masks = []
+    for perm in perms:
+        m = np.zeros((p + 1, p), dtype=bool)
+        m[:, perm] = steps
+        masks.append(m)
+    masks = np.stack(masks)  # (P, p+1, p)
+    rows_per_case = masks.shape[0] * (p + 1) * B
+    chunk = max(1, max_rows // rows_per_case)
+    values = np.zeros((n, p))
+    for start in range(0, n, chunk):
+        x = Z[start : start + chunk]  # (c, p)
+        data = np.where(masks[None, :, :, None, :], x[:, None, None, None, :], background[None, None, None, :, :])
+        out = np.asarray(f(data.reshape(-1, p)), dtype=float).reshape(len(x), masks.shape[0], p + 1, B).mean(axis=3)
+        delta = np.diff(out, axis=2)  # (c, P, p): gain when the k-th feature of the ordering switches on
+        for j, perm in enumerate(perms):
+            values[start : start + len(x), perm] += delta[:, j, :]
+    values /= len(perms)
+    base = float(np.mean(f(background)))
+    return values, base
+
+
+def _has_proba(clf, Zb) -> bool:
+    if not hasattr(clf, "predict_proba"):
+        return False
+    try:
+        clf.predict_proba(Zb.iloc[:1])
+        return True
+    except AttributeError:
+        return False
+
+
+def _positive_class_values(raw, n: int, p: int, classes) -> np.ndarray:
+    if isinstance(raw, list):  # older shap: one array per class
+        raw = raw[_positive_column(classes)]
+    arr = np.asarray(raw, dtype=float)
+    if arr.ndim == 3:  # (n, p, classes)
+        arr = arr[:, :, _positive_column(classes)]
+    if arr.shape != (n, p):
+        raise RuntimeError(f"unexpected SHAP value shape {arr.shape}; expected ({n}, {p})")
+    return arr
+
+
+def _positive_base(base, classes) -> float:
+    arr = np.atleast_1d(np.asarray(base, dtype=float))
+    if arr.size == 1:
+        return float(arr[0])
+    if arr.ndim == 1 and classes is not None and arr.size == len(classes):
+        return float(arr[_positive_column(classes)])
+    return float(arr.mean())  # per-case base values (permutation explainer): all equal
+
+
+@dataclass
+class OOFShap:
+    """Out-of-fold SHAP values: each case explained by the model of the fold that held it out.
+
+    Attributes
+    ----------
+    folds : list of ShapExplanation
+        One per fold (its held-out cases, its own selected features).
+    values, data : pandas.DataFrame
+        All cases × the union of the features selected in any fold; NaN where the case's fold
+        did not select the feature.
+    fold : pandas.Series
+        Fold of each case.
+    """
+
+    folds: list
+    values: pd.DataFrame
+    data: pd.DataFrame
+    fold: pd.Series
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        return self.folds[0].output if self.folds else ""
+
+    def fold_importance(self) -> pd.DataFrame:
+        """Mean |SHAP| of each feature (rows) in each fold (columns); 0 where not selected."""
+        cols = {k: ex.values.abs().mean(axis=0) for k, ex in enumerate(self.folds)}
+        return pd.DataFrame(cols).reindex(self.values.columns).fillna(0.0)
+
+    def importance(self) -> pd.DataFrame:
+        """Per feature: pooled mean |SHAP| over all cases (0 where not selected), the mean and SD
+        of the per-fold mean |SHAP|, the number of folds selecting it and its family; largest first."""
+        per_fold = self.fold_importance()
+        out = pd.DataFrame(
+            {
+                "mean_abs_shap": self.values.abs().fillna(0.0).mean(axis=0),
+                "fold_mean": per_fold.mean(axis=1),
+                "fold_sd": per_fold.std(axis=1, ddof=1) if per_fold.shape[1] > 1 else 0.0,
+                "n_folds": (per_fold > 0).sum(axis=1).astype(int),
+                "family": [feature_family(c) for c in self.values.columns],
+            },
+            index=self.values.columns,
+        )
+        out.index.name = "feature"
+        return out.sort_values("mean_abs_shap", ascending=False)
+
+    def family_importance(self) -> pd.DataFrame:
+        """Importance summed per family, with the SD across folds of the per-fold family totals."""
+        per_fold = self.fold_importance()
+        fam = pd.Series([feature_family(c) for c in per_fold.index], index=per_fold.index)
+        fold_totals = per_fold.groupby(fam).sum()
+        sd = fold_totals.std(axis=1, ddof=1) if fold_totals.shape[1] > 1 else fold_totals.iloc[:, 0] * 0
+        return _family_table(self.importance(), {"fold_sd": sd})
+
+    def explanation_for(self, case) -> tuple[ShapExplanation, object]:
+        """(the fold's explanation, the row label) for a case given by index label or ``case_id``."""
+        for ex in self.folds:
+            if case in ex.values.index:
+                return ex, case
+        cid = self.meta.get("case_id")
+        if cid is not None and case in set(cid.values):
+            label = cid.index[cid.values == case][0]
+            return self.explanation_for(label)
+        raise KeyError(f"case {case!r} not found among the explained cases")
+
+
+def oof_shap_values(predictions, X, *, max_background: int = 50, n_permutations: int = 3, random_state=0) -> OOFShap:
+    """Explain each fold's held-out cases with that fold's fitted model and stack the results.
+
+    Parameters
+    ----------
+    predictions : radhe.evaluation.CVPredictions
+        From :func:`radhe.evaluation.cross_validate_predictions` with ``return_estimators=True``.
+    X : pandas.DataFrame
+        The same X the predictions were made on. Each fold's training cases serve as background.
+    """
+    if predictions.estimators is None:
+        raise ConfigurationError("oof_shap_values needs the fold models: cross-validate with return_estimators=True")
+    folds = []
+    for k, (est, (train, test)) in enumerate(zip(predictions.estimators, predictions.splits, strict=True)):
+        Xte = X.iloc[test] if hasattr(X, "iloc") else X[test]
+        Xtr = X.iloc[train] if hasattr(X, "iloc") else X[train]
+        bg = Xtr.iloc[np.random.default_rng(random_state + k).permutation(len(Xtr))[:max_background]] if hasattr(Xtr, "iloc") else Xtr
+        folds.append(
+            shap_values(est, Xte, background=bg, max_background=max_background, n_permutations=n_permutations,
+                        random_state=random_state)
+        )
+    columns: list[str] = []
+    for ex in folds:
+        columns += [c for c in ex.values.columns if c not in columns]
+    index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(X))
+    values = pd.concat([ex.values for ex in folds]).reindex(columns=columns).reindex(index)
+    data = pd.concat([ex.data for ex in folds]).reindex(columns=columns).reindex(index)
+    fold = pd.Series(predictions.fold, index=index, name="fold")
+    meta = {}
+    if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
+        meta["case_id"] = X["case_id"].astype(str)
+    return OOFShap(folds=folds, values=values, data=data, fold=fold, meta=meta)

@@ -1,0 +1,257 @@
+"""A self-contained HTML report of an :class:`~radhe.evaluation.EvaluationResult`.
+
+:func:`write_html` writes one HTML file — figures embedded as base64 PNG, CSS inline, no script
+and no external asset, so it can be e-mailed or archived as is — and ``metrics.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radhe import plots
+
+__all__ = ["write_html", "render_html"]
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1100px;
+       padding: 24px 32px 64px; color: #1b1b1b; background: #ffffff; line-height: 1.45; }
+h1 { font-size: 1.7em; border-bottom: 3px solid #1f4e79; padding-bottom: 6px; }
+h2 { font-size: 1.3em; color: #1f4e79; margin-top: 2em; border-bottom: 1px solid #ccd; padding-bottom: 3px; }
+h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccd; padding: 4px 9px; text-align: right; }
+th { background: #eef2f7; }
+td:first-child, th:first-child { text-align: left; }
+.figs { display: flex; flex-wrap: wrap; gap: 16px; }
+.figs figure { margin: 0; }
+figure img { max-width: 100%; width: 520px; border: 1px solid #e3e3e3; }
+.figs figure.wide img { width: 680px; }
+figcaption { font-size: 0.85em; color: #555; max-width: 560px; }
+.headline { font-size: 1.15em; background: #eef2f7; padding: 10px 14px; border-left: 4px solid #1f4e79; }
+.note { font-size: 0.85em; color: #555; }
+"""
+
+_METRIC_LABELS = {
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "ppv": "PPV (precision)",
+    "npv": "NPV",
+    "f1": "F1",
+    "accuracy": "Accuracy",
+    "youden": "Youden index",
+    "lr_pos": "LR+",
+    "lr_neg": "LR−",
+}
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+    if math.isnan(f):
+        return "–"
+    if math.isinf(f):
+        return "∞" if f > 0 else "−∞"
+    return f"{f:.{digits}f}"
+
+
+def _table(frame: pd.DataFrame, *, index_label: str | None = None) -> str:
+    cols = list(frame.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [index_label or (frame.index.name or "")] + cols)
+    rows = []
+    for idx, row in frame.iterrows():
+        cells = "".join(f"<td>{v if isinstance(v, str) and v.startswith('<') else html.escape(str(v))}</td>" for v in row)
+        rows.append(f"<tr><td>{html.escape(str(idx))}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _figure(fig, caption: str, alt: str) -> str:
+    data = plots.to_base64_png(fig)
+    _close(fig)
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _close(fig) -> None:
+    fig.clear()
+
+
+def _metrics_table(report) -> str:
+    m = report.metrics
+    frame = pd.DataFrame(
+        {
+            "Estimate": [_fmt(m.loc[k, "estimate"]) for k in m.index],
+            "95% CI": [f"{_fmt(m.loc[k, 'ci_low'])} – {_fmt(m.loc[k, 'ci_high'])}" for k in m.index],
+        },
+        index=[_METRIC_LABELS.get(k, k) for k in m.index],
+    )
+    return _table(frame, index_label="Metric")
+
+
+def render_html(result, *, title: str | None = None, waterfall_cases=None, top: int = 15) -> str:
+    """The report as an HTML string (see :func:`write_html`)."""
+    main = result.main
+    meta = result.metadata or {}
+    title = title or f"Haematoma expansion model report: {main.name}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="headline">Cross-validated ROC AUC <b>{_fmt(main.auc.auc)}</b> '
+        f"(95% CI {_fmt(main.auc.ci_low)}–{_fmt(main.auc.ci_high)}, DeLong); "
+        f"sensitivity {_fmt(main.metrics.loc['sensitivity', 'estimate'], 2)}, "
+        f"specificity {_fmt(main.metrics.loc['specificity', 'estimate'], 2)}; "
+        f"{main.n} cases, {main.n_positive} with expansion.</p>",
+    ]
+
+    # ---- cohort and method
+    parts.append("<h2>Cohort and validation</h2>")
+    rows = {
+        "Cases": main.n,
+        "With expansion": f"{main.n_positive} ({100 * main.n_positive / max(main.n, 1):.1f}%)",
+        "Patients (CV groups)": meta.get("n_patients", "–"),
+        "Cross-validation": meta.get("cv", "–"),
+        "Decision threshold": main.threshold_method,
+        "Fold thresholds": ", ".join(_fmt(t, 3) for t in main.thresholds) or "–",
+        "Pipeline": meta.get("pipeline", "–"),
+        "Bootstrap replicates": meta.get("n_bootstrap", "–"),
+        "radhe version": meta.get("radhe_version", "–"),
+        "Created": meta.get("created", "–"),
+    }
+    parts.append(_table(pd.DataFrame({"Value": [str(v) for v in rows.values()]}, index=list(rows)), index_label="Item"))
+    parts.append(
+        '<p class="note">All predictions are out-of-fold: each case is scored by a model fitted without it '
+        "(and without other scans of the same patient). Feature selection, scaling and resampling happen "
+        "inside each training fold; each fold's decision threshold is chosen on its training cases only.</p>"
+    )
+
+    # ---- discrimination
+    all_reports = [main, *result.baselines.values()]
+    parts.append("<h2>Discrimination</h2>")
+    parts.append('<div class="figs">')
+    parts.append(_figure(plots.plot_roc(all_reports), "ROC curves (out-of-fold); shaded: 95% bootstrap band of the main model.", "ROC curve"))
+    parts.append(_figure(plots.plot_pr(all_reports), "Precision-recall curves with average precision (AP).", "Precision-recall curve"))
+    parts.append("</div>")
+
+    # ---- threshold metrics
+    parts.append("<h2>Threshold metrics</h2>")
+    parts.append('<div class="figs"><div>')
+    parts.append(_metrics_table(main))
+    parts.append('<p class="note">Percentile bootstrap CIs (cases resampled within each class, thresholds fixed).</p>')
+    parts.append("</div>")
+    parts.append(_figure(plots.plot_confusion_matrix(main), "Confusion matrix at the per-fold thresholds.", "Confusion matrix"))
+    parts.append("</div>")
+
+    # ---- calibration
+    parts.append("<h2>Calibration</h2>")
+    if main.calibration is not None:
+        parts.append(
+            f"<p>Brier score {_fmt(main.brier)}; calibration intercept {_fmt(main.calibration_fit['intercept'], 2)} "
+            f"(ideal 0), slope {_fmt(main.calibration_fit['slope'], 2)} (ideal 1).</p>"
+        )
+    else:
+        parts.append('<p class="note">The main model outputs decision values, not probabilities: no calibration.</p>')
+    if main.calibration is not None:
+        parts.append(_figure(plots.plot_calibration(main), "Observed vs predicted risk by decile of predicted risk (Wilson 95% CI); baselines' calibration is in metrics.json.", "Calibration plot"))
+
+    # ---- baselines
+    if result.comparison is not None:
+        parts.append("<h2>Comparison with baselines</h2>")
+        parts.append(
+            _table(result.comparison.attrs.get("formatted", result.comparison), index_label="Model")
+        )
+        parts.append(
+            f'<p class="note">Baselines run on the same folds. DeLong p: paired two-sided DeLong test of each '
+            f"model's AUC against {html.escape(str(result.comparison.attrs.get('reference', main.name)))}. "
+            "BAT score: blend sign 1 + hypodensity 2 + onset-to-CT &lt; 2.5 h 2 (Morotti 2018). "
+            "Sensitivity, specificity and likelihood ratios at thresholds chosen in the training folds.</p>"
+        )
+
+    # ---- explanation
+    ex = result.explanation
+    if ex is not None:
+        parts.append("<h2>Feature importance</h2>")
+        imp = ex.importance()
+        parts.append('<div class="figs">')
+        parts.append(_figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: SD across folds; colour: family.", "Top features"))
+        parts.append(_figure(plots.plot_family_importance(ex), "Importance summed per feature family.", "Family importance"))
+        parts.append(_figure(plots.plot_beeswarm(ex, top=top), "SHAP value of every case (each by its own fold's model) for the top features.", "SHAP beeswarm"))
+        score = pd.Series(main.score, index=ex.values.index)
+
+        def score_of(case):
+            return score.get(case, float("nan"))
+
+        cases = waterfall_cases
+        if cases is None:
+            cases = [score.idxmax(), score.idxmin()]
+        else:  # accept case ids as well as row labels
+            cid = ex.meta.get("case_id")
+            cases = [c if c in score.index or cid is None or c not in set(cid) else cid.index[cid == c][0] for c in cases]
+        for case in cases:
+            label = case
+            if ex.meta.get("case_id") is not None and case in ex.meta["case_id"].index:
+                label = ex.meta["case_id"].loc[case]
+            parts.append(_figure(plots.plot_waterfall(ex, case, title=f"Contributions for case {label}"),
+                                 f"SHAP contributions for case {label} (predicted risk {_fmt(score_of(case), 2)}), "
+                                 "explained by the model of the fold that held it out.", f"Waterfall {label}"))
+        parts.append("</div>")
+        table = imp.head(top).copy()
+        table = pd.DataFrame(
+            {
+                "Family": table["family"],
+                "Mean |SHAP|": [_fmt(v) for v in table["mean_abs_shap"]],
+                "SD across folds": [_fmt(v) for v in table.get("fold_sd", pd.Series(np.nan, index=table.index))],
+                "Folds selecting": table.get("n_folds", pd.Series("–", index=table.index)).astype(str),
+            },
+            index=table.index,
+        )
+        parts.append(f"<h3>Top {top} features</h3>")
+        parts.append(_table(table, index_label="Feature"))
+        parts.append(f'<p class="note">SHAP values on the {html.escape(ex.output)} scale; explainer: '
+                     f"{html.escape(', '.join(sorted({f.explainer for f in ex.folds})))}.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html(result, path, *, title: str | None = None, write_json: bool = True, waterfall_cases=None, top: int = 15) -> Path:
+    """Write the report of an :class:`~radhe.evaluation.EvaluationResult`.
+
+    Parameters
+    ----------
+    result : EvaluationResult
+        From :func:`radhe.evaluation.evaluate`.
+    path : str or path-like
+        An ``.html`` file, or a folder (the file is then ``report.html`` inside it).
+    write_json : bool
+        Also write ``metrics.json`` (``result.to_dict()``) beside the HTML file.
+    waterfall_cases : list, optional
+        Row labels (or case ids) of the cases given a waterfall plot; default the highest- and
+        lowest-risk cases.
+    top : int
+        Features shown in the importance plots (15 as in Bo 2023).
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        path = path / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(result, title=title, waterfall_cases=waterfall_cases, top=top), encoding="utf-8")
+    if write_json:
+        result.write_json(path.parent / "metrics.json")
+    return path

@@ -1,0 +1,139 @@
+"""radhe.report: the self-contained HTML report, metrics.json, and rendering in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from radhe.evaluation import evaluate
+from radhe.report import render_html, write_html
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADINGS = [
+    "Cohort and validation",
+    "Discrimination",
+    "Threshold metrics",
+    "Calibration",
+    "Comparison with baselines",
+    "Feature importance",
+]
+
+
+class _Features(TransformerMixin, BaseEstimator):
+    columns = ["radiomics__original_shape_Sphericity", "radiomics__original_glcm_Contrast", "clinical__age_years", "cnn__e1"]
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X[self.columns].copy()
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(self.columns, dtype=object)
+
+
+@pytest.fixture(scope="module")
+def result():
+    from imblearn.pipeline import Pipeline
+    from sklearn.feature_selection import SelectKBest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 120
+    X = pd.DataFrame({"case_id": [f"ich{i:04d}" for i in range(n)], "patient_id": [f"p{i}" for i in range(n)]})
+    for c in _Features.columns:
+        X[c] = rng.normal(size=n)
+    X["baseline_volume_ml"] = np.exp(rng.normal(2.5, 0.8, n))
+    X["onset_to_ct_h"] = rng.uniform(0.5, 6, n)
+    X["hypodensity"] = (rng.random(n) < 0.3).astype(int)
+    X["blend_sign"] = (rng.random(n) < 0.2).astype(int)
+    logit = X[_Features.columns[0]] + 1.5 * X["hypodensity"] + 0.5 * (X["onset_to_ct_h"] < 2.5) - 0.8
+    X["he"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    pipe = Pipeline(
+        [("features", _Features()), ("scale", StandardScaler()), ("select", SelectKBest(k=3)),
+         ("classify", LogisticRegression())]
+    ).set_output(transform="pandas")
+    return evaluate(pipe, X, cv=4, n_bootstrap=200, threshold_cv=None, name="hybrid model")
+
+
+def test_write_html_is_self_contained(result, tmp_path):
+    path = write_html(result, tmp_path / "out")
+    assert path == tmp_path / "out" / "report.html"
+    text = path.read_text(encoding="utf-8")
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in text
+    # no external asset: every src is an embedded image; no script, stylesheet link or remote URL
+    srcs = re.findall(r'src="([^"]*)"', text)
+    assert len(srcs) >= 9 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<script" not in text and "<link" not in text
+    assert not re.search(r"(src|href)=\"(https?:)?//", text)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["main"]["name"] == "hybrid model"
+    assert set(metrics["baselines"]) >= {"BAT score", "Volume (logistic)", "Hypodensity"}
+    assert metrics["comparison"]["BAT score"]["delong_p"] is not None
+    assert metrics["feature_importance"][0]["feature"].split("__")[0] in {"radiomics", "clinical", "cnn"}
+    # an explicit .html path, custom title and waterfall case ids
+    other = write_html(result, tmp_path / "r.html", title="My title", waterfall_cases=["ich0005"], write_json=False)
+    body = other.read_text(encoding="utf-8")
+    assert "<title>My title</title>" in body and "ich0005" in body
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_render_html_without_baselines_or_explanation(result):
+    from dataclasses import replace
+
+    bare = replace(result, baselines={}, comparison=None, explanation=None)
+    text = render_html(bare)
+    assert "Comparison with baselines" not in text and "Feature importance" not in text
+    assert "Discrimination" in text
+
+
+def _chromium(args, tmp_path, timeout=90):
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
+                    "the HTML report is checked without a browser in test_write_html_is_self_contained")
+def test_report_renders_in_chromium(result, tmp_path):
+    from PIL import Image
+
+    path = write_html(result, tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    proc = _chromium([f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()], tmp_path)
+    assert shot.exists(), proc.stderr[-2000:]
+    image = np.asarray(Image.open(shot).convert("L"))
+    assert image.shape == (2000, 1200)
+    # not blank: many distinct grey levels and a good share of non-white pixels (text, tables, figures)
+    assert np.unique(image).size > 50
+    assert (image < 200).mean() > 0.02
+    dom = _chromium(["--dump-dom", path.as_uri()], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in dom.stdout
+    assert "hybrid model" in dom.stdout
+
+
+@pytest.mark.slow
+def test_demo_like_report_on_imaging_cohort(small_cohort, tmp_path):
+    """What `make demo` does: the default pipeline (radiomics + clinical) on a synthetic imaging cohort."""
+    from radhe.pipeline import make_pipeline
+
+    res = evaluate(make_pipeline(random_state=0, k=10), small_cohort, cv=3, n_bootstrap=200, threshold_cv=None)
+    assert res.main.n == len(small_cohort)
+    fams = set(res.explanation.importance()["family"])
+    assert fams & {"radiomics: shape", "radiomics: first-order", "radiomics: texture"}
+    path = write_html(res, tmp_path)
+    assert path.exists() and (tmp_path / "metrics.json").exists()
