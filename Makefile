@@ -39,6 +39,16 @@ browser:
 test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+DOCS_STAMP := $(VENV)/.radhe-docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# Builds the documentation site into site/ (offline; warnings are errors).
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 lint: $(STAMP)
 	$(PY) -m ruff check radhe pipelines tests
 

@@ -20,6 +20,23 @@ _EXPORTS = {
     "load_manifest": "radhe.io",
     "validate_case": "radhe.io",
     "validate_manifest": "radhe.io",
+    "make_ich_cohort": "radhe.datasets",
+    "haematoma_expansion": "radhe.labels",
+    "mask_volume_ml": "radhe.volumetry",
+    "abc2_volume_ml": "radhe.volumetry",
+    "compare_volumes": "radhe.volumetry",
+    "RadiomicsFeatures": "radhe.features",
+    "ClinicalFeatures": "radhe.features",
+    "TabularFeatures": "radhe.features",
+    "CNNEmbedder": "radhe.features",
+    "HematomaSegmenter": "radhe.segmentation",
+    "make_pipeline": "radhe.pipeline",
+    "param_grid": "radhe.pipeline",
+    "PatientStratifiedKFold": "radhe.model_selection",
+    "evaluate": "radhe.evaluation",
+    "cross_validate_predictions": "radhe.evaluation",
+    "shap_values": "radhe.explain",
+    "write_html": "radhe.report",
 }
 
 # subpackages reachable as attributes (``radhe.datasets.make_ich_cohort``) without an explicit import

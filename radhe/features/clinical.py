@@ -1,0 +1,85 @@
+"""Clinical variables of the manifest as model features (family ``clinical``)."""
+
+from __future__ import annotations
+
+from radhe.features.tabular import OUTCOME_COLUMNS, _TableTransformer
+
+__all__ = ["ClinicalFeatures", "OUTCOME_COLUMNS"]
+
+
+class ClinicalFeatures(_TableTransformer):
+    """Impute and encode the manifest's clinical variables; names ``clinical__<column>``.
+
+    * numeric columns (including 0/1 flags such as ``anticoagulant``): missing and infinite values
+      replaced by the training median; with ``missing_indicator=True`` a ``<column>_missing`` 0/1
+      column is added for every column that had missing values in the training data (missingness
+      is often informative, e.g. an INR measured only in anticoagulated patients);
+    * text / categorical columns (``sex``, ``location``): missing values take the most frequent
+      training category, then one-hot encoding (a single 0/1 column for a two-level variable such as
+      ``sex``); a category unseen in training gives zeros in every column of the variable.
+
+    Everything is learnt in :meth:`fit`, so inside a cross-validation fold nothing leaks from the
+    test rows.
+
+    Parameters
+    ----------
+    columns : "auto" or list of str, default "auto"
+        The columns to use. "auto" takes every column of the manifest except
+
+        - the reserved columns ``case_id``, ``patient_id``, ``image``, ``mask`` (and a segmenter's
+          ``mask_pred``),
+        - the outcome columns :data:`OUTCOME_COLUMNS` = ``("followup_volume_ml", "he")``,
+        - text columns whose values look like file paths,
+        - text columns with more than ``max_categories`` distinct values (identifiers, free text;
+          a warning names them),
+        - the columns in ``exclude``.
+
+        Outcome columns are refused even when listed explicitly
+        (:class:`~radhe.errors.ConfigurationError`): they are not known at admission.
+    exclude : sequence of str, default ("site",)
+        Further columns not used with ``columns="auto"``. ``site`` is excluded by default: a model
+        that learns each hospital's base rate does not transfer to a new hospital. Pass
+        ``exclude=()`` to use it.
+    categorical : sequence of str, optional
+        Columns to one-hot encode even though they hold numbers (e.g. a numeric location code).
+    missing_indicator : bool, default True
+        Add ``<column>_missing`` indicators for numeric columns with missing training values.
+    max_categories : int, default 50
+        See ``columns``.
+
+    Attributes
+    ----------
+    columns_ : list of str
+        Input columns used (numeric first, then categorical).
+    numeric_columns_, categorical_columns_ : list of str
+    medians_ : dict
+        Imputation value of each numeric column.
+    categories_ : dict
+        Sorted training categories of each categorical column.
+    modes_ : dict
+        Imputation category of each categorical column.
+    dropped_columns_ : dict
+        Columns "auto" considered but did not use, with the reason.
+    feature_names_out_ : ndarray of str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> manifest = pd.DataFrame({
+    ...     "case_id": ["a", "b", "c"], "image": ["/x/a.nii", "/x/b.nii", "/x/c.nii"],
+    ...     "age_years": [70.0, None, 60.0], "sex": ["F", "M", "M"], "he": [0, 1, 0]})
+    >>> ClinicalFeatures().fit_transform(manifest).columns.tolist()
+    ['clinical__age_years', 'clinical__age_years_missing', 'clinical__sex_M']
+    """
+
+    _family = "clinical"
+    _impute_numeric = True
+
+    def __init__(
+        self, columns="auto", *, exclude=("site",), categorical=None, missing_indicator=True, max_categories=50
+    ):
+        self.columns = columns
+        self.exclude = exclude
+        self.categorical = categorical
+        self.missing_indicator = missing_indicator
+        self.max_categories = max_categories

@@ -1,0 +1,192 @@
+"""Fusion of feature branches (radiomics, CNN, clinical, precomputed) into one table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import TransformerMixin, clone
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import _num_samples, check_is_fitted
+
+from radhe.errors import ConfigurationError, InputError
+
+__all__ = ["FeatureFusion"]
+
+
+class FeatureFusion(TransformerMixin, _BaseComposition):
+    """Give the whole manifest to every branch and concatenate their outputs column-wise.
+
+    Unlike :class:`sklearn.compose.ColumnTransformer`, each branch receives the full DataFrame
+    (it chooses its own columns: image paths, masks, clinical variables), and unlike
+    :class:`sklearn.pipeline.FeatureUnion` rows are checked for alignment instead of silently
+    joined on the index.
+
+    Parameters
+    ----------
+    transformers : list of (str, transformer)
+        Branches, e.g. ``[("radiomics", RadiomicsFeatures()), ("clinical", ClinicalFeatures())]``.
+        The name is the feature family: a branch column not already named ``<family>__<name>`` gets
+        the prefix ``<branch name>__``. A transformer may be ``"drop"`` or ``None`` to switch the
+        branch off (handy in a parameter grid, e.g. ``{"features__cnn": ["drop", embedder]}``).
+        Nested parameters are reachable as ``<branch>__<param>``.
+
+    Attributes
+    ----------
+    transformers_ : list of (str, fitted transformer)
+        The fitted branches (clones of ``transformers``).
+    feature_names_out_ : ndarray of str
+        Output names, branch by branch.
+    feature_slices_ : dict
+        ``{branch name: slice}`` of each branch's columns in the output.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        A branch returned a different number of rows, or a DataFrame whose index differs from X's.
+    radhe.errors.ConfigurationError
+        Duplicated branch names or output names.
+    """
+
+    def __init__(self, transformers):
+        self.transformers = transformers
+
+    # -- parameters (nested, like Pipeline / FeatureUnion) ---------------------------------
+    def get_params(self, deep=True):
+        return self._get_params("transformers", deep=deep)
+
+    def set_params(self, **params):
+        self._set_params("transformers", **params)
+        return self
+
+    def _branches(self):
+        branches = list(self.transformers or [])
+        names = [name for name, _ in branches]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"FeatureFusion: branch names must be unique, got {names}")
+        for name, _ in branches:
+            if "__" in name:
+                raise ConfigurationError(f"FeatureFusion: branch name {name!r} must not contain '__'")
+        active = [(n, t) for n, t in branches if t is not None and not (isinstance(t, str) and t == "drop")]
+        if not active:
+            raise ConfigurationError("FeatureFusion needs at least one branch that is not 'drop'")
+        return active
+
+    # -- fit / transform -------------------------------------------------------------------
+    def fit(self, X, y=None, **fit_params):
+        """Fit every branch on the whole of ``X``; see :meth:`fit_transform`."""
+        self.fit_transform(X, y, **fit_params)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit every branch and return the concatenated features.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The case manifest.
+        y : array-like, optional
+            Passed to every branch's ``fit``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Same index as X; columns ``<family>__<name>``.
+        """
+        fitted, outputs = [], []
+        for name, transformer in self._branches():
+            branch = clone(transformer)
+            if hasattr(branch, "fit_transform"):
+                out = branch.fit_transform(X, y, **fit_params)
+            else:
+                out = branch.fit(X, y, **fit_params).transform(X)
+            fitted.append((name, branch))
+            outputs.append(self._as_frame(name, branch, out, X))
+        self.transformers_ = fitted
+        result = self._concat(outputs, X)
+        self.feature_names_out_ = np.asarray(result.columns, dtype=object)
+        sizes = [frame.shape[1] for frame in outputs]
+        ends = np.cumsum(sizes)
+        self.feature_slices_ = {
+            name: slice(int(end - size), int(end)) for (name, _), size, end in zip(fitted, sizes, ends, strict=True)
+        }
+        if hasattr(X, "shape"):
+            self.n_features_in_ = X.shape[1]
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return result
+
+    def transform(self, X):
+        """Transform ``X`` with every fitted branch; a DataFrame with X's index."""
+        check_is_fitted(self, "transformers_")
+        outputs = [self._as_frame(name, branch, branch.transform(X), X) for name, branch in self.transformers_]
+        result = self._concat(outputs, X)
+        if list(result.columns) != list(self.feature_names_out_):
+            raise InputError(
+                "FeatureFusion: the branches returned different columns in transform than in fit "
+                f"({result.shape[1]} vs {len(self.feature_names_out_)} columns)"
+            )
+        return result
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the fused features, ``<family>__<name>``."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+    def set_output(self, *, transform=None):
+        """Forward ``set_output`` to the branches; the fusion itself always returns a DataFrame."""
+        for _, transformer in list(self.transformers or []):
+            if hasattr(transformer, "set_output") and not isinstance(transformer, str):
+                transformer.set_output(transform=transform)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # what the input may hold is up to the branches
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _as_frame(name, branch, out, X) -> pd.DataFrame:
+        n_rows = _num_samples(X)
+        if getattr(out, "shape", None) is None or len(out.shape) != 2:
+            raise InputError(f"FeatureFusion: branch '{name}' returned {type(out).__name__}, not a 2-D table")
+        if out.shape[0] != n_rows:
+            raise InputError(
+                f"FeatureFusion: branch '{name}' returned {out.shape[0]} rows for {n_rows} input rows; "
+                "every branch must return one row per case, in order"
+            )
+        if isinstance(out, pd.DataFrame):
+            if isinstance(X, pd.DataFrame) and not out.index.equals(X.index):
+                raise InputError(
+                    f"FeatureFusion: branch '{name}' returned rows whose index differs from the input's "
+                    "(reordered or re-indexed rows); every branch must keep X's index"
+                )
+            frame = out.copy()
+        else:
+            if hasattr(out, "toarray"):
+                out = out.toarray()
+            try:
+                columns = list(branch.get_feature_names_out())
+            except (AttributeError, TypeError, ValueError):
+                columns = [f"{i}" for i in range(out.shape[1])]
+            index = X.index if isinstance(X, pd.DataFrame) else None
+            frame = pd.DataFrame(np.asarray(out), index=index, columns=columns)
+        frame.columns = [c if "__" in str(c) else f"{name}__{c}" for c in map(str, frame.columns)]
+        return frame
+
+    @staticmethod
+    def _concat(outputs, X) -> pd.DataFrame:
+        index = X.index if isinstance(X, pd.DataFrame) else outputs[0].index
+        aligned = [frame.set_axis(index, axis=0) for frame in outputs]
+        result = pd.concat(aligned, axis=1) if len(aligned) > 1 else aligned[0]
+        duplicated = result.columns[result.columns.duplicated()].unique().tolist()
+        if duplicated:
+            raise ConfigurationError(
+                f"FeatureFusion: several branches produce the column(s) {duplicated[:10]}; give each branch its "
+                "own columns (e.g. exclude a branch's columns from ClinicalFeatures)"
+            )
+        return result

@@ -1,0 +1,470 @@
+"""The end-to-end model: :func:`make_pipeline` builds it, :func:`param_grid` tunes it.
+
+The pipeline is an :class:`imblearn.pipeline.Pipeline` (so resampling runs only when fitting)
+whose steps, in order, are
+
+==============  =================================================================================
+``"segment"``   optional :class:`~radhe.segmentation.HematomaSegmenter`: adds predicted masks
+``"features"``  :class:`~radhe.features.FeatureFusion` of the branches ``radiomics``, ``cnn``,
+                ``clinical``, ``tabular``: one DataFrame, columns ``<family>__<name>``
+``"clean"``     :class:`~radhe.selection.FeatureCleaner`: non-finite → training median; constant,
+                near-constant and highly correlated (|r| > 0.95) features dropped
+``"scale"``     :class:`~sklearn.preprocessing.StandardScaler` (``"passthrough"`` for tree models)
+``"select"``    :class:`~radhe.selection.KBestSelector`: the ``k`` best features (``select__k``)
+``"sample"``    optional imbalanced-learn resampler
+``"classify"``  the classifier
+==============  =================================================================================
+
+Every step is fitted on the training rows it is given, so in cross-validation cleaning,
+selection, resampling and class weights are learnt inside the fold.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from pathlib import Path
+
+from imblearn.pipeline import Pipeline as _ImbalancedPipeline
+from sklearn.base import clone
+from sklearn.utils.metaestimators import available_if
+
+from radhe.classifiers import CLASSIFIERS, classifier_name, is_tree_model, make_classifier
+from radhe.errors import ConfigurationError
+from radhe.selection import SCORE_FUNCTIONS, FeatureCleaner, KBestSelector
+
+__all__ = ["make_pipeline", "param_grid", "RadhePipeline", "SAMPLERS", "DEFAULT_K"]
+
+#: Resamplers by name (imbalanced-learn).
+SAMPLERS = ("smote", "random_over", "random_under")
+
+#: Default number of selected features.
+DEFAULT_K = 20
+
+_OFF = (None, False, "drop", "none")
+
+
+class RadhePipeline(_ImbalancedPipeline):
+    """:class:`imblearn.pipeline.Pipeline` whose sub-pipelines ending in a resampler can transform.
+
+    ``pipe[:-1]`` of a pipeline with a ``"sample"`` step ends with the resampler; resamplers act
+    only in ``fit``, so ``pipe[:-1].transform(X)`` applies the steps before it (the selected
+    features), as it does without a resampler.
+    """
+
+    def _can_transform(self):
+        final = self._final_estimator
+        return (isinstance(final, str) and final == "passthrough") or hasattr(final, "transform") or hasattr(
+            final, "fit_resample"
+        )
+
+    @available_if(_can_transform)
+    def transform(self, X, **params):
+        """Apply every transforming step (resamplers are skipped, as at predict time)."""
+        # the parent's method without its availability check (which refuses a final resampler)
+        return _ImbalancedPipeline.__dict__["transform"].fn(self, X, **params)
+
+
+def _is_off(value) -> bool:
+    return any(value is off or (isinstance(value, str) and isinstance(off, str) and value == off) for off in _OFF)
+
+
+def _has_param(estimator, name: str) -> bool:
+    try:
+        return name in estimator.get_params(deep=False)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _with_params(estimator, **params):
+    """A clone of ``estimator`` with those of ``params`` it accepts set (the user's object is untouched)."""
+    estimator = clone(estimator)
+    accepted = {k: v for k, v in params.items() if _has_param(estimator, k)}
+    if accepted:
+        estimator.set_params(**accepted)
+    return estimator
+
+
+def _check_transformer(obj, what: str):
+    if not (hasattr(obj, "fit") and hasattr(obj, "transform")):
+        raise ConfigurationError(f"{what} must be a transformer with fit and transform, got {obj!r}")
+    return clone(obj)
+
+
+def _radiomics_branch(radiomics):
+    if _is_off(radiomics):
+        return None
+    if isinstance(radiomics, str | dict | os.PathLike):
+        from radhe.features.radiomics import RadiomicsFeatures
+
+        if isinstance(radiomics, str) and radiomics == "default":
+            return RadiomicsFeatures()
+        # a preset name, a parameter dict or a pyradiomics parameter file
+        return RadiomicsFeatures(params=radiomics)
+    return _check_transformer(radiomics, "radiomics")
+
+
+def _cnn_branch(cnn, random_state):
+    if _is_off(cnn):
+        return None
+    if isinstance(cnn, str):
+        from radhe.features.cnn import CNNEmbedder
+
+        kind = "roi_cnn" if cnn == "default" else cnn
+        return CNNEmbedder(kind=kind, random_state=random_state)
+    return _check_transformer(cnn, "cnn")
+
+
+def _segmenter_step(segmenter, random_state):
+    if _is_off(segmenter):
+        return None
+    if isinstance(segmenter, str):
+        if segmenter != "default":
+            raise ConfigurationError(f"segmenter must be None, 'default' or a transformer, got {segmenter!r}")
+        from radhe.segmentation import HematomaSegmenter
+
+        return HematomaSegmenter(random_state=random_state)
+    return _check_transformer(segmenter, "segmenter")
+
+
+def _table_branch(value, kind: str, image_branches: bool, tabular_given: bool):
+    from radhe.features.clinical import ClinicalFeatures
+    from radhe.features.tabular import TabularFeatures
+
+    if _is_off(value):
+        return None
+    if isinstance(value, str):
+        if value not in ("default", "auto"):
+            raise ConfigurationError(f"{kind} must be None, 'default', a list of columns or a transformer, got {value!r}")
+        if kind == "clinical":
+            # a table without images is a table of precomputed features: pass it through as "tabular"
+            if not image_branches and not tabular_given:
+                return TabularFeatures()
+            return ClinicalFeatures()
+        return TabularFeatures()
+    if isinstance(value, list | tuple):
+        return ClinicalFeatures(columns=list(value)) if kind == "clinical" else TabularFeatures(columns=list(value))
+    return _check_transformer(value, kind)
+
+
+def _add_exclusions(branch, columns):
+    """Clone ``branch`` with ``columns`` added to its ``exclude`` when it picks columns automatically."""
+    if branch is None or not columns or not _has_param(branch, "exclude") or not _has_param(branch, "columns"):
+        return branch
+    params = branch.get_params(deep=False)
+    if not (isinstance(params["columns"], str) and params["columns"] == "auto"):
+        return branch
+    current = params["exclude"]
+    current = () if current is None else ((current,) if isinstance(current, str) else tuple(current))
+    extra = tuple(c for c in columns if c not in current)
+    return _with_params(branch, exclude=current + extra) if extra else branch
+
+
+def _explicit_columns(branch):
+    if branch is None or not _has_param(branch, "columns"):
+        return None
+    columns = branch.get_params(deep=False)["columns"]
+    return None if isinstance(columns, str) else list(columns)
+
+
+def _selector_step(selector, k, random_state):
+    if _is_off(selector):
+        return "passthrough"
+    if isinstance(selector, str):
+        if selector not in SCORE_FUNCTIONS:
+            raise ConfigurationError(f"selector must be one of {SCORE_FUNCTIONS}, None or a transformer, got {selector!r}")
+        if not (isinstance(k, str) and k == "all") and not (
+            isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1
+        ):
+            raise ConfigurationError(f"k must be a positive integer or 'all', got {k!r}")
+        return KBestSelector(k=k, score_func=selector, random_state=random_state)
+    return _check_transformer(selector, "selector")
+
+
+def _sampler_step(sampler, random_state):
+    if _is_off(sampler):
+        return None
+    if isinstance(sampler, str):
+        if sampler == "smote":
+            from imblearn.over_sampling import SMOTE
+
+            return SMOTE(random_state=random_state)
+        if sampler == "random_over":
+            from imblearn.over_sampling import RandomOverSampler
+
+            return RandomOverSampler(random_state=random_state)
+        if sampler == "random_under":
+            from imblearn.under_sampling import RandomUnderSampler
+
+            return RandomUnderSampler(random_state=random_state)
+        raise ConfigurationError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}, None or an imblearn sampler")
+    if not hasattr(sampler, "fit_resample"):
+        raise ConfigurationError(f"sampler must have fit_resample (an imbalanced-learn sampler), got {sampler!r}")
+    return clone(sampler)
+
+
+def _scale_step(scale, classifier):
+    if isinstance(scale, str) and scale == "auto":
+        return "passthrough" if is_tree_model(classifier) else _standard_scaler()
+    if scale is True or (isinstance(scale, str) and scale == "standard"):
+        return _standard_scaler()
+    if isinstance(scale, str) and scale == "robust":
+        from sklearn.preprocessing import RobustScaler
+
+        return RobustScaler()
+    if _is_off(scale) or (isinstance(scale, str) and scale == "passthrough"):
+        return "passthrough"
+    return _check_transformer(scale, "scale")
+
+
+def _standard_scaler():
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler()
+
+
+def _memory_location(memory):
+    if memory is None:
+        return None
+    if isinstance(memory, str | os.PathLike):
+        return Path(memory)
+    location = getattr(memory, "location", None)
+    return Path(location) if location else None
+
+
+def make_pipeline(
+    *,
+    radiomics="default",
+    clinical="default",
+    cnn=None,
+    segmenter=None,
+    tabular=None,
+    selector="f_classif",
+    k=DEFAULT_K,
+    classifier="logistic",
+    sampler=None,
+    scale="auto",
+    random_state=None,
+    memory=None,
+):
+    """Build the haematoma-expansion model: features → cleaning → scaling → selection → classifier.
+
+    The result is a scikit-learn compatible estimator: ``fit(manifest, y)``, ``predict_proba``,
+    usable in :func:`~sklearn.model_selection.cross_val_score` and
+    :class:`~sklearn.model_selection.GridSearchCV` (see :func:`param_grid` and
+    :class:`radhe.model_selection.PatientStratifiedKFold`). ``X`` is the case manifest
+    (:func:`radhe.load_manifest`), ``y`` the 0/1 outcome, e.g. ``manifest["he"]``.
+
+    Parameters
+    ----------
+    radiomics : "default", preset name, dict, path, transformer or None, default "default"
+        "default": :class:`~radhe.features.RadiomicsFeatures` with pyradiomics' default settings
+        (original image, 107 features). A preset name (``"teng2021"``), a parameter dict or a
+        pyradiomics parameter file: ``RadiomicsFeatures(params=...)``. A transformer is used as
+        given (cloned). None: no radiomics.
+    clinical : "default", list of str, transformer or None, default "default"
+        "default": :class:`~radhe.features.ClinicalFeatures` on every usable manifest column
+        (never the reserved, outcome or path columns, nor ``site``). When both ``radiomics`` and
+        ``cnn`` are None (and ``tabular`` is not given), the table is taken as a table of
+        precomputed features and "default" means :class:`~radhe.features.TabularFeatures`
+        (names ``tabular__<column>``). A list of columns: ``ClinicalFeatures(columns=...)``.
+    cnn : None, "roi_cnn", "unet_bottleneck" or transformer, default None
+        Deep-feature branch (:class:`~radhe.features.CNNEmbedder`).
+    segmenter : None, "default" or transformer, default None
+        A step ``"segment"`` predicting haematoma masks before feature extraction; the radiomics
+        and CNN branches then read the predicted masks (their ``mask_column`` is set to the
+        segmenter's ``output_column`` on clones; the objects you pass are not modified).
+    tabular : None, "default", list of str or transformer, default None
+        Pass-through branch for precomputed features. With both ``clinical`` and ``tabular``
+        choosing columns automatically they would use the same columns, which is refused; give one
+        of them a list of columns (the other then leaves those out).
+    selector : "f_classif", "mutual_info", transformer or None, default "f_classif"
+        Univariate selection (:class:`~radhe.selection.KBestSelector`); None keeps every feature.
+    k : int or "all", default 20
+        Number of selected features; clipped to the number available (see ``KBestSelector``).
+    classifier : str or estimator, default "logistic"
+        One of :data:`radhe.classifiers.CLASSIFIERS` (L2 logistic regression ``C=0.1``, "svm",
+        "random_forest", "xgboost", "lightgbm"), all with balanced class weights; or your own
+        classifier object (cloned, parameters untouched).
+    sampler : None, "smote", "random_over", "random_under" or imblearn sampler, default None
+        Resampling of the training fold only. With a sampler the named classifiers drop their
+        class weights (both would over-correct the imbalance). SMOTE needs at least 6 cases of
+        the rarer class in every training fold.
+    scale : "auto", "standard", "robust", None or transformer, default "auto"
+        "auto": standardise, except for tree ensembles.
+    random_state : int or None
+        Seed of the classifier, sampler, mutual-information selector and of branches built here.
+    memory : None, str, path or joblib.Memory
+        Cache of fitted steps (:class:`~imblearn.pipeline.Pipeline` ``memory``), so a grid search
+        over ``k`` or ``C`` fits the feature step once per fold. A folder also becomes the
+        radiomics branch's per-case cache (``<memory>/radiomics``) when it has none, so features
+        are extracted once per case over all folds and candidates.
+
+    Returns
+    -------
+    RadhePipeline
+        An :class:`imblearn.pipeline.Pipeline` with steps ``segment`` (optional), ``features``, ``clean``, ``scale``, ``select``, ``sample``
+        (optional), ``classify``. ``pipe[:-1].transform(X)`` is the selected-feature DataFrame,
+        ``pipe[:-1].get_feature_names_out()`` its names.
+
+    Examples
+    --------
+    >>> import radhe                                                  # doctest: +SKIP
+    >>> from sklearn.model_selection import GridSearchCV              # doctest: +SKIP
+    >>> from radhe.model_selection import PatientStratifiedKFold      # doctest: +SKIP
+    >>> pipe = radhe.make_pipeline(memory="cache/")                   # doctest: +SKIP
+    >>> search = GridSearchCV(pipe, radhe.param_grid(pipe), scoring="roc_auc",
+    ...                       cv=PatientStratifiedKFold(5, random_state=0))  # doctest: +SKIP
+    >>> search.fit(manifest, manifest["he"])                          # doctest: +SKIP
+    """
+    from radhe.features.fusion import FeatureFusion
+
+    segment = _segmenter_step(segmenter, random_state)
+    radiomics_branch = _radiomics_branch(radiomics)
+    cnn_branch = _cnn_branch(cnn, random_state)
+    image_branches = radiomics_branch is not None or cnn_branch is not None
+    tabular_branch = _table_branch(tabular, "tabular", image_branches, tabular_given=False)
+    clinical_branch = _table_branch(clinical, "clinical", image_branches, tabular_given=tabular_branch is not None)
+
+    # the two table branches must not pick the same columns
+    if clinical_branch is not None and tabular_branch is not None:
+        clinical_cols, tabular_cols = _explicit_columns(clinical_branch), _explicit_columns(tabular_branch)
+        if clinical_cols is None and tabular_cols is None:
+            raise ConfigurationError(
+                "clinical and tabular would both use every column; pass a list of columns to one of them "
+                "(e.g. tabular=['my_score', ...]) and the other leaves those out"
+            )
+        clinical_branch = _add_exclusions(clinical_branch, tabular_cols)
+        tabular_branch = _add_exclusions(tabular_branch, clinical_cols)
+
+    if segment is not None:
+        output_column = segment.get_params(deep=False).get("output_column", "mask_pred")
+        if radiomics_branch is not None:
+            radiomics_branch = _with_params(radiomics_branch, mask_column=output_column)
+        if cnn_branch is not None:
+            cnn_branch = _with_params(cnn_branch, mask_column=output_column)
+        clinical_branch = _add_exclusions(clinical_branch, [output_column])
+        tabular_branch = _add_exclusions(tabular_branch, [output_column])
+
+    location = _memory_location(memory)
+    if location is not None and radiomics_branch is not None and _has_param(radiomics_branch, "cache"):
+        if radiomics_branch.get_params(deep=False)["cache"] is None:
+            radiomics_branch = _with_params(radiomics_branch, cache=str(location / "radiomics"))
+
+    from radhe.features.tabular import TabularFeatures
+
+    if isinstance(clinical_branch, TabularFeatures) and tabular_branch is None:
+        # clinical="default" on a table without images: the branch is named after its family
+        clinical_branch, tabular_branch = None, clinical_branch
+    branches = [
+        (name, branch)
+        for name, branch in (
+            ("radiomics", radiomics_branch),
+            ("cnn", cnn_branch),
+            ("clinical", clinical_branch),
+            ("tabular", tabular_branch),
+        )
+        if branch is not None
+    ]
+    if not branches:
+        raise ConfigurationError("make_pipeline needs at least one feature branch (radiomics, cnn, clinical, tabular)")
+
+    resampler = _sampler_step(sampler, random_state)
+    estimator = make_classifier(classifier, random_state=random_state, balanced=resampler is None)
+
+    steps = []
+    if segment is not None:
+        steps.append(("segment", segment))
+    steps.append(("features", FeatureFusion(branches)))
+    steps.append(("clean", FeatureCleaner()))
+    steps.append(("scale", _scale_step(scale, estimator)))
+    steps.append(("select", _selector_step(selector, k, random_state)))
+    if resampler is not None:
+        steps.append(("sample", resampler))
+    steps.append(("classify", estimator))
+
+    for name in ("clean", "scale", "select"):
+        step = dict(steps)[name]
+        if not isinstance(step, str) and hasattr(step, "set_output"):
+            step.set_output(transform="pandas")
+    if isinstance(memory, os.PathLike):
+        memory = os.fspath(memory)
+    return RadhePipeline(steps, memory=memory)
+
+
+# --------------------------------------------------------------------------------------------
+# hyper-parameter grids
+
+_K = {"small": [10, 20, 40], "medium": [5, 10, 20, 40, 80, "all"]}
+
+_CLASSIFIER_GRIDS = {
+    "logistic": {
+        "small": {"C": [0.01, 0.1, 1.0]},
+        "medium": {"C": [0.001, 0.01, 0.1, 1.0, 10.0]},
+    },
+    "svm": {
+        "small": {"C": [0.1, 1.0, 10.0]},
+        "medium": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale", 0.001, 0.01, 0.1]},
+    },
+    "random_forest": {
+        "small": {"min_samples_leaf": [1, 3, 5]},
+        "medium": {"min_samples_leaf": [1, 3, 5, 10], "max_features": ["sqrt", 0.3], "max_depth": [None, 5]},
+    },
+    "xgboost": {
+        "small": {"max_depth": [2, 3], "learning_rate": [0.03, 0.1]},
+        "medium": {"max_depth": [2, 3, 4], "learning_rate": [0.03, 0.1], "n_estimators": [100, 300],
+                   "min_child_weight": [1, 5]},
+    },
+    "lightgbm": {
+        "small": {"num_leaves": [4, 7], "learning_rate": [0.03, 0.1]},
+        "medium": {"num_leaves": [4, 7, 15], "learning_rate": [0.03, 0.1], "min_child_samples": [5, 10, 20]},
+    },
+}
+
+
+def param_grid(pipeline, size="small"):
+    """A hyper-parameter grid for :class:`~sklearn.model_selection.GridSearchCV`, adapted to ``pipeline``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A pipeline from :func:`make_pipeline` (or any pipeline whose steps are named ``select`` and
+        ``classify``).
+    size : {"small", "medium"}, default "small"
+        "small" (9-12 candidates): the number of features ``select__k`` in (10, 20, 40) and the
+        classifier's main regularisation parameter (e.g. ``classify__C`` in (0.01, 0.1, 1) for
+        logistic regression). "medium" (tens to a few hundred candidates): wider ranges, more
+        parameters, and the selection score (F-test or mutual information).
+
+    Returns
+    -------
+    dict
+        ``{"<step>__<param>": [values]}``; values of ``select__k`` above the number of available
+        features are harmless (the selector keeps them all). Only the ``select__k`` entry for a
+        classifier radhe does not know.
+
+    Raises
+    ------
+    radhe.errors.ConfigurationError
+        Unknown ``size``; a pipeline without a ``classify`` step.
+    """
+    if size not in _K:
+        raise ConfigurationError(f"size must be one of {sorted(_K)}, got {size!r}")
+    steps = getattr(pipeline, "named_steps", None)
+    if steps is None or "classify" not in steps:
+        raise ConfigurationError("param_grid needs a pipeline with a 'classify' step (see radhe.make_pipeline)")
+    grid: dict[str, list] = {}
+    select = steps.get("select")
+    if select is not None and not isinstance(select, str) and _has_param(select, "k"):
+        grid["select__k"] = list(_K[size])
+        if size == "medium" and isinstance(select, KBestSelector):
+            grid["select__score_func"] = ["f_classif", "mutual_info"]
+    name = classifier_name(steps["classify"])
+    if name in _CLASSIFIER_GRIDS:
+        for param, values in _CLASSIFIER_GRIDS[name][size].items():
+            if _has_param(steps["classify"], param):
+                grid[f"classify__{param}"] = list(values)
+    return grid
+
+
+assert set(_CLASSIFIER_GRIDS) == set(CLASSIFIERS)

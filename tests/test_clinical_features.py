@@ -1,0 +1,207 @@
+"""ClinicalFeatures and TabularFeatures: column choice, leakage, imputation, encoding."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from radhe.errors import ConfigurationError, InputError
+from radhe.features import ClinicalFeatures, TabularFeatures
+from radhe.features.tabular import OUTCOME_COLUMNS
+
+
+def manifest(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "case_id": [f"ich{i:04d}" for i in range(n)],
+            "patient_id": [f"p{i // 2:04d}" for i in range(n)],
+            "image": [f"/data/images/ich{i:04d}.nii" for i in range(n)],
+            "mask": [f"/data/masks/ich{i:04d}.nii" for i in range(n)],
+            "site": rng.choice(["site_a", "site_b"], n),
+            "age_years": rng.normal(65, 10, n).round(),
+            "sex": rng.choice(["F", "M"], n),
+            "gcs": rng.integers(3, 16, n),
+            "anticoagulant": rng.integers(0, 2, n),
+            "location": ["basal_ganglia", "thalamus", "lobar"] * (n // 3),
+            "baseline_volume_ml": rng.gamma(2, 10, n),
+            "followup_volume_ml": rng.gamma(2, 12, n),
+            "he": rng.integers(0, 2, n),
+        },
+        index=pd.RangeIndex(100, 100 + n),
+    )
+    frame.loc[[101, 104], "age_years"] = np.nan
+    frame.loc[102, "sex"] = None
+    return frame
+
+
+def test_outcome_columns_match_the_cohort_constant():
+    from radhe.datasets import OUTCOME_COLUMNS as cohort_outcomes
+
+    assert tuple(OUTCOME_COLUMNS) == tuple(cohort_outcomes)
+
+
+def test_auto_columns_exclude_reserved_outcome_paths_and_site():
+    m = manifest()
+    m["mask_pred"] = [f"/tmp/pred/{c}.nii.gz" for c in m["case_id"]]
+    m["some_path"] = [f"relative/{c}.nrrd" for c in m["case_id"]]
+    out = ClinicalFeatures().fit_transform(m)
+    used = ClinicalFeatures().fit(m).columns_
+    assert set(used) == {"age_years", "sex", "gcs", "anticoagulant", "location", "baseline_volume_ml"}
+    for forbidden in ("he", "followup_volume_ml", "case_id", "patient_id", "image", "mask", "mask_pred",
+                      "some_path", "site"):
+        assert not any(name.split("__", 1)[1].startswith(forbidden) for name in out.columns), forbidden
+    assert all(name.startswith("clinical__") for name in out.columns)
+
+
+def test_exclude_and_site_opt_in():
+    m = manifest()
+    assert "site" in ClinicalFeatures(exclude=()).fit(m).columns_
+    assert "gcs" not in ClinicalFeatures(exclude=("site", "gcs")).fit(m).columns_
+    assert "gcs" not in ClinicalFeatures(exclude="gcs").fit(m).columns_
+
+
+@pytest.mark.parametrize("cls", [ClinicalFeatures, TabularFeatures])
+@pytest.mark.parametrize("outcome", OUTCOME_COLUMNS)
+def test_explicit_outcome_column_is_refused(cls, outcome):
+    with pytest.raises(ConfigurationError, match="outcome"):
+        cls(columns=["age_years", outcome]).fit(manifest())
+
+
+def test_outcome_never_reaches_the_model():
+    """A table whose only signal is in the outcome columns must give a chance-level model."""
+    from sklearn.model_selection import cross_val_score
+
+    from radhe.model_selection import PatientStratifiedKFold
+    from radhe.pipeline import make_pipeline
+
+    rng = np.random.default_rng(3)
+    n = 80
+    y = rng.integers(0, 2, n)
+    table = pd.DataFrame(
+        {
+            "case_id": [f"c{i}" for i in range(n)],
+            "patient_id": [f"p{i}" for i in range(n)],
+            "noise_a": rng.normal(size=n),
+            "noise_b": rng.normal(size=n),
+            "he": y,
+            "followup_volume_ml": 10 + 30 * y + rng.normal(size=n),
+        }
+    )
+    for kwargs in ({"radiomics": None}, {"radiomics": None, "clinical": ClinicalFeatures()}):
+        pipe = make_pipeline(**kwargs, random_state=0)
+        pipe.fit(table, y)
+        names = list(pipe.named_steps["features"].get_feature_names_out())
+        assert not any("he" == n.split("__", 1)[1] or "followup" in n for n in names), names
+        scores = cross_val_score(pipe, table, y, cv=PatientStratifiedKFold(4, random_state=0), scoring="roc_auc")
+        assert scores.mean() < 0.8
+
+
+def test_imputation_uses_training_rows_only():
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, np.nan], "c": ["a", "a", "b", None]})
+    test = pd.DataFrame({"x": [np.nan, 100.0], "c": [None, "b"]}, index=[7, 9])
+    cf = ClinicalFeatures().fit(train)
+    assert cf.medians_["x"] == 2.0
+    assert cf.modes_["c"] == "a"
+    out = cf.transform(test)
+    assert list(out.index) == [7, 9]
+    assert list(out.columns) == ["clinical__x", "clinical__x_missing", "clinical__c_b"]
+    np.testing.assert_array_equal(out.to_numpy(), [[2.0, 1.0, 0.0], [100.0, 0.0, 1.0]])
+
+
+def test_missing_indicator_only_where_missing():
+    m = manifest()
+    names = ClinicalFeatures().fit(m).get_feature_names_out()
+    assert "clinical__age_years_missing" in names
+    assert "clinical__gcs_missing" not in names
+    assert "clinical__age_years_missing" not in ClinicalFeatures(missing_indicator=False).fit(m).get_feature_names_out()
+
+
+def test_infinite_values_are_imputed():
+    frame = pd.DataFrame({"x": [1.0, np.inf, 3.0, -np.inf, 5.0]})
+    out = ClinicalFeatures().fit_transform(frame)
+    assert np.isfinite(out.to_numpy()).all()
+    assert out["clinical__x"].tolist() == [1.0, 3.0, 3.0, 3.0, 5.0]
+
+
+def test_one_hot_encoding_and_unseen_categories():
+    m = manifest()
+    cf = ClinicalFeatures().fit(m)
+    names = list(cf.get_feature_names_out())
+    assert "clinical__sex_M" in names and "clinical__sex_F" not in names  # two levels -> one column
+    assert {"clinical__location_basal_ganglia", "clinical__location_lobar", "clinical__location_thalamus"} <= set(names)
+    new = m.iloc[:3].copy()
+    new["location"] = ["cerebellar", "lobar", None]  # unseen, seen, missing
+    out = cf.transform(new)
+    loc = out[[c for c in names if c.startswith("clinical__location_")]]
+    assert loc.iloc[0].sum() == 0  # unseen -> all zeros
+    assert loc.iloc[1]["clinical__location_lobar"] == 1
+    assert loc.iloc[2].sum() == 1  # missing -> most frequent category
+
+
+def test_transform_without_outcome_columns_and_with_extra_columns():
+    m = manifest()
+    cf = ClinicalFeatures().fit(m)
+    new = m.drop(columns=["he", "followup_volume_ml"]).assign(extra=1.0).iloc[::-1]
+    out = cf.transform(new)
+    assert list(out.index) == list(new.index)
+    pd.testing.assert_frame_equal(out.sort_index(), cf.transform(m))
+
+
+def test_missing_used_column_names_it():
+    m = manifest()
+    cf = ClinicalFeatures().fit(m)
+    with pytest.raises(InputError, match="gcs"):
+        cf.transform(m.drop(columns=["gcs"]))
+
+
+def test_explicit_columns_and_forced_categorical():
+    m = manifest()
+    cf = ClinicalFeatures(columns=["gcs", "sex"], categorical=["gcs"]).fit(m)
+    assert cf.categorical_columns_ == ["gcs", "sex"]
+    assert all(n.startswith(("clinical__gcs_", "clinical__sex_")) for n in cf.get_feature_names_out())
+    with pytest.raises(InputError, match="nonexistent"):
+        ClinicalFeatures(columns=["nonexistent"]).fit(m)
+
+
+def test_identifier_like_text_column_is_dropped_with_a_warning():
+    m = manifest()
+    m["accession"] = [f"ACC{i}" for i in range(len(m))]
+    with pytest.warns(UserWarning, match="accession"):
+        cf = ClinicalFeatures(max_categories=5).fit(m)
+    assert "accession" not in cf.columns_
+    assert "accession" in cf.dropped_columns_
+
+
+def test_numbers_stored_as_text_are_numeric():
+    frame = pd.DataFrame({"x": np.array([1.5, 2.5, "3"], dtype=object)})
+    cf = ClinicalFeatures().fit(frame)
+    assert cf.numeric_columns_ == ["x"]
+
+
+def test_tabular_passes_numbers_through_unchanged():
+    m = manifest()
+    m.loc[100, "baseline_volume_ml"] = np.inf
+    tf = TabularFeatures().fit(m)
+    out = tf.transform(m)
+    assert all(name.startswith("tabular__") for name in out.columns)
+    # every non-reserved, non-outcome column is a feature (site included)
+    assert {"site", "age_years", "baseline_volume_ml"} <= set(tf.columns_)
+    assert np.isnan(out.loc[101, "tabular__age_years"])  # NaN left for the pipeline's clean step
+    assert np.isinf(out.loc[100, "tabular__baseline_volume_ml"])
+    np.testing.assert_array_equal(out["tabular__gcs"], m["gcs"].astype(float))
+
+
+def test_numpy_input_gets_generic_names():
+    X = np.arange(12.0).reshape(4, 3)
+    out = TabularFeatures().fit_transform(X)
+    assert list(out.columns) == ["tabular__x0", "tabular__x1", "tabular__x2"]
+
+
+def test_no_warning_on_a_clean_manifest():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ClinicalFeatures().fit_transform(manifest())
