@@ -146,9 +146,10 @@ def _cmd_fit(args) -> int:
     import joblib
 
     manifest, y = _manifest_and_label(args)
-    pipeline = _build_pipeline(args.pipeline, args.seed)
     start = time.perf_counter()
-    pipeline.fit(manifest, y)
+    with _cache_folder(args.cache) as cache:
+        pipeline = _build_pipeline(args.pipeline, args.seed, n_jobs=args.n_jobs, cache=cache)
+        pipeline.fit(manifest, y)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, args.out)
     print(f"fitted pipeline '{args.pipeline}' on {len(manifest)} cases in {time.perf_counter() - start:.1f} s "
@@ -161,9 +162,10 @@ def _cmd_evaluate(args) -> int:
     from radhe.model_selection import PatientStratifiedKFold
 
     manifest, y = _manifest_and_label(args)
-    pipeline = _build_pipeline(args.pipeline, args.seed)
     cv = PatientStratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
-    result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html)
+    with _cache_folder(args.cache) as cache:
+        pipeline = _build_pipeline(args.pipeline, args.seed, n_jobs=args.n_jobs, cache=cache)
+        result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html)
     _write_outputs(result, args.out, html=args.html)
     return 0
 
@@ -209,12 +211,25 @@ def _add_manifest(parser) -> None:
 
 def _add_pipeline(parser) -> None:
     parser.add_argument("--pipeline", default="default", help="pipeline name (default: 'default')")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="per-case feature cache folder (default: a temporary one for this run)")
+    parser.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes for extraction")
     parser.add_argument("--label", default=DEFAULT_LABEL, help=f"outcome column (default '{DEFAULT_LABEL}')")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
 
 
 def _add_cv(parser) -> None:
     parser.add_argument("--folds", type=int, default=5, help="patient-grouped CV folds (default 5)")
+
+
+def _cache_folder(cache: Path | None):
+    """The user's cache folder, or a temporary one that lives for this command (folds share it)."""
+    import contextlib
+    import tempfile
+
+    if cache is not None:
+        return contextlib.nullcontext(cache)
+    return tempfile.TemporaryDirectory(prefix="radhe-cache-")
 
 
 def _manifest_and_label(args):

@@ -1,0 +1,233 @@
+"""Haematoma volume: planimetry, the ABC/2 bedside estimate, and agreement between two methods.
+
+- :func:`mask_volume_ml` — planimetric volume: labelled voxels × voxel volume.
+- :func:`abc2_volume_ml` — Kothari et al.'s ABC/2 (Stroke 1996) as clinicians apply it on axial slices.
+- :func:`compare_volumes` — agreement statistics of two volume measurements, as in Xu et al. 2021
+  (Pearson r, ICC, Bland–Altman, Wilcoxon signed-rank).
+
+Masks can be a SimpleITK image, a path to one, or a numpy array in SimpleITK's ``(z, y, x)`` order
+together with ``spacing`` ``(x, y, z)`` in mm. Array axis 0 (image ``z``) is taken as the axial
+(slice) direction.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import stats
+from scipy.spatial import ConvexHull, QhullError
+
+from radhe.errors import InputError
+
+__all__ = ["mask_volume_ml", "abc2_volume_ml", "compare_volumes", "ICC_FORM"]
+
+#: The intraclass correlation reported by :func:`compare_volumes`.
+ICC_FORM = "ICC(2,1): two-way random effects, absolute agreement, single measurement (Shrout & Fleiss 1979)"
+
+
+def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float, float, float]]:
+    if isinstance(mask, (str, os.PathLike)):
+        from radhe.io.image import read_image
+
+        mask = read_image(mask)
+    if isinstance(mask, sitk.Image):
+        if mask.GetDimension() != 3:
+            raise InputError(f"mask must be a 3-D image, got {mask.GetDimension()}-D")
+        spacing = mask.GetSpacing() if spacing is None else spacing
+        array = sitk.GetArrayViewFromImage(mask)
+    else:
+        array = np.asarray(mask)
+        if spacing is None:
+            raise InputError("a numpy mask needs spacing=(x, y, z) in mm")
+        if array.ndim != 3:
+            raise InputError(f"mask must be a 3-D array in (z, y, x) order, got shape {array.shape}")
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or min(spacing) <= 0 or not all(np.isfinite(spacing)):
+        raise InputError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing}")
+    binary = array != 0 if label is None else array == label
+    return np.asarray(binary, dtype=bool), spacing
+
+
+def mask_volume_ml(mask, *, spacing=None, label: int | None = None) -> float:
+    """Planimetric volume (mL) of a mask: number of labelled voxels × voxel volume.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image, path-like or numpy.ndarray
+        A numpy array is in ``(z, y, x)`` order and needs ``spacing``.
+    spacing : (float, float, float), optional
+        Voxel size ``(x, y, z)`` in mm; overrides the image's.
+    label : int, optional
+        The label to measure; default every non-zero voxel.
+
+    Returns
+    -------
+    float
+        Volume in mL (1 mL = 1,000 mm³).
+    """
+    binary, spacing = _mask_array(mask, spacing, label)
+    return float(np.count_nonzero(binary)) * float(np.prod(spacing)) / 1000.0
+
+
+def _feret(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """Largest distance between two of ``points`` (2-D, mm) and its unit direction."""
+    try:
+        hull = points[ConvexHull(points).vertices] if len(points) > 3 else points
+    except QhullError:          # degenerate (collinear) point sets
+        hull = points
+    diff = hull[:, None, :] - hull[None, :, :]
+    d2 = (diff**2).sum(-1)
+    i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+    length = float(np.sqrt(d2[i, j]))
+    direction = diff[i, j] / length if length > 0 else np.array([1.0, 0.0])
+    return length, direction
+
+
+def abc2_volume_ml(mask, *, spacing=None, label: int | None = None, slice_weighting: bool = True,
+                   return_details: bool = False):
+    """Kothari's ABC/2 volume estimate (mL) of a haematoma mask, as clinicians measure it.
+
+    On the axial slice with the largest haematoma area (the reference slice):
+
+    - **A** is the largest diameter of the haematoma (the maximal caliper / Feret diameter of its
+      pixels, each pixel counted as a square of the in-plane spacing);
+    - **B** is the largest diameter perpendicular to A on the same slice: the longest extent of the
+      haematoma along a line perpendicular to A (lines one pixel apart);
+    - **C** is the number of slices with haemorrhage times the slice thickness, each slice weighted
+      by its area relative to the reference slice: ≥ 75 % counts 1, 25–75 % counts 0.5 and < 25 %
+      counts 0 (Kothari et al., Stroke 1996;27:1304-5). With ``slice_weighting=False`` every slice
+      with haemorrhage counts 1.
+
+    The volume is ``A × B × C / 2``. For an ellipsoid (``V = π/6 · A·B·H``, ``H`` its height) the
+    unweighted estimate is 4.5 % below the true volume (``1/2`` for ``π/6``); Kothari's weighting
+    counts the tapering end slices at most half, which puts the weighted estimate of a smooth
+    ellipsoid near 2/3 of its volume, while for irregular haematomas ``A × B`` overestimates the area
+    and the two biases partly cancel.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image, path-like or numpy.ndarray
+        A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``.
+    spacing : (float, float, float), optional
+        Voxel size ``(x, y, z)`` in mm; the slice thickness is taken as the ``z`` spacing.
+    label : int, optional
+        The label to measure; default every non-zero voxel.
+    slice_weighting : bool, default True
+        Kothari's area weighting of C (see above).
+    return_details : bool, default False
+        Also return a dict with ``A_mm``, ``B_mm``, ``C_mm``, ``reference_slice`` and ``slice_weights``.
+
+    Returns
+    -------
+    float, or (float, dict) with ``return_details``
+        The estimate in mL; 0.0 for an empty mask.
+    """
+    binary, (dx, dy, dz) = _mask_array(mask, spacing, label)
+    areas = binary.sum(axis=(1, 2)).astype(float) * dx * dy
+    if areas.max() == 0:
+        details = {"A_mm": 0.0, "B_mm": 0.0, "C_mm": 0.0, "reference_slice": None,
+                   "slice_weights": np.zeros(len(areas))}
+        return (0.0, details) if return_details else 0.0
+    ref = int(np.argmax(areas))
+    rows, cols = np.nonzero(binary[ref])
+    centres = np.column_stack([cols * dx, rows * dy])            # (x, y) mm
+    corners = np.concatenate([centres + [sx * dx / 2, sy * dy / 2] for sx in (-1, 1) for sy in (-1, 1)])
+    a_len, a_dir = _feret(corners)
+
+    # B: for lines perpendicular to A, one pixel apart, the extent of the haematoma along each line
+    perp = np.array([-a_dir[1], a_dir[0]])
+    u = centres @ a_dir
+    v = centres @ perp
+    half_v = 0.5 * (abs(perp[0]) * dx + abs(perp[1]) * dy)
+    step = min(dx, dy)
+    bins = np.floor((u - u.min()) / step).astype(int)
+    top = np.full(bins.max() + 1, -np.inf)
+    bottom = np.full(bins.max() + 1, np.inf)
+    np.maximum.at(top, bins, v + half_v)
+    np.minimum.at(bottom, bins, v - half_v)
+    b_len = float(np.max(top - bottom))
+
+    ratio = areas / areas[ref]
+    if slice_weighting:
+        weights = np.where(ratio >= 0.75, 1.0, np.where(ratio >= 0.25, 0.5, 0.0))
+    else:
+        weights = (ratio > 0).astype(float)
+    c_len = float(weights.sum() * dz)
+    volume = a_len * b_len * c_len / 2.0 / 1000.0
+    if return_details:
+        return volume, {"A_mm": a_len, "B_mm": b_len, "C_mm": c_len, "reference_slice": ref,
+                        "slice_weights": weights}
+    return volume
+
+
+def _icc_2_1(y: np.ndarray) -> float:
+    n, k = y.shape
+    grand = y.mean()
+    ss_rows = k * ((y.mean(axis=1) - grand) ** 2).sum()
+    ss_cols = n * ((y.mean(axis=0) - grand) ** 2).sum()
+    ss_total = ((y - grand) ** 2).sum()
+    ss_err = ss_total - ss_rows - ss_cols
+    ms_rows = ss_rows / (n - 1)
+    ms_cols = ss_cols / (k - 1)
+    ms_err = ss_err / ((n - 1) * (k - 1))
+    denom = ms_rows + (k - 1) * ms_err + k * (ms_cols - ms_err) / n
+    return float((ms_rows - ms_err) / denom) if denom > 0 else float("nan")
+
+
+def compare_volumes(reference_ml, estimate_ml) -> dict:
+    """Agreement between two volume measurements of the same haematomas (Xu et al. 2021's analysis).
+
+    Parameters
+    ----------
+    reference_ml, estimate_ml : array-like
+        Paired volumes (mL), e.g. manual planimetry and a segmentation model or ABC/2. Pairs with a
+        NaN are dropped.
+
+    Returns
+    -------
+    dict
+        ``n``; ``pearson_r`` and ``pearson_p``; ``icc`` (form in ``icc_form``: :data:`ICC_FORM`);
+        ``mean_difference`` and ``sd_difference`` of ``estimate - reference`` (SD with ``n - 1``);
+        ``mean_absolute_difference``; Bland–Altman 95 % limits of agreement ``loa_lower`` and
+        ``loa_upper`` (mean difference ∓ 1.96 SD); ``wilcoxon_p``, the two-sided Wilcoxon
+        signed-rank p-value of the differences (1.0 when all differences are zero).
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Different lengths, or fewer than 3 complete pairs.
+    """
+    ref = np.asarray(reference_ml, dtype=float).ravel()
+    est = np.asarray(estimate_ml, dtype=float).ravel()
+    if ref.shape != est.shape:
+        raise InputError(f"compare_volumes: {ref.size} reference volumes but {est.size} estimates")
+    keep = ~(np.isnan(ref) | np.isnan(est))
+    ref, est = ref[keep], est[keep]
+    if ref.size < 3:
+        raise InputError(f"compare_volumes: needs at least 3 complete pairs, got {ref.size}")
+    diff = est - ref
+    sd = float(diff.std(ddof=1))
+    mean = float(diff.mean())
+    if np.ptp(ref) > 0 and np.ptp(est) > 0:
+        r, p = stats.pearsonr(ref, est)
+    else:
+        r, p = float("nan"), float("nan")
+    if np.any(diff != 0):
+        wilcoxon_p = float(stats.wilcoxon(est, ref).pvalue)
+    else:
+        wilcoxon_p = 1.0
+    return {
+        "n": int(ref.size),
+        "pearson_r": float(r),
+        "pearson_p": float(p),
+        "icc": _icc_2_1(np.column_stack([ref, est])),
+        "icc_form": ICC_FORM,
+        "mean_difference": mean,
+        "sd_difference": sd,
+        "mean_absolute_difference": float(np.abs(diff).mean()),
+        "loa_lower": mean - 1.96 * sd,
+        "loa_upper": mean + 1.96 * sd,
+        "wilcoxon_p": wilcoxon_p,
+    }

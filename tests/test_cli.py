@@ -1,0 +1,137 @@
+"""The ``radhe`` command line: every command, its --help, and its bad-input paths (exit codes, messages)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import joblib
+import pandas as pd
+import pytest
+
+from radhe.cli import main
+from radhe.io import load_manifest
+
+COMMANDS = ["synth", "validate", "extract", "fit", "evaluate", "report", "demo"]
+
+
+def run_cli(*args):
+    """Run the installed console script in a subprocess, as a user would."""
+    exe = shutil.which("radhe") or str(__import__("pathlib").Path(sys.executable).with_name("radhe"))
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: radhe {command}" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--manifest"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cli_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "cohort"
+    result = run_cli("synth", "--out", out, "-n", 24, "--shape", 96, 96, 16, "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 24 cases" in result.stdout
+    return out
+
+
+def test_synth_writes_a_loadable_cohort(cli_cohort):
+    manifest = pd.read_csv(cli_cohort / "manifest.csv")
+    assert len(manifest) == 24
+    assert (cli_cohort / "oracle.csv").exists()
+    assert "he_risk" not in manifest.columns
+
+
+def test_validate_ok_and_bad_file(cli_cohort, tmp_path, capsys):
+    assert main(["validate", "--manifest", str(cli_cohort / "manifest.csv")]) == 0
+    assert "24 cases: 24 valid, 0 skipped" in capsys.readouterr().out
+
+    manifest = load_manifest(cli_cohort / "manifest.csv")  # absolute paths
+    manifest.loc[2, "image"] = str(tmp_path / "gone.nii")
+    broken = tmp_path / "broken.csv"
+    manifest.to_csv(broken, index=False)
+    assert main(["validate", "--manifest", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("radhe: error: case 'ich0003': file not found")
+    assert main(["validate", "--manifest", str(broken), "--skip"]) == 0
+    assert "skipped case 'ich0003': file not found" in capsys.readouterr().out
+
+
+def test_missing_manifest_and_missing_columns(tmp_path, capsys):
+    assert main(["validate", "--manifest", str(tmp_path / "none.csv")]) == 1
+    assert "manifest file not found" in capsys.readouterr().err
+    pd.DataFrame({"case_id": ["a"], "image": ["a.nii"]}).to_csv(tmp_path / "m.csv", index=False)
+    assert main(["fit", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "x.joblib")]) == 1
+    assert "has no outcome column 'he'" in capsys.readouterr().err
+    assert main(["extract", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "f.parquet")]) == 1
+    assert "has no mask column 'mask'" in capsys.readouterr().err
+
+
+def test_unknown_pipeline_is_refused_with_the_available_names(cli_cohort, tmp_path, capsys):
+    code = main(["fit", "--manifest", str(cli_cohort / "manifest.csv"), "--pipeline", "nope",
+                 "--out", str(tmp_path / "m.joblib")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "unknown pipeline 'nope'" in err and "default" in err
+
+
+def test_extract_writes_features_and_records_failures(cli_cohort, tmp_path, capsys):
+    manifest = load_manifest(cli_cohort / "manifest.csv").head(4)
+    manifest.loc[1, "mask"] = str(tmp_path / "missing_mask.nii")
+    path = tmp_path / "four.csv"
+    manifest.to_csv(path, index=False)
+    assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.parquet")]) == 1
+    assert "case 'ich0002'" in capsys.readouterr().err
+    assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.parquet"), "--skip"]) == 0
+    assert "1 case(s) failed" in capsys.readouterr().out
+    features = pd.read_parquet(tmp_path / "f.parquet")
+    assert list(features["case_id"]) == ["ich0001", "ich0002", "ich0003", "ich0004"]
+    assert features.filter(like="radiomics__").iloc[1].isna().all()
+    assert features.filter(like="radiomics__").drop(index=1).notna().all().all()
+    assert "radiomics__original_shape_MeshVolume" in features.columns
+
+
+def test_fit_saves_a_model_that_predicts(cli_cohort, tmp_path):
+    model_path = tmp_path / "model.joblib"
+    result = run_cli("fit", "--manifest", cli_cohort / "manifest.csv", "--out", model_path)
+    assert result.returncode == 0, result.stderr
+    model = joblib.load(model_path)
+    manifest = load_manifest(cli_cohort / "manifest.csv")
+    proba = model.predict_proba(manifest.head(5))
+    assert proba.shape == (5, 2)
+
+
+def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
+    assert main(["evaluate", "--manifest", str(cli_cohort / "manifest.csv"), "--folds", "3",
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["main"]["auc"]["auc"] <= 1.0
+    assert not (tmp_path / "eval" / "report.html").exists()
+    assert "AUC" in capsys.readouterr().out
+
+    assert main(["report", "--manifest", str(cli_cohort / "manifest.csv"), "--folds", "3",
+                 "--out", str(tmp_path / "rep")]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "<img" in html and "BAT" in html
+    assert "BAT score" in json.loads((tmp_path / "rep" / "metrics.json").read_text())["baselines"]

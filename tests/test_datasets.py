@@ -1,0 +1,233 @@
+"""The synthetic ICH cohort: contract, determinism, prevalences, visible markers, anatomy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.spatial import ConvexHull
+
+from radhe.datasets import MANIFEST_COLUMNS, MARKER_COLUMNS, OUTCOME_COLUMNS, make_ich_cohort
+from radhe.datasets.cohort import generate_case
+from radhe.errors import ConfigurationError
+from radhe.io import load_manifest, validate_manifest
+from radhe.labels import haematoma_expansion
+from radhe.volumetry import mask_volume_ml
+
+SMALL = (96, 96, 16)
+
+CONTRACT_COLUMNS = [
+    "case_id", "patient_id", "image", "mask", "site", "age_years", "sex", "sbp_mmhg", "dbp_mmhg", "gcs",
+    "onset_to_ct_h", "anticoagulant", "antiplatelet", "platelet_count_1e9_l", "inr", "location",
+    "hypodensity", "blend_sign", "irregular_margin", "fluid_level", "intraventricular_extension", "oedema_rim",
+    "baseline_volume_ml", "followup_volume_ml", "he",
+]
+
+
+@pytest.fixture(scope="module")
+def cohort100(tmp_path_factory):
+    """100 small cases with their arrays (read back from disk) and the oracle."""
+    out = tmp_path_factory.mktemp("cohort100")
+    manifest = make_ich_cohort(100, out, shape=SMALL, random_state=11)
+    oracle = pd.read_csv(out / "oracle.csv")
+    cts = [sitk.GetArrayFromImage(sitk.ReadImage(p)) for p in manifest["image"]]
+    masks = [sitk.GetArrayFromImage(sitk.ReadImage(p)).astype(bool) for p in manifest["mask"]]
+    spacing = [sitk.ReadImage(p).GetSpacing() for p in manifest["image"][:1]][0]
+    return manifest, oracle, cts, masks, spacing
+
+
+def test_contract_columns_and_files(small_cohort):
+    m = small_cohort
+    assert list(m.columns) == CONTRACT_COLUMNS
+    assert tuple(MANIFEST_COLUMNS) == tuple(CONTRACT_COLUMNS)
+    assert OUTCOME_COLUMNS == ("followup_volume_ml", "he")
+    assert len(m) == 40 and m["case_id"].iloc[0] == "ich0001"
+    folder = m.attrs["manifest_dir"]
+    reread = load_manifest(f"{folder}/manifest.csv")
+    pd.testing.assert_frame_equal(reread, m)
+    oracle = pd.read_csv(f"{folder}/oracle.csv")
+    assert list(oracle.columns) == ["case_id", "he_risk"]
+    assert oracle["case_id"].tolist() == m["case_id"].tolist()
+    assert oracle["he_risk"].between(0, 1).all()
+    assert "he_risk" not in m.columns
+    for col in MARKER_COLUMNS + ("he",):
+        assert set(m[col].unique()) <= {0, 1}, col
+    assert set(m["sex"]) <= {"F", "M"}
+    assert m["gcs"].dropna().between(3, 15).all()
+    assert set(m["site"]) <= {"site_a", "site_b", "site_c"}
+    assert set(m["location"]) <= {"basal_ganglia", "thalamus", "lobar", "infratentorial"}
+    assert m["image"].str.endswith(".nii").all() and m["mask"].str.endswith(".nii").all()
+
+
+def test_small_cohort_files_are_valid_ct(small_cohort):
+    report = validate_manifest(small_cohort.iloc[:8])
+    assert len(report.skipped) == 0
+    cases = report.cases
+    assert (cases["hu_min"] <= -900).all() and (cases["hu_max"] >= 700).all()
+    assert all(tuple(s) == SMALL for s in cases["size"])
+    img = sitk.ReadImage(small_cohort["image"].iloc[0])
+    assert img.GetPixelID() == sitk.sitkInt16
+    msk = sitk.ReadImage(small_cohort["mask"].iloc[0])
+    assert msk.GetPixelID() == sitk.sitkUInt8
+    # baseline volume is the planimetric volume of the mask
+    for row in small_cohort.iloc[:8].itertuples():
+        assert row.baseline_volume_ml == pytest.approx(mask_volume_ml(row.mask), abs=0.006)
+
+
+def test_labels_follow_the_volumes(small_cohort):
+    m = small_cohort
+    expected = haematoma_expansion(m["baseline_volume_ml"], m["followup_volume_ml"])
+    assert (expected.astype(int) == m["he"]).all()
+
+
+def test_determinism_and_independence_of_n_jobs(tmp_path, small_cohort):
+    a = make_ich_cohort(3, tmp_path / "a", shape=SMALL, random_state=0)
+    b = make_ich_cohort(3, tmp_path / "b", shape=SMALL, random_state=0, n_jobs=2)
+    cols = [c for c in a.columns if c not in ("image", "mask")]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    # the first cases of a larger cohort with the same seed are the same cases
+    pd.testing.assert_frame_equal(a[cols], small_cohort[cols].iloc[:3], check_dtype=False)
+    for p, q in zip(a["image"], b["image"], strict=True):
+        assert open(p, "rb").read() == open(q, "rb").read()
+    oa = pd.read_csv(tmp_path / "a" / "oracle.csv")
+    ob = pd.read_csv(tmp_path / "b" / "oracle.csv")
+    pd.testing.assert_frame_equal(oa, ob)
+    c = make_ich_cohort(3, tmp_path / "c", shape=SMALL, random_state=1)
+    assert not a[cols].equals(c[cols])
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ConfigurationError):
+        make_ich_cohort(0, tmp_path)
+    with pytest.raises(ConfigurationError):
+        make_ich_cohort(2, tmp_path, shape=(96, 96))
+    with pytest.raises(ConfigurationError):
+        make_ich_cohort(2, tmp_path, random_state=-3)
+
+
+def test_compressed_output(tmp_path):
+    m = make_ich_cohort(1, tmp_path, shape=(64, 64, 10), compress=True)
+    assert m["image"].iloc[0].endswith(".nii.gz")
+    assert sitk.ReadImage(m["image"].iloc[0]).GetSize() == (64, 64, 10)
+
+
+def test_prevalences_on_100_cases(cohort100):
+    m, oracle, *_ = cohort100
+    assert 0.17 <= m["he"].mean() <= 0.35
+    ranges = {"hypodensity": (0.2, 0.5), "blend_sign": (0.06, 0.28), "irregular_margin": (0.25, 0.6),
+              "fluid_level": (0.0, 0.15), "intraventricular_extension": (0.2, 0.5), "oedema_rim": (0.3, 0.7)}
+    for col, (lo, hi) in ranges.items():
+        assert lo <= m[col].mean() <= hi, (col, m[col].mean())
+    freq = m["location"].value_counts(normalize=True)
+    assert 0.25 <= freq.get("basal_ganglia", 0) <= 0.6
+    assert 0.15 <= freq.get("lobar", 0) <= 0.45
+    vol = m["baseline_volume_ml"]
+    assert 6.0 <= vol.median() <= 22.0
+    assert vol.min() >= 0.3 and vol.max() <= 120.0
+    # a few percent missing, as in registries; age and sex complete
+    clinical = ["sbp_mmhg", "dbp_mmhg", "gcs", "onset_to_ct_h", "anticoagulant", "antiplatelet",
+                "platelet_count_1e9_l", "inr"]
+    assert 0.005 <= m[clinical].isna().to_numpy().mean() <= 0.08
+    assert m[["age_years", "sex"]].notna().all().all()
+    # the oracle risk is informative but not perfect
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(m["he"], oracle["he_risk"])
+    assert 0.7 <= auc <= 0.97
+    assert abs(oracle["he_risk"].mean() - m["he"].mean()) < 0.1
+
+
+def _percentile_in_mask(ct, mask, q):
+    return float(np.percentile(ct[mask], q))
+
+
+def test_markers_are_visible(cohort100):
+    m, _, cts, masks, spacing = cohort100
+    p10 = np.array([_percentile_in_mask(c, k, 10) for c, k in zip(cts, masks, strict=True)])
+    p90 = np.array([_percentile_in_mask(c, k, 90) for c, k in zip(cts, masks, strict=True)])
+    hypo = m["hypodensity"].to_numpy() == 1
+    assert np.median(p10[hypo]) < np.median(p10[~hypo]) - 3
+    blend = m["blend_sign"].to_numpy() == 1
+    assert np.median((p90 - p10)[blend]) > np.median((p90 - p10)[~blend & ~hypo]) + 5
+
+    # oedema: the shell just outside the clot is darker
+    shell_mean = []
+    for c, k in zip(cts, masks, strict=True):
+        shell = ndimage.binary_dilation(k, iterations=1) & ~k & (c > -50) & (c < 100)
+        shell_mean.append(c[shell].mean())
+    shell_mean = np.array(shell_mean)
+    oed = m["oedema_rim"].to_numpy() == 1
+    assert np.median(shell_mean[oed]) < np.median(shell_mean[~oed]) - 2
+
+    # fluid level: the dependent (posterior, +y) half of the clot is denser than the other
+    fl = np.flatnonzero(m["fluid_level"].to_numpy() == 1)
+    for i in fl:
+        k = masks[i]
+        _, yy, _ = np.nonzero(k)
+        ymid = np.median(yy)
+        hu = cts[i][k]
+        assert hu[yy > ymid].mean() > hu[yy < ymid].mean() + 10
+
+    # irregular margin: lower solidity (mask volume / convex hull volume)
+    def solidity(k):
+        pts = np.argwhere(k) * np.array(spacing[::-1])
+        corners = np.concatenate([pts + np.array(off) * np.array(spacing[::-1]) / 2
+                                  for off in np.ndindex(2, 2, 2)]) if len(pts) else pts
+        return k.sum() * np.prod(spacing) / ConvexHull(corners - 0.25 * np.array(spacing[::-1])).volume
+
+    sol = np.array([solidity(k) for k in masks])
+    irr = m["irregular_margin"].to_numpy() == 1
+    assert np.median(sol[irr]) < np.median(sol[~irr])
+
+
+def test_masks_lie_inside_the_brain(cohort100):
+    _, _, cts, masks, _ = cohort100
+    for c, k in zip(cts, masks, strict=True):
+        assert k.any()
+        bone = c > 300
+        intracranial = np.zeros_like(bone)
+        for z in range(c.shape[0]):
+            intracranial[z] = ndimage.binary_fill_holes(bone[z]) & ~bone[z]
+        assert intracranial[k].all()
+        assert np.percentile(c[k], 99) < 110       # blood, not bone or calcification
+        assert np.percentile(c[k], 1) > -20        # not air or fat
+
+
+def test_generator_masks_inside_parenchyma():
+    for i in range(6):
+        res = generate_case(i, 5, SMALL, None, return_arrays=True)
+        head = res["head"]
+        crop = (slice(None),) + tuple(head.crop)
+        assert res["mask"].any()
+        assert head.parenchyma[res["mask"][crop]].all()
+        assert not res["mask"][crop][head.ventricles].any()
+
+
+def test_default_size_is_life_size(tmp_path):
+    m = make_ich_cohort(1, tmp_path, random_state=3)
+    img = sitk.ReadImage(m["image"].iloc[0])
+    assert img.GetSize() == (256, 256, 28)
+    dx, dy, dz = img.GetSpacing()
+    assert 0.8 <= dx <= 0.95 and 4.5 <= dz <= 5.0
+    ct = sitk.GetArrayFromImage(img)
+    head = ct > -500
+    zmid = ct.shape[0] // 2
+    _, cols = np.nonzero(head[zmid])
+    rows, _ = np.nonzero(head[zmid])
+    width_mm = (cols.max() - cols.min() + 1) * dx
+    length_mm = (rows.max() - rows.min() + 1) * dy
+    assert 130 <= width_mm <= 175 and 160 <= length_mm <= 215
+    skull = ct[zmid] > 600
+    assert skull.any()
+    brain = (ct[zmid] > 15) & (ct[zmid] < 50)
+    assert 20 <= np.median(ct[zmid][brain]) <= 45
+
+
+@pytest.mark.slow
+def test_full_resolution(tmp_path):
+    m = make_ich_cohort(1, tmp_path, shape=(512, 512, 28), random_state=2)
+    img = sitk.ReadImage(m["image"].iloc[0])
+    assert img.GetSize() == (512, 512, 28)
+    assert 0.4 <= img.GetSpacing()[0] <= 0.5

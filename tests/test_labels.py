@@ -1,0 +1,68 @@
+"""Haematoma-expansion labels on hand-made edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from radhe.errors import InputError
+from radhe.labels import haematoma_expansion
+
+
+@pytest.mark.parametrize(
+    ("baseline", "followup", "expected"),
+    [
+        (10.0, 16.0, 1.0),     # +6 mL is not > 6 mL, but +60 % > 33 %
+        (30.0, 36.0, 0.0),     # exactly +6 mL and +20 %: strict >, no expansion
+        (30.0, 36.01, 1.0),    # just over 6 mL
+        (100.0, 133.0, 1.0),   # exactly +33 %, but +33 mL > 6 mL
+        (12.0, 15.96, 0.0),    # exactly +33 % (3.96 mL): not expanded
+        (12.0, 15.97, 1.0),    # just over 33 %
+        (20.0, 18.0, 0.0),     # shrinkage
+        (0.0, 0.0, 0.0),
+        (0.0, 0.5, 1.0),       # any growth from nothing is > 33 % of 0
+        (5.0, 5.0, 0.0),
+    ],
+)
+def test_scalar_edge_cases(baseline, followup, expected):
+    assert haematoma_expansion(baseline, followup) == expected
+
+
+def test_vectorised_nan_and_series():
+    base = np.array([10.0, np.nan, 30.0, 8.0])
+    follow = np.array([20.0, 12.0, np.nan, 8.5])
+    out = haematoma_expansion(base, follow)
+    assert out[0] == 1.0 and out[3] == 0.0
+    assert np.isnan(out[1]) and np.isnan(out[2])
+
+    s_base = pd.Series([10.0, 20.0], index=["a", "b"])
+    out = haematoma_expansion(s_base, [11.0, 30.0])
+    assert isinstance(out, pd.Series)
+    assert list(out.index) == ["a", "b"]
+    assert out.tolist() == [0.0, 1.0]
+
+    assert np.isnan(haematoma_expansion(float("nan"), 3.0))
+    assert haematoma_expansion(10.0, [10.0, 17.0]).tolist() == [0.0, 1.0]   # broadcasting
+
+
+def test_thresholds_are_parameters():
+    assert haematoma_expansion(30.0, 40.0, absolute_ml=12.5) == 1.0          # +33.3 % > 33 %
+    assert haematoma_expansion(30.0, 40.0, absolute_ml=12.5, relative=None) == 0.0
+    assert haematoma_expansion(30.0, 40.0, absolute_ml=None, relative=0.5) == 0.0
+    assert haematoma_expansion(30.0, 39.0, absolute_ml=None) == 0.0          # +30 %
+    with pytest.raises(InputError):
+        haematoma_expansion(1.0, 2.0, absolute_ml=None, relative=None)
+    with pytest.raises(InputError):
+        haematoma_expansion(1.0, 2.0, absolute_ml=-1.0)
+
+
+def test_negative_or_invalid_volumes_raise():
+    with pytest.raises(InputError, match="negative"):
+        haematoma_expansion(-1.0, 3.0)
+    with pytest.raises(InputError, match="negative"):
+        haematoma_expansion([1.0, 2.0], [3.0, -0.1])
+    with pytest.raises(InputError):
+        haematoma_expansion([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(InputError):
+        haematoma_expansion(np.inf, 3.0)

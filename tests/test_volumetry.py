@@ -1,0 +1,144 @@
+"""Volumetry on synthetic spheres and ellipsoids of known analytic volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from radhe.errors import InputError
+from radhe.volumetry import ICC_FORM, _icc_2_1, abc2_volume_ml, compare_volumes, mask_volume_ml
+
+
+def ellipsoid_mask(semi_mm, spacing, shape, centre_offset=(0.0, 0.0, 0.0)):
+    """Binary ellipsoid in (z, y, x) order; ``semi_mm`` and ``spacing`` are (x, y, z)."""
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    cz, cy, cx = ((s - 1) / 2 for s in shape)
+    qx = ((x - cx) * spacing[0] - centre_offset[0]) / semi_mm[0]
+    qy = ((y - cy) * spacing[1] - centre_offset[1]) / semi_mm[1]
+    qz = ((z - cz) * spacing[2] - centre_offset[2]) / semi_mm[2]
+    return (qx**2 + qy**2 + qz**2) <= 1.0
+
+
+def analytic_ml(semi_mm):
+    return 4.0 / 3.0 * np.pi * np.prod(semi_mm) / 1000.0
+
+
+@pytest.mark.parametrize(
+    ("semi", "spacing", "shape", "tol"),
+    [
+        ((15.0, 15.0, 15.0), (0.5, 0.5, 0.5), (70, 70, 70), 0.01),      # 14.1 mL sphere, isotropic
+        ((30.0, 20.0, 45.0), (0.45, 0.45, 5.0), (22, 100, 140), 0.02),   # CT-like anisotropic voxels
+        ((12.0, 8.0, 10.0), (0.9, 0.9, 4.8), (8, 24, 32), 0.08),         # 4 mL on a coarse grid
+    ],
+)
+def test_planimetric_volume_matches_analytic(semi, spacing, shape, tol):
+    mask = ellipsoid_mask(semi, spacing, shape, centre_offset=(0.13, -0.21, 0.37))
+    got = mask_volume_ml(mask, spacing=spacing)
+    assert got == pytest.approx(analytic_ml(semi), rel=tol)
+
+
+def test_planimetric_accepts_images_paths_and_labels(tmp_path):
+    spacing = (0.5, 0.5, 2.0)
+    mask = ellipsoid_mask((10.0, 10.0, 10.0), spacing, (14, 50, 50)).astype(np.uint8)
+    expected = mask.sum() * 0.5 * 0.5 * 2.0 / 1000.0
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing(spacing)
+    path = tmp_path / "m.nii"
+    sitk.WriteImage(image, str(path))
+    assert mask_volume_ml(image) == pytest.approx(expected)
+    assert mask_volume_ml(path) == pytest.approx(expected)
+    assert mask_volume_ml(str(path)) == pytest.approx(expected)
+    labelled = mask * 2
+    labelled[0, 0, 0] = 1
+    assert mask_volume_ml(labelled, spacing=spacing, label=2) == pytest.approx(expected)
+    assert mask_volume_ml(labelled, spacing=spacing, label=1) == pytest.approx(0.5 * 0.5 * 2.0 / 1000.0)
+    with pytest.raises(InputError, match="spacing"):
+        mask_volume_ml(mask)
+    with pytest.raises(InputError):
+        mask_volume_ml(mask[0], spacing=spacing)
+
+
+def test_abc2_on_an_ellipsoid():
+    semi, spacing, shape = (30.0, 20.0, 45.0), (0.45, 0.45, 5.0), (20, 100, 140)
+    mask = ellipsoid_mask(semi, spacing, shape)
+    truth = analytic_ml(semi)
+    unweighted, d = abc2_volume_ml(mask, spacing=spacing, slice_weighting=False, return_details=True)
+    # A and B are the in-plane diameters; ABC/2 = (pi/6 -> 1/2) is 4.5 % low for an ellipsoid
+    assert d["A_mm"] == pytest.approx(60.0, abs=1.5)
+    assert d["B_mm"] == pytest.approx(40.0, abs=1.5)
+    assert d["C_mm"] == pytest.approx(90.0, abs=5.0)
+    assert unweighted == pytest.approx(truth * 3.0 / np.pi, rel=0.06)
+    assert unweighted == pytest.approx(truth, rel=0.10)
+    # Kothari's weighting counts tapering slices at most half: ~2/3 of a smooth ellipsoid
+    weighted, dw = abc2_volume_ml(mask, spacing=spacing, return_details=True)
+    assert set(np.unique(dw["slice_weights"])) <= {0.0, 0.5, 1.0}
+    assert 0.6 * truth < weighted < 0.75 * truth
+    assert dw["reference_slice"] == int(np.argmax(mask.sum(axis=(1, 2))))
+
+
+def test_abc2_axis_b_is_perpendicular_to_a():
+    # an ellipse rotated by 30 degrees in-plane, 8 slices high (a cylinder)
+    spacing = (0.5, 0.5, 5.0)
+    y, x = np.mgrid[:160, :160]
+    u = (x - 79.5) * 0.5
+    v = (y - 79.5) * 0.5
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    ellipse = ((c * u + s * v) / 30.0) ** 2 + ((-s * u + c * v) / 12.0) ** 2 <= 1
+    mask = np.repeat(ellipse[None], 8, axis=0)
+    vol, d = abc2_volume_ml(mask, spacing=spacing, return_details=True)
+    assert d["A_mm"] == pytest.approx(60.0, abs=1.2)
+    assert d["B_mm"] == pytest.approx(24.0, abs=1.2)
+    assert d["C_mm"] == pytest.approx(40.0)
+    assert vol == pytest.approx(60.0 * 24.0 * 40.0 / 2000.0, rel=0.05)
+
+
+def test_abc2_empty_and_single_voxel():
+    spacing = (1.0, 1.0, 5.0)
+    empty = np.zeros((4, 10, 10), dtype=bool)
+    assert abc2_volume_ml(empty, spacing=spacing) == 0.0
+    one = empty.copy()
+    one[2, 5, 5] = True
+    vol, d = abc2_volume_ml(one, spacing=spacing, return_details=True)
+    assert d["A_mm"] == pytest.approx(np.sqrt(2.0))
+    assert d["C_mm"] == 5.0
+    assert vol > 0
+
+
+def test_compare_volumes_identities():
+    ref = np.array([3.0, 8.0, 12.5, 20.0, 33.0, 60.0])
+    same = compare_volumes(ref, ref)
+    assert same["pearson_r"] == pytest.approx(1.0)
+    assert same["icc"] == pytest.approx(1.0)
+    assert same["mean_difference"] == 0.0 and same["sd_difference"] == 0.0
+    assert same["wilcoxon_p"] == 1.0
+    assert same["icc_form"] == ICC_FORM
+
+    shifted = compare_volumes(ref, ref + 2.0)
+    assert shifted["mean_difference"] == pytest.approx(2.0)
+    assert shifted["mean_absolute_difference"] == pytest.approx(2.0)
+    assert shifted["loa_lower"] == pytest.approx(2.0) and shifted["loa_upper"] == pytest.approx(2.0)
+    assert shifted["pearson_r"] == pytest.approx(1.0)
+    assert shifted["icc"] < 1.0                   # absolute agreement penalises a bias
+
+    rng = np.random.default_rng(0)
+    est = ref * 1.3 + rng.normal(0, 1.0, ref.size)
+    out = compare_volumes(np.append(ref, np.nan), np.append(est, 5.0))
+    assert out["n"] == ref.size
+    d = est - ref
+    assert out["sd_difference"] == pytest.approx(d.std(ddof=1))
+    assert out["loa_upper"] - out["loa_lower"] == pytest.approx(2 * 1.96 * d.std(ddof=1))
+    assert 0 < out["wilcoxon_p"] <= 1
+
+
+def test_icc_matches_shrout_fleiss_example():
+    # Shrout & Fleiss (1979), Table 2: six targets, four judges; ICC(2,1) = 0.29
+    y = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], float)
+    assert _icc_2_1(y) == pytest.approx(0.29, abs=0.005)
+
+
+def test_compare_volumes_errors():
+    with pytest.raises(InputError):
+        compare_volumes([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(InputError):
+        compare_volumes([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
