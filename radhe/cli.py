@@ -165,7 +165,8 @@ def _cmd_evaluate(args) -> int:
     cv = PatientStratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     with _cache_folder(args.cache) as cache:
         pipeline = _build_pipeline(args.pipeline, args.seed, n_jobs=args.n_jobs, cache=cache)
-        result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html)
+        result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html,
+                          name=f"{args.pipeline} pipeline")
     _write_outputs(result, args.out, html=args.html)
     return 0
 
@@ -188,7 +189,8 @@ def _cmd_demo(args) -> int:
     print(f"[3/4] extracting features and cross-validating the default pipeline ({time.perf_counter() - t0:.0f} s)")
     pipeline = _build_pipeline("default", args.seed, n_jobs=args.n_jobs, cache=out / "feature_cache")
     cv = PatientStratifiedKFold(n_splits=5, shuffle=True, random_state=args.seed)
-    result = evaluate(pipeline, manifest, manifest["he"], cv=cv, baselines=True, explain=True)
+    result = evaluate(pipeline, manifest, manifest["he"], cv=cv, baselines=True, explain=True,
+                      name="default pipeline")
     oracle = pd.read_csv(out / "cohort" / "oracle.csv").set_index("case_id").loc[manifest["case_id"], "he_risk"]
     oracle_auc = roc_auc_score(manifest["he"], oracle)
     print(f"[4/4] writing the report ({time.perf_counter() - t0:.0f} s)")
