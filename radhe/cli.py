@@ -7,7 +7,6 @@ unreadable file, an unknown pipeline name); argparse usage errors exit with stat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
