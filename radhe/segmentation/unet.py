@@ -1,0 +1,169 @@
+"""Small 2-D convolutional networks: the haematoma U-Net and the ROI classifier CNN.
+
+Both are plain :class:`torch.nn.Module` s built from BatchNorm/ReLU blocks; they hold no pretrained
+weights and never download anything.
+
+* :class:`UNet2d` — a U-Net (Ronneberger 2015) with ``levels`` resolution levels; as in Teng et al.
+  (2021), the second convolution of each encoder block is dilated, widening the receptive field
+  without extra parameters. ``forward(x, return_bottleneck=True)`` also returns the deepest feature
+  map, from which :class:`radhe.features.CNNEmbedder` pools haematoma features (Zhong et al. 2021).
+* :class:`RoiCNN` — a small classifier for haematoma ROI crops; its penultimate layer gives the
+  embedding. ``pooling="haar"`` replaces max pooling by Haar-wavelet pooling (Ohkita's wavelet CNN).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["UNet2d", "RoiCNN", "HaarPool2d", "conv_block"]
+
+
+def conv_block(in_channels: int, out_channels: int, *, dilation: int = 1) -> nn.Sequential:
+    """Two 3×3 convolutions with BatchNorm and ReLU; the second is dilated by ``dilation``."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet2d(nn.Module):
+    """A 2-D U-Net for binary segmentation.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+        Input channels (1, or ``2 * context + 1`` with neighbouring slices as channels).
+    base_channels : int, default 16
+        Channels at the first level; doubled at each deeper level.
+    levels : int, default 4
+        Resolution levels (``levels - 1`` poolings): inputs must be divisible by ``2 ** (levels - 1)``.
+    dilation : int, default 2
+        Dilation of the second convolution in each encoder block (1 disables it).
+
+    The output is one channel of logits at the input resolution.
+    """
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 16, levels: int = 4, dilation: int = 2):
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"levels must be >= 2, got {levels}")
+        widths = [base_channels * 2**i for i in range(levels)]
+        self.levels = levels
+        self.bottleneck_channels = widths[-1]
+        self.encoders = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            self.encoders.append(conv_block(previous, width, dilation=dilation))
+            previous = width
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.upsamplers.append(nn.ConvTranspose2d(width * 2, width, 2, stride=2))
+            self.decoders.append(conv_block(width * 2, width))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+        # haematoma is a small fraction of the voxels: start from a low prior (focal-loss paper's trick)
+        nn.init.constant_(self.head.bias, -3.0)
+
+    def forward(self, x: torch.Tensor, return_bottleneck: bool = False):
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            x = encoder(x)
+            if i < self.levels - 1:
+                skips.append(x)
+                x = F.max_pool2d(x, 2)
+        bottleneck = x
+        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips), strict=True):
+            x = decoder(torch.cat([upsample(x), skip], dim=1))
+        logits = self.head(x)
+        if return_bottleneck:
+            return logits, bottleneck
+        return logits
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The deepest (bottleneck) feature map only; skips the decoder."""
+        for i, encoder in enumerate(self.encoders):
+            x = encoder(x)
+            if i < self.levels - 1:
+                x = F.max_pool2d(x, 2)
+        return x
+
+
+class HaarPool2d(nn.Module):
+    """Haar-wavelet pooling: one level of the 2-D Haar transform, then a 1×1 convolution.
+
+    The four sub-bands (LL, LH, HL, HH) of each channel are concatenated and mixed back to
+    ``channels`` channels, so, unlike max pooling, the high-frequency content (edges, texture) is
+    kept in the half-resolution output.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = nn.Conv2d(4 * channels, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
+        a = x[..., 0::2, 0::2]
+        b = x[..., 0::2, 1::2]
+        c = x[..., 1::2, 0::2]
+        d = x[..., 1::2, 1::2]
+        ll = (a + b + c + d) / 2
+        lh = (a - b + c - d) / 2
+        hl = (a + b - c - d) / 2
+        hh = (a - b - c + d) / 2
+        return self.mix(torch.cat([ll, lh, hl, hh], dim=1))
+
+
+class RoiCNN(nn.Module):
+    """A small CNN classifying haematoma ROI crops; ``embed`` returns the penultimate layer.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+    base_channels : int, default 8
+    depth : int, default 3
+        Convolution blocks, each followed by 2× pooling.
+    n_features : int, default 32
+        Width of the penultimate (embedding) layer.
+    pooling : {"max", "haar"}, default "max"
+    dropout : float, default 0.2
+    """
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 8, depth: int = 3, n_features: int = 32,
+                 pooling: str = "max", dropout: float = 0.2):
+        super().__init__()
+        if pooling not in ("max", "haar"):
+            raise ValueError(f"pooling must be 'max' or 'haar', got {pooling!r}")
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for i in range(depth):
+            width = base_channels * 2**i
+            layers += [
+                nn.Conv2d(previous, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                HaarPool2d(width) if pooling == "haar" else nn.MaxPool2d(2),
+            ]
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.embedding = nn.Sequential(nn.Linear(previous, n_features), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(n_features, 1)
+        self.n_features = n_features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.embedding(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(x))).squeeze(1)

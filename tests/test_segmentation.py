@@ -1,0 +1,297 @@
+"""HematomaSegmenter and segmentation metrics (tiny U-Nets on small synthetic head CTs)."""
+
+from __future__ import annotations
+
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from _segdata import make_case, make_cohort
+
+from radhe.errors import ConfigurationError, InputError, InputWarning
+from radhe.io import read_image, write_image
+from radhe.segmentation import (
+    HematomaSegmenter,
+    dice_score,
+    iou_score,
+    postprocess,
+    segmentation_metrics,
+    skull_strip,
+    slice_metrics,
+)
+from radhe.segmentation.segmenter import _patient_split, fallback_region
+
+TINY = dict(base_channels=4, levels=3, epochs=2, batch_size=16, learning_rate=5e-3, n_threads=1,
+            random_state=0)
+
+
+def _array(path):
+    return sitk.GetArrayFromImage(read_image(path))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return make_cohort(tmp_path_factory.mktemp("segcohort"), 24, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory):
+    """A small U-Net trained on 18 cases (about 5 s on one thread), and its predictions on 6 others."""
+    train, test = cohort.iloc[:18], cohort.iloc[18:]
+    seg = HematomaSegmenter(base_channels=8, epochs=8, batch_size=16, learning_rate=5e-3, n_threads=1,
+                            random_state=0, cache_dir=tmp_path_factory.mktemp("masks"))
+    seg.fit(train)
+    return seg, test, seg.transform(test)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_dice_and_iou_known_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2, :2] = True  # 4 voxels
+    b[:2, :] = True  # 8 voxels, 4 shared
+    assert dice_score(a, b) == pytest.approx(2 * 4 / 12)
+    assert iou_score(a, b) == pytest.approx(4 / 8)
+    assert dice_score(a, a) == 1.0 and iou_score(a, a) == 1.0
+    empty = np.zeros((4, 4), bool)
+    assert dice_score(empty, empty) == 1.0 and iou_score(empty, empty) == 1.0
+    assert dice_score(a, empty) == 0.0 and iou_score(a, empty) == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        dice_score(a, np.zeros((3, 4)))
+
+
+def test_slice_metrics_skip_empty_slices():
+    truth = np.zeros((3, 5, 5), bool)
+    pred = np.zeros((3, 5, 5), bool)
+    truth[1, 1:3, 1:3] = True
+    pred[1, 1:3, 1:4] = True
+    pred[2, 0, 0] = True
+    table = slice_metrics(truth, pred)
+    assert list(table["slice"]) == [1, 2]
+    assert table.loc[0, "dice"] == pytest.approx(2 * 4 / 10)
+    assert table.loc[1, "dice"] == 0.0
+    assert len(slice_metrics(truth, pred, include_empty=True)) == 3
+
+
+def test_segmentation_metrics_case_patient_slice(tmp_path):
+    truth = np.zeros((4, 8, 8), np.uint8)
+    truth[1:3, 2:6, 2:6] = 1
+    pred = truth.copy()
+    pred[1, 2:6, 2:4] = 0  # lose 8 of 32 voxels
+    rows = []
+    for i, p in enumerate([truth, pred]):
+        t_path = write_image(truth, tmp_path / f"t{i}.nii", spacing=(1, 1, 2))
+        p_path = write_image(p, tmp_path / f"p{i}.nii", spacing=(1, 1, 2))
+        rows.append({"case_id": f"c{i}", "patient_id": "same", "mask": str(t_path), "mask_pred": str(p_path)})
+    manifest = pd.DataFrame(rows)
+    cases = segmentation_metrics(manifest)
+    assert cases["dice"].tolist() == pytest.approx([1.0, 2 * 24 / 56])
+    assert cases["volume_true_ml"].tolist() == pytest.approx([32 * 2 / 1000] * 2)
+    assert cases["volume_pred_ml"].iloc[1] == pytest.approx(24 * 2 / 1000)
+    patients = segmentation_metrics(manifest, level="patient")
+    assert len(patients) == 1 and patients.loc[0, "n_cases"] == 2
+    assert patients.loc[0, "dice"] == pytest.approx(2 * 56 / 120)  # voxels pooled over the patient's cases
+    slices = segmentation_metrics(manifest, level="slice")
+    assert len(slices) == 4 and set(slices["case_id"]) == {"c0", "c1"}
+
+
+# ------------------------------------------------------------------------------ pre/post-processing
+def test_postprocess_removes_small_components_and_fills_holes():
+    mask = np.zeros((5, 20, 20), bool)
+    mask[1:4, 3:12, 3:12] = True
+    mask[2, 6:8, 6:8] = False  # a hole
+    mask[2, 17, 17] = True  # a 1-voxel speck
+    out = postprocess(mask, voxel_ml=0.01, min_component_ml=0.05, fill_holes=True)
+    assert not out[2, 17, 17]
+    assert out[2, 6:8, 6:8].all()
+    assert out.sum() == 3 * 81
+    two = np.zeros((5, 20, 20), bool)
+    two[1:4, 1:6, 1:6] = True  # 75 voxels
+    two[1:3, 10:13, 10:13] = True  # 18 voxels
+    assert postprocess(two, 0.01, 0.0, False).sum() == 93
+    assert postprocess(two, 0.01, 0.0, False, max_components=1).sum() == 75
+
+
+def test_fallback_region_is_the_peak_component():
+    prob = np.full((3, 10, 10), 0.01, np.float32)
+    prob[1, 2:4, 2:4] = 0.3
+    prob[1, 7, 7] = 0.2  # a separate, lower bump
+    region = fallback_region(prob)
+    assert region.sum() == 4 and region[1, 2:4, 2:4].all()
+
+
+def test_skull_strip_keeps_brain_and_haematoma():
+    ct, mask, _ = make_case(seed=3)
+    brain = skull_strip(ct.astype(np.float32))
+    assert not brain[ct > 300].any()  # no bone
+    assert brain[mask.astype(bool)].all()  # the haematoma is inside
+    assert not brain[ct < -500].any()  # no air
+
+
+def test_patient_split_keeps_patients_together():
+    patients = np.array(["a", "a", "b", "c", "c", "d", "e"])
+    train, val = _patient_split(patients, 0.4, np.random.default_rng(0))
+    assert set(patients[train]).isdisjoint(patients[val])
+    assert len(train) + len(val) == len(patients) and len(val) > 0
+    train, val = _patient_split(np.array(["a", "a"]), 0.5, np.random.default_rng(0))
+    assert len(val) == 0 and len(train) == 2  # one patient: nothing to validate on
+
+
+# ------------------------------------------------------------------------------------------- learning
+def test_segmenter_learns_held_out_haematomas(trained):
+    seg, test, out = trained
+    assert list(out.index) == list(test.index)
+    assert "mask_pred" in out.columns and "mask_pred" not in test.columns
+    metrics = segmentation_metrics(out, level="patient")
+    # an all-empty prediction scores 0; a trained tiny U-Net finds the bleed on held-out patients
+    assert metrics["dice"].mean() > 0.75, metrics
+    assert metrics["dice"].min() > 0.4, metrics
+    assert (seg.predictions_["status"] == "ok").all()
+    assert seg.history_["val_dice"].notna().all() and 1 <= seg.best_epoch_ <= len(seg.history_)
+    assert set(seg.train_cases_).isdisjoint(seg.validation_cases_)
+    assert seg.score(test) == pytest.approx(metrics["dice"].mean(), abs=1e-6)
+
+
+def test_predicted_masks_match_image_geometry_and_live_in_cache(trained, tmp_path):
+    seg, test, out = trained
+    for image_path, mask_path in zip(test["image"], out["mask_pred"], strict=True):
+        image, mask = read_image(image_path), read_image(mask_path)
+        assert mask.GetSize() == image.GetSize()
+        assert np.allclose(mask.GetSpacing(), image.GetSpacing())
+        assert str(seg.cache_dir) in mask_path and seg.fingerprint_ in mask_path
+        assert set(np.unique(sitk.GetArrayViewFromImage(mask))) <= {0, 1}
+
+
+def test_fit_is_deterministic_and_pickles(cohort, tmp_path):
+    train, test = cohort.iloc[:8], cohort.iloc[20:22]
+    a = HematomaSegmenter(**TINY, cache_dir=tmp_path / "a").fit(train)
+    b = HematomaSegmenter(**TINY, cache_dir=tmp_path / "b").fit(train)
+    assert a.fingerprint_ == b.fingerprint_
+    for key in a.model_state_:
+        assert np.array_equal(a.model_state_[key].numpy(), b.model_state_[key].numpy()), key
+    out_a, out_b = a.transform(test), b.transform(test)
+    for pa, pb in zip(out_a["mask_pred"], out_b["mask_pred"], strict=True):
+        assert np.array_equal(_array(pa), _array(pb))
+    c = HematomaSegmenter(**{**TINY, "random_state": 1}).fit(train)
+    assert c.fingerprint_ != a.fingerprint_  # another seed: other weights, other mask folder
+
+    # joblib round trip: the loaded estimator predicts the same masks without the training data
+    joblib.dump(a, tmp_path / "seg.joblib")
+    loaded = joblib.load(tmp_path / "seg.joblib")
+    loaded.set_params(cache_dir=tmp_path / "loaded")
+    out_l = loaded.transform(test)
+    for pa, pl in zip(out_a["mask_pred"], out_l["mask_pred"], strict=True):
+        assert np.array_equal(_array(pa), _array(pl))
+    assert loaded.fingerprint_ == a.fingerprint_
+
+
+def test_no_haematoma_predicted_is_reported(trained, tmp_path):
+    seg, test, _ = trained
+    case = test.iloc[:1]
+    strict = joblib.load(_dump(seg, tmp_path))
+    strict.set_params(threshold=1.01, cache_dir=tmp_path / "m")  # no probability reaches it: empty prediction
+    with pytest.warns(InputWarning, match=r"case 'c01018'.*no haematoma predicted.*most probable region"):
+        out = strict.transform(case)
+    assert strict.predictions_["status"].tolist() == ["fallback"]
+    assert _array(out["mask_pred"].iloc[0]).sum() > 0  # never an empty mask -> zero features
+
+    strict.set_params(on_empty="warn")
+    with pytest.warns(InputWarning, match="wrote an empty mask"):
+        out = strict.transform(case)
+    assert strict.predictions_["status"].tolist() == ["empty"]
+    assert _array(out["mask_pred"].iloc[0]).sum() == 0
+
+    strict.set_params(on_empty="raise")
+    with pytest.raises(InputError, match="case 'c01018'.*no haematoma predicted"):
+        strict.transform(case)
+
+
+def test_tiny_and_absent_haematomas(trained, tmp_path):
+    seg, _, _ = trained
+    tiny = make_cohort(tmp_path / "tiny", 2, seed=7, radii=[1.0, 0.0])
+    assert tiny["vol"].tolist()[1] == 0 and 0 < tiny["vol"].tolist()[0] <= 8
+    seg = joblib.load(_dump(seg, tmp_path))
+    seg.set_params(cache_dir=tmp_path / "m")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = seg.transform(tiny.drop(columns=["mask"]))
+    status = seg.predictions_.set_index("case_id")["status"]
+    # a case without haematoma is either predicted empty (then reported, never silent) or not
+    for case_id, st in status.items():
+        if st != "ok":
+            assert any(case_id in str(w.message) for w in caught)
+    assert all(_array(p).sum() > 0 for p in out["mask_pred"])
+    # fit accepts a case whose mask is a single voxel
+    HematomaSegmenter(**TINY, validation_fraction=0).fit(tiny.iloc[:1])
+
+
+def _dump(seg, tmp_path):
+    path = tmp_path / "copy.joblib"
+    joblib.dump(seg, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------- inputs
+def test_fit_input_errors(cohort):
+    with pytest.raises(InputError, match="lacks column"):
+        HematomaSegmenter(**TINY).fit(cohort.drop(columns=["mask"]))
+    no_masks = cohort.iloc[:2].assign(mask=None)
+    with pytest.raises(InputError, match="no case has a 'mask'"):
+        HematomaSegmenter(**TINY).fit(no_masks)
+    with pytest.raises(InputError, match="DataFrame"):
+        HematomaSegmenter(**TINY).fit(np.zeros((3, 3)))
+    for bad in ({"on_empty": "ignore"}, {"window": (80, 0)}, {"output_format": "npz"}):
+        with pytest.raises(ConfigurationError):
+            HematomaSegmenter(**{**TINY, **bad}).fit(cohort.iloc[:2])
+
+
+def test_cases_without_mask_are_skipped_with_warning(cohort):
+    part = cohort.iloc[:4].copy()
+    part.loc[part.index[0], "mask"] = None
+    with pytest.warns(InputWarning, match="1 case"):
+        seg = HematomaSegmenter(**TINY, validation_fraction=0).fit(part)
+    assert part["case_id"].iloc[0] not in seg.train_cases_
+
+
+def test_options_skull_strip_context_resize(cohort, tmp_path):
+    seg = HematomaSegmenter(**TINY, skull_strip=True, context=1, input_size=32, window=(0, 100),
+                            cache_dir=tmp_path).fit(cohort.iloc[:6])
+    out = seg.transform(cohort.iloc[20:21])
+    mask = read_image(out["mask_pred"].iloc[0])
+    assert mask.GetSize() == read_image(cohort["image"].iloc[20]).GetSize()
+    assert seg.model_state_["encoders.0.0.weight"].shape[1] == 3  # 2 * context + 1 input channels
+
+
+def test_bf16_inference_agrees_with_float32(trained, tmp_path):
+    seg, test, _ = trained
+    seg = joblib.load(_dump(seg, tmp_path))
+    fp32 = seg.set_params(inference_precision="float32")
+    m32 = [fp32.predict_mask(p)[0] for p in test["image"]]
+    bf16 = joblib.load(_dump(seg, tmp_path)).set_params(inference_precision="bfloat16")
+    m16 = [bf16.predict_mask(p)[0] for p in test["image"]]
+    assert min(dice_score(a, b) for a, b in zip(m32, m16, strict=True)) > 0.95
+
+
+@pytest.mark.slow
+def test_segmenter_reaches_dice_090_on_held_out_cases(tmp_path):
+    cohort = make_cohort(tmp_path, 40, shape=(16, 96, 96), seed=2)
+    train, test = cohort.iloc[:32], cohort.iloc[32:]
+    seg = HematomaSegmenter(base_channels=8, epochs=25, learning_rate=5e-3, n_threads=2, random_state=0,
+                            cache_dir=tmp_path / "m",
+                            max_fit_time=600)
+    out = seg.fit(train).transform(test)
+    metrics = segmentation_metrics(out, level="patient")
+    assert metrics["dice"].mean() >= 0.90, metrics
+
+
+def test_volume_agreement_uses_volumetry(trained):
+    pytest.importorskip("radhe.volumetry")
+    from radhe.segmentation import volume_agreement
+
+    _, _, out = trained
+    agreement = volume_agreement(segmentation_metrics(out))
+    assert agreement["n"] == len(out)
+    assert agreement["pearson_r"] > 0.8  # predicted volumes track the true ones
