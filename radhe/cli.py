@@ -246,6 +246,12 @@ def _manifest_and_label(args):
     if y.isna().any():
         missing = manifest.loc[y.isna(), "case_id"].tolist()[:5]
         raise RadheErrorForCli(f"outcome '{args.label}' is missing for case(s) {missing}")
+    from radhe.features.tabular import OUTCOME_COLUMNS
+
+    if args.label not in OUTCOME_COLUMNS:
+        # the feature branches leave out only the known outcome columns; any other --label column
+        # would otherwise be picked up as a predictor of itself
+        manifest = manifest.drop(columns=[args.label])
     return manifest, y.astype(int)
 
 

@@ -45,6 +45,7 @@ def haematoma_expansion(baseline_ml, followup_ml, absolute_ml: float | None = 6.
     float, numpy.ndarray or pandas.Series
         1.0 where the haematoma expanded, 0.0 where it did not, NaN where either volume is NaN.
         A float is returned for scalar inputs; a Series (same index) when either input is a Series.
+        Two Series are paired by index label (the result has ``baseline_ml``'s order).
 
     Raises
     ------
@@ -64,6 +65,18 @@ def haematoma_expansion(baseline_ml, followup_ml, absolute_ml: float | None = 6.
         if value is not None and (not np.isfinite(value) or value < 0):
             raise InputError(f"haematoma_expansion: {name} must be a non-negative number, got {value!r}")
 
+    if isinstance(baseline_ml, pd.Series) and isinstance(followup_ml, pd.Series) and not (
+        baseline_ml.index.equals(followup_ml.index)
+    ):
+        # pair the volumes by label, as pandas arithmetic would, never by position
+        same_cases = (baseline_ml.index.is_unique and followup_ml.index.is_unique
+                      and len(baseline_ml) == len(followup_ml) and baseline_ml.index.isin(followup_ml.index).all())
+        if not same_cases:
+            raise InputError(
+                "haematoma_expansion: baseline_ml and followup_ml are Series with different indexes; "
+                "align them first (the volumes of one case must be paired)"
+            )
+        followup_ml = followup_ml.reindex(baseline_ml.index)
     index = None
     for value in (baseline_ml, followup_ml):
         if isinstance(value, pd.Series):

@@ -183,7 +183,7 @@ def compare_volumes(reference_ml, estimate_ml) -> dict:
     ----------
     reference_ml, estimate_ml : array-like
         Paired volumes (mL), e.g. manual planimetry and a segmentation model or ABC/2. Pairs with a
-        NaN are dropped.
+        NaN are dropped. Two pandas Series are paired by index label.
 
     Returns
     -------
@@ -199,6 +199,17 @@ def compare_volumes(reference_ml, estimate_ml) -> dict:
     radhe.errors.InputError
         Different lengths, or fewer than 3 complete pairs.
     """
+    import pandas as pd
+
+    if isinstance(reference_ml, pd.Series) and isinstance(estimate_ml, pd.Series) and not (
+        reference_ml.index.equals(estimate_ml.index)
+    ):
+        # pair the two measurements of each haematoma by label, never by position
+        if not (reference_ml.index.is_unique and len(reference_ml) == len(estimate_ml)
+                and reference_ml.index.isin(estimate_ml.index).all() and estimate_ml.index.is_unique):
+            raise InputError("compare_volumes: reference_ml and estimate_ml are Series with different indexes; "
+                             "align them first")
+        estimate_ml = estimate_ml.reindex(reference_ml.index)
     ref = np.asarray(reference_ml, dtype=float).ravel()
     est = np.asarray(estimate_ml, dtype=float).ravel()
     if ref.shape != est.shape:

@@ -20,7 +20,7 @@ COMMANDS = ["synth", "validate", "extract", "fit", "evaluate", "report", "demo"]
 def run_cli(*args):
     """Run the installed console script in a subprocess, as a user would."""
     exe = shutil.which("radhe") or str(__import__("pathlib").Path(sys.executable).with_name("radhe"))
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, encoding="utf-8", timeout=600)
 
 
 def test_help_lists_every_command():
@@ -122,6 +122,17 @@ def test_fit_saves_a_model_that_predicts(cli_cohort, tmp_path):
     assert proba.shape == (5, 2)
 
 
+def test_custom_label_column_is_not_a_feature(cli_cohort, tmp_path):
+    manifest = load_manifest(cli_cohort / "manifest.csv")  # absolute paths
+    manifest["expansion"] = manifest["he"]
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    model_path = tmp_path / "model.joblib"
+    assert main(["fit", "--manifest", str(tmp_path / "manifest.csv"), "--label", "expansion",
+                 "--out", str(model_path)]) == 0
+    names = list(joblib.load(model_path).named_steps["features"].get_feature_names_out())
+    assert names and not [n for n in names if "expansion" in n]
+
+
 def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
     assert main(["evaluate", "--manifest", str(cli_cohort / "manifest.csv"), "--folds", "3",
                  "--out", str(tmp_path / "eval")]) == 0
@@ -132,6 +143,6 @@ def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
 
     assert main(["report", "--manifest", str(cli_cohort / "manifest.csv"), "--folds", "3",
                  "--out", str(tmp_path / "rep")]) == 0
-    html = (tmp_path / "rep" / "report.html").read_text()
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "<img" in html and "BAT" in html
     assert "BAT score" in json.loads((tmp_path / "rep" / "metrics.json").read_text())["baselines"]

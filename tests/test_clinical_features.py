@@ -205,3 +205,15 @@ def test_no_warning_on_a_clean_manifest():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ClinicalFeatures().fit_transform(manifest())
+
+
+@pytest.mark.parametrize("cls", [ClinicalFeatures, TabularFeatures])
+def test_outcome_under_another_name_is_flagged(cls):
+    X = manifest()
+    X["expansion"] = X["he"]  # the outcome, not named as in OUTCOME_COLUMNS
+    with pytest.warns(UserWarning, match=r"\['expansion'\] equal the outcome"):
+        cls().fit(X, X["he"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls().fit(X.drop(columns="expansion"), X["he"])
+        cls(exclude=("site", "expansion")).fit(X, X["he"])

@@ -263,6 +263,22 @@ def test_cross_validate_predictions_is_out_of_fold_and_patient_grouped():
     assert roc_auc_score(pred.y, pred.score) > 0.7
 
 
+def test_cross_validate_predictions_refuses_a_splitter_that_splits_patients():
+    from sklearn.model_selection import KFold
+
+    X = _manifest()  # two scans per patient, adjacent rows
+    with pytest.raises(InputError, match="both its training and test rows"):
+        cross_validate_predictions(_Recorder(), X, X["he"], cv=KFold(3, shuffle=True, random_state=0), threshold_cv=None)
+    # explicit splits are verified too; a group-aware splitter with the patients passes
+    bad = [(np.arange(1, 120), np.array([0])), (np.array([0]), np.arange(1, 120))]
+    with pytest.raises(InputError, match="p000"):
+        cross_validate_predictions(_Recorder(), X, X["he"], splits=bad, threshold_cv=None)
+    from sklearn.model_selection import GroupKFold
+
+    ok = cross_validate_predictions(_Recorder(), X, X["he"], cv=GroupKFold(3), threshold_cv=None)
+    assert ok.frame.groupby("patient_id")["fold"].nunique().max() == 1
+
+
 def test_cross_validate_predictions_threshold_options():
     from sklearn.linear_model import LogisticRegression
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 import subprocess
 import sys
 import warnings
@@ -68,7 +69,12 @@ def _write_dicom_series(folder, hu, spacing, series_uid, study_uid="1.2.826.0.1.
         for key, value in tags.items():
             slice_.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"slice{series_uid[-1]}_{i:03d}.dcm"))
-        writer.Execute(slice_)
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            writer.Execute(slice_)
+        finally:
+            # GDCM's writer switches the process locale to "C" (ASCII text I/O for every later test)
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def test_dicom_series_is_read_in_hounsfield_units(tmp_path):
@@ -134,6 +140,17 @@ def test_load_manifest_resolves_paths_and_defaults_patient_id(tmp_path):
         assert manifest.loc[1, "mask"] is None
         assert list(manifest["patient_id"]) == ["x", "18", "x"]
         assert list(manifest["age"]) == [70, 81, 55]
+
+
+def test_load_manifest_keeps_identifiers_as_written(tmp_path):
+    # "007" and "7" are different cases; "0012" and "12" different patients
+    text = "case_id,patient_id,image\n007,0012,a.nii\n7,12,b.nii\n8,,c.nii\n"
+    (tmp_path / "m.csv").write_text(text)
+    (tmp_path / "m.tsv").write_text(text.replace(",", "\t"))
+    for name in ("m.csv", "m.tsv"):
+        manifest = load_manifest(tmp_path / name)
+        assert list(manifest["case_id"]) == ["007", "7", "8"]
+        assert list(manifest["patient_id"]) == ["0012", "12", "8"]
 
 
 def test_load_manifest_from_dataframe_keeps_index_and_uses_base_dir(tmp_path):
@@ -273,6 +290,14 @@ def test_validate_manifest_skip_records_every_failure_and_keeps_alignment(tmp_pa
     assert "2 skipped" in report.summary() and "skipped case 'missing'" in report.summary()
     with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip'"):
         validate_manifest(manifest, on_error="ignore")
+
+
+def test_validate_manifest_blank_mask_means_no_mask(case_files):
+    image_path, mask_path, _, _ = case_files
+    raw = pd.DataFrame({"case_id": ["a", "b"], "image": [image_path, image_path], "mask": [mask_path, "  "]})
+    report = validate_manifest(raw)  # a raw table, not through load_manifest
+    assert list(report.cases["status"]) == ["ok", "ok"]
+    assert report.cases["mask_voxels"].iloc[0] > 0 and pd.isna(report.cases["mask_voxels"].iloc[1])
 
 
 def test_gzip_corruption_inside_valid_header_is_reported(tmp_path):

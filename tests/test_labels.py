@@ -66,3 +66,12 @@ def test_negative_or_invalid_volumes_raise():
         haematoma_expansion([1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(InputError):
         haematoma_expansion(np.inf, 3.0)
+
+
+def test_two_series_are_paired_by_index_not_position():
+    baseline = pd.Series([10.0, 30.0], index=["a", "b"])
+    followup = pd.Series([31.0, 11.0], index=["b", "a"])  # +1 mL each, listed in the other order
+    out = haematoma_expansion(baseline, followup)
+    assert list(out.index) == ["a", "b"] and list(out) == [0.0, 0.0]
+    with pytest.raises(InputError, match="different indexes"):
+        haematoma_expansion(baseline, pd.Series([11.0, 31.0], index=["a", "c"]))

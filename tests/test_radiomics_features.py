@@ -263,6 +263,32 @@ def test_on_error_skip_gives_nan_rows_and_failures(bad_cases):
     # transform with the fitted names: the good row equals a clean extraction
     ref = RadiomicsFeatures().fit_transform(X.loc[["e"]])
     pd.testing.assert_frame_equal(out.loc[["e"]], ref)
+    assert list(rf.failures_.index) == list("abcdf")  # failures are labelled with X's index
+    # fit alone stops at the first case that extracts; the ones it skipped on the way are recorded
+    fitted = RadiomicsFeatures(on_error="skip").fit(X)
+    assert list(fitted.failures_.index) == list("abcd")
+
+
+def test_geometry_tolerance_of_one_extractor_does_not_leak_into_the_next(bad_cases):
+    _, bad = bad_cases
+    X = pd.DataFrame({"case_id": ["shifted"], "image": [bad["geometry"][0]], "mask": [bad["geometry"][1]]})
+    tolerant = RadiomicsFeatures({"setting": {"geometryTolerance": 10.0}}).fit_transform(X)
+    assert tolerant.notna().all().all()
+    with pytest.raises(InputError, match="geometry mismatch"):
+        RadiomicsFeatures().fit_transform(X)
+
+
+def test_truncated_image_is_refused_not_zero_filled(bad_cases, tmp_path):
+    good, _ = bad_cases
+    data = open(good[0], "rb").read()
+    truncated = tmp_path / "truncated.nii"
+    truncated.write_bytes(data[: len(data) * 2 // 3])  # SimpleITK alone would read it, zero-filled
+    X = pd.DataFrame({"case_id": ["ok", "cut"], "image": [good[0], str(truncated)], "mask": [good[1], good[1]]})
+    with pytest.raises(InputError, match="case 'cut'.*truncated"):
+        RadiomicsFeatures().fit_transform(X)
+    rf = RadiomicsFeatures(on_error="skip")
+    out = rf.fit_transform(X)
+    assert out.iloc[1].isna().all() and "truncated" in rf.failures_["problem"].iloc[0]
 
 
 def test_missing_mask_column_or_value(cohort):

@@ -96,6 +96,13 @@ def test_segmentation_metrics_case_patient_slice(tmp_path):
     assert patients.loc[0, "dice"] == pytest.approx(2 * 56 / 120)  # voxels pooled over the patient's cases
     slices = segmentation_metrics(manifest, level="slice")
     assert len(slices) == 4 and set(slices["case_id"]) == {"c0", "c1"}
+    # a prediction on another grid is an input error naming the case, not a bare ValueError
+    write_image(truth[:3], tmp_path / "short.nii", spacing=(1, 1, 2))
+    write_image(truth, tmp_path / "coarse.nii", spacing=(1, 1, 4))
+    for name in ("short.nii", "coarse.nii"):
+        bad = manifest.assign(mask_pred=[manifest["mask_pred"][0], str(tmp_path / name)])
+        with pytest.raises(InputError, match="case 'c1'.*does not match the reference"):
+            segmentation_metrics(bad)
 
 
 # ------------------------------------------------------------------------------ pre/post-processing
@@ -163,6 +170,19 @@ def test_predicted_masks_match_image_geometry_and_live_in_cache(trained, tmp_pat
         assert np.allclose(mask.GetSpacing(), image.GetSpacing())
         assert str(seg.cache_dir) in mask_path and seg.fingerprint_ in mask_path
         assert set(np.unique(sitk.GetArrayViewFromImage(mask))) <= {0, 1}
+
+
+def test_case_ids_never_share_a_mask_file(trained):
+    seg, test, _ = trained
+    X = test.iloc[:2].copy()
+    X["case_id"] = ["site a/01", "site_a_01"]  # the same file name once made path-safe
+    out = seg.transform(X)
+    assert out["mask_pred"].nunique() == 2
+    for image, path in zip(X["image"], out["mask_pred"], strict=True):
+        assert np.array_equal(_array(path), seg.predict_mask(image)[0])
+    X["case_id"] = ["same", "same"]  # two images under one id: refused, not silently overwritten
+    with pytest.raises(InputError, match="case 'same'.*not unique"):
+        seg.transform(X)
 
 
 def test_fit_is_deterministic_and_pickles(cohort, tmp_path):

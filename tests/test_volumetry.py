@@ -142,3 +142,14 @@ def test_compare_volumes_errors():
         compare_volumes([1.0, 2.0, 3.0], [1.0, 2.0])
     with pytest.raises(InputError):
         compare_volumes([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
+
+
+def test_compare_volumes_pairs_series_by_index():
+    import pandas as pd
+
+    ref = pd.Series([10.0, 20.0, 30.0, 40.0], index=["a", "b", "c", "d"])
+    shuffled = ref.iloc[::-1] + 1.0  # every estimate 1 mL above its own reference, listed in reverse
+    out = compare_volumes(ref, shuffled)
+    assert out["mean_difference"] == pytest.approx(1.0) and out["sd_difference"] == pytest.approx(0.0)
+    with pytest.raises(InputError, match="different indexes"):
+        compare_volumes(ref, pd.Series([1.0, 2.0, 3.0, 4.0], index=list("wxyz")))

@@ -200,6 +200,8 @@ def cross_validate_predictions(
         splitter with ``split(X, y, groups)``.
     groups : array-like or column name, optional
         Grouping for CV. Default: X's ``patient_id`` column (scans of one patient stay in one fold).
+        Every fold is verified: a splitter that ignores groups and puts one patient in both the
+        training and the test rows raises :class:`~radhe.errors.InputError`.
     threshold : {"youden", "sensitivity"} or float
         How each fold's threshold is chosen on its training data; a float fixes it.
     target_sensitivity : float
@@ -230,6 +232,12 @@ def cross_validate_predictions(
     covered = np.concatenate([te for _, te in splits])
     if np.unique(covered).size != y.size or covered.size != y.size:
         raise ConfigurationError("the CV folds must hold out every case exactly once (a K-fold partition)")
+    # a splitter that ignores groups (e.g. StratifiedKFold) can put one patient's scans on both sides
+    from radhe.model_selection import _raise_if_shared
+
+    patients = np.asarray(g).astype(str)
+    for k, (tr, te) in enumerate(splits):
+        _raise_if_shared(patients, tr, te, k)
     if isinstance(threshold, str) and threshold not in ("youden", "sensitivity"):
         raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
 

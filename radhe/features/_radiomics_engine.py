@@ -109,15 +109,23 @@ def resolve_params(params) -> ExtractionConfig:
         st = os.stat(str(params))
         memo_key = f"file:{os.path.abspath(str(params))}:{st.st_size}:{st.st_mtime_ns}"
     if memo_key not in _RESOLVED:
+        # the extractor sets SimpleITK's process-wide tolerances from "geometryTolerance"; only the
+        # extraction itself should (extract_task restores them after each case)
+        tolerances = (sitk.ProcessObject.GetGlobalDefaultCoordinateTolerance(),
+                      sitk.ProcessObject.GetGlobalDefaultDirectionTolerance())
         with warnings.catch_warnings():
             # pykwalify loads pyradiomics' schema extension with the deprecated importlib load_module()
             warnings.simplefilter("ignore", DeprecationWarning)
-            if params is None:
-                extractor = RadiomicsFeatureExtractor()
-            elif isinstance(params, dict):
-                extractor = RadiomicsFeatureExtractor(dict(params))
-            else:
-                extractor = RadiomicsFeatureExtractor(str(params))
+            try:
+                if params is None:
+                    extractor = RadiomicsFeatureExtractor()
+                elif isinstance(params, dict):
+                    extractor = RadiomicsFeatureExtractor(dict(params))
+                else:
+                    extractor = RadiomicsFeatureExtractor(str(params))
+            finally:
+                sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(tolerances[0])
+                sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(tolerances[1])
         features = {name: (list(v) if v else None) for name, v in extractor.enabledFeatures.items()}
         _RESOLVED[memo_key] = ExtractionConfig(extractor.settings, extractor.enabledImagetypes, features).as_params()
     state = _RESOLVED[memo_key]
@@ -546,8 +554,12 @@ def extract_case(image, mask, config: ExtractionConfig, label: int | None = None
         sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(tol)
         sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(tol)
 
-    image = sitk.ReadImage(str(image)) if not isinstance(image, sitk.Image) else image
-    mask = sitk.ReadImage(str(mask)) if not isinstance(mask, sitk.Image) else mask
+    # radhe's reader, as every other step: DICOM series folders, and truncated NIfTI files refused
+    # (SimpleITK zero-fills them, which would give features of a corrupted scan)
+    from radhe.io.image import read_image
+
+    image = read_image(image) if not isinstance(image, sitk.Image) else image
+    mask = read_image(mask) if not isinstance(mask, sitk.Image) else mask
 
     if image.GetDimension() != 3 or mask.GetDimension() != 3 or settings.get("voxelBased", False):
         return _plain_execute(image, mask, config, settings)
@@ -643,6 +655,10 @@ def extract_task(image, mask, config: ExtractionConfig, label: int | None = None
     Lives here, not beside the estimator, so workers import numpy, SimpleITK and pyradiomics only.
     """
     quiet_radiomics()
+    # a "geometryTolerance" setting changes SimpleITK's process-wide tolerances (as pyradiomics does);
+    # restore them so that one extraction's settings do not decide whether the next case passes
+    tolerances = (sitk.ProcessObject.GetGlobalDefaultCoordinateTolerance(),
+                  sitk.ProcessObject.GetGlobalDefaultDirectionTolerance())
     try:
         features = extract_case(image, mask, config, label=label)
     except Exception as exc:  # pyradiomics raises ValueError, RuntimeError, AssertionError, ...
@@ -650,4 +666,7 @@ def extract_task(image, mask, config: ExtractionConfig, label: int | None = None
         if isinstance(exc, RuntimeError) and "ERROR:" in message:
             message = message.split("ERROR:", 1)[-1].strip()
         return "error", message
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(tolerances[0])
+        sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(tolerances[1])
     return "ok", {name: float(value) for name, value in features.items()}

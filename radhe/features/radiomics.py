@@ -298,8 +298,7 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
             [{"case_id": case_ids[i], "file": problems[i][0], "problem": problems[i][1]} for i in sorted(problems)],
             columns=["case_id", "file", "problem"],
         )
-        if not first_only:
-            failures.index = X.index[sorted(problems)] if problems else X.index[:0]
+        failures.index = X.index[sorted(problems)] if problems else X.index[:0]
         return results, failures
 
 

@@ -166,6 +166,8 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             mode = max(order, key=lambda v: (counts[v], -order.index(v)))
             categorical.append(name)
             categories[name] = (order, mode)
+        if auto and y is not None:
+            self._warn_if_outcome(frame, numeric, y)
         if dropped:
             listing = "; ".join(f"'{k}' ({v})" for k, v in dropped.items())
             warnings.warn(
@@ -184,6 +186,21 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         self.dropped_columns_ = dropped
         self.feature_names_out_ = np.asarray(self._names(), dtype=object)
         return self
+
+    def _warn_if_outcome(self, frame: pd.DataFrame, numeric: list[str], y) -> None:
+        """Warn about an automatically chosen column that equals ``y`` (an outcome under another name)."""
+        target = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").to_numpy(dtype=float)
+        if target.shape[0] != len(frame) or np.isnan(target).any() or np.unique(target).size < 2:
+            return
+        same = [name for name in numeric
+                if np.array_equal(_is_numeric(frame[name])[1].to_numpy(dtype=float), target)]
+        if same:
+            warnings.warn(
+                f"{type(self).__name__}: column(s) {same} equal the outcome y on every training row and are used "
+                "as predictors; if they hold the outcome, leave them out (exclude=[...]) or drop them from X",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _names(self) -> list[str]:
         family = self._family

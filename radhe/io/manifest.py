@@ -117,10 +117,12 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
+        # identifiers stay text: "007" must not become 7 (and collide with "7")
+        ids = {"case_id": str, "patient_id": str}
         if name.endswith(".tsv"):
-            return pd.read_csv(path, sep="\t")
+            return pd.read_csv(path, sep="\t", dtype=ids)
         if name.endswith(".csv"):
-            return pd.read_csv(path)
+            return pd.read_csv(path, dtype=ids)
     except Exception as exc:  # pandas raises many types for a malformed table
         raise InputError(f"cannot read manifest '{path}': {exc}", path=path) from None
     raise InputError(f"manifest '{path}' must be .csv, .tsv or .parquet", path=path)

@@ -184,7 +184,8 @@ def validate_manifest(
     rows, skipped = [], []
     for index, case in manifest.iterrows():
         mask = case[mask_column] if has_mask else None
-        mask = None if mask is None or (isinstance(mask, float) and np.isnan(mask)) else mask
+        blank = isinstance(mask, str) and not mask.strip()  # as load_manifest reads an empty cell
+        mask = None if mask is None or blank or (isinstance(mask, float) and np.isnan(mask)) else mask
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", InputWarning)

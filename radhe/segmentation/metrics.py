@@ -90,7 +90,13 @@ def segmentation_metrics(manifest: pd.DataFrame, *, pred_column: str = "mask_pre
     for case_id, patient, true_path, pred_path in zip(manifest["case_id"], patients, manifest[true_column],
                                                       manifest[pred_column], strict=True):
         truth, voxel_ml = _read_mask(true_path, case_id, label)
-        pred, _ = _read_mask(pred_path, case_id, 1)
+        pred, pred_voxel_ml = _read_mask(pred_path, case_id, 1)
+        if truth.shape != pred.shape or not np.isclose(voxel_ml, pred_voxel_ml, rtol=1e-4, atol=0.0):
+            raise InputError(
+                f"predicted mask (shape {pred.shape}, voxel {pred_voxel_ml * 1000:.4g} mm³) does not match the "
+                f"reference mask (shape {truth.shape}, voxel {voxel_ml * 1000:.4g} mm³)",
+                case_id=case_id, path=pred_path,
+            )
         a, b = _pair(truth, pred)
         inter = int(np.logical_and(a, b).sum())
         rows.append({"case_id": str(case_id), "patient_id": str(patient), "true_voxels": int(a.sum()),

@@ -521,11 +521,17 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
         folder.mkdir(parents=True, exist_ok=True)
         paths, records = [], []
+        written: dict[Path, object] = {}
         with S.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
+                path = folder / f"{_safe_name(case_id)}.{self.output_format}"
+                if path in written and str(written[path]) != str(image):
+                    # one file per case id: a second image under the same id would overwrite the first
+                    raise InputError(f"case_id is not unique in X (images '{written[path]}' and '{image}'); "
+                                     "predicted masks are stored by case_id", case_id=case_id)
+                written[path] = image
                 case = S.load_case(image, None, case_id=case_id)
                 mask, info = self._predict_case(case)
-                path = folder / f"{_safe_name(case_id)}.{self.output_format}"
                 _atomic_write(mask, info["reference"], path)
                 paths.append(str(path))
                 records.append({"case_id": str(case_id), "path": str(path), "voxels": info["voxels"],
@@ -636,8 +642,12 @@ def _check_manifest(X, columns, where: str) -> None:
 
 
 def _safe_name(case_id) -> str:
-    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(case_id))
-    return name or "case"
+    text = str(case_id)
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+    if name != text or name in ("", ".", ".."):
+        # "a/b" and "a_b" must not share a file: ids that needed changing get a digest of the original
+        name = f"{name.strip('.') or 'case'}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+    return name
 
 
 def _atomic_write(mask: np.ndarray, reference, path: Path) -> None:
