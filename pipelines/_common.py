@@ -1,0 +1,282 @@
+"""Shared machinery of the published-method pipelines: settings, the command line, the report.
+
+Every pipeline module defines ``build_pipeline(**overrides)``, ``param_grid()``, ``TITLE``,
+``TINY`` (overrides that make it run in seconds, for smoke tests) and ``main(argv=None)``, which
+calls :func:`main` here. :func:`run_pipeline` is the same without argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = [
+    "main",
+    "run_pipeline",
+    "load_or_make_cohort",
+    "oracle_auc",
+    "segmenter",
+    "roi_cnn",
+    "split_overrides",
+    "write_report",
+    "html_table",
+]
+
+def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
+    """Split ``build_pipeline`` overrides into (segmenter kwargs, CNN kwargs, the rest).
+
+    ``epochs`` sets both networks' epochs (``seg_epochs`` / ``cnn_epochs`` one of them);
+    ``base_channels``, ``levels``, ``input_size``, ``skull_strip`` and ``cache_dir`` go to the U-Net;
+    ``crop_size`` and ``n_features`` to the ROI CNN; ``n_threads`` and ``batch_size`` to both.
+    """
+    rest = dict(overrides)
+    seg, cnn = {}, {}
+    if "epochs" in rest:
+        seg["epochs"] = cnn["epochs"] = rest.pop("epochs")
+    if "seg_epochs" in rest:
+        seg["epochs"] = rest.pop("seg_epochs")
+    if "cnn_epochs" in rest:
+        cnn["epochs"] = rest.pop("cnn_epochs")
+    for key in ("base_channels", "levels", "input_size", "cache_dir", "skull_strip"):
+        if key in rest:
+            seg[key] = rest.pop(key)
+    for key in ("crop_size", "n_features"):
+        if key in rest:
+            cnn[key] = rest.pop(key)
+    for key in ("n_threads", "batch_size"):
+        if key in rest:
+            seg[key] = cnn[key] = rest.pop(key)
+    return seg, cnn, rest
+
+
+def segmenter(random_state=None, **params):
+    """A :class:`~radhe.segmentation.HematomaSegmenter` with CPU-friendly defaults, updated by ``params``."""
+    from radhe.segmentation import HematomaSegmenter
+
+    settings = dict(base_channels=16, levels=4, epochs=20, input_size=128, patience=5)
+    settings.update(params)
+    return HematomaSegmenter(random_state=random_state, **settings)
+
+
+def roi_cnn(random_state=None, **params):
+    """A :class:`~radhe.features.CNNEmbedder` (``kind="roi_cnn"``) with the given settings."""
+    from radhe.features.cnn import CNNEmbedder
+
+    settings = dict(kind="roi_cnn", epochs=20)
+    settings.update(params)
+    return CNNEmbedder(random_state=random_state, **settings)
+
+
+# --------------------------------------------------------------------------------------- cohort
+def load_or_make_cohort(manifest=None, out=None, *, n_cases: int = 120, shape=None, seed: int = 0):
+    """The manifest at ``manifest``, or a synthetic cohort generated in ``out/cohort``.
+
+    Returns ``(manifest DataFrame, path of its manifest.csv)``.
+    """
+    if manifest is not None:
+        from radhe.io import load_manifest
+
+        return load_manifest(manifest), Path(manifest)
+    from radhe.datasets import make_ich_cohort
+
+    folder = Path(out) / "cohort"
+    kwargs = {"random_state": seed}
+    if shape is not None:
+        kwargs["shape"] = tuple(shape)
+    frame = make_ich_cohort(n_cases, folder, **kwargs)
+    return frame, folder / "manifest.csv"
+
+
+def oracle_auc(manifest, manifest_path, label: str = "he") -> float | None:
+    """AUC of the cohort's true risk (``oracle.csv`` beside the manifest), or None when absent."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    path = Path(manifest_path).parent / "oracle.csv"
+    if not path.is_file() or label != "he":
+        return None
+    oracle = pd.read_csv(path).set_index("case_id")["he_risk"]
+    ids = manifest["case_id"].astype(str)
+    if not ids.isin(oracle.index).all():
+        return None
+    return float(roc_auc_score(manifest[label].astype(int), oracle.loc[ids].to_numpy()))
+
+
+# --------------------------------------------------------------------------------------- report
+def html_table(frame, *, digits: int = 3, index_label: str = "") -> str:
+    """A pandas DataFrame as a plain HTML table (numbers rounded), in the report's style."""
+    import numpy as np
+
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "–" if not np.isfinite(v) else f"{v:.{digits}f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [index_label or (frame.index.name or ""), *frame.columns])
+    rows = "".join(
+        f"<tr><td>{html.escape(str(i))}</td>{''.join(f'<td>{cell(v)}</td>' for v in row)}</tr>"
+        for i, row in zip(frame.index, frame.itertuples(index=False), strict=True)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _jsonable(obj):
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(obj, pd.DataFrame):
+        return {str(k): _jsonable(v) for k, v in obj.to_dict(orient="index").items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def write_report(result, out: Path, *, title: str, about: str = "", extras=None, summary: dict | None = None) -> dict:
+    """Write ``report.html`` and ``metrics.json`` of an evaluation, with extra sections appended.
+
+    Parameters
+    ----------
+    result : radhe.evaluation.EvaluationResult
+    out : path
+        Output folder.
+    title : str
+        Report title.
+    about : str
+        HTML paragraph placed under the title (the method and how this implementation differs).
+    extras : list of (heading, html, json-able) tuples, optional
+        Sections appended to the report; their data go under ``metrics.json["extras"][heading]``.
+    summary : dict, optional
+        Stored as ``metrics.json["pipeline"]`` (name, runtime, oracle AUC, ...).
+
+    Returns
+    -------
+    dict
+        ``{"html": path, "metrics": path}``.
+    """
+    from radhe.report import render_html
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    page = render_html(result, title=title)
+    blocks = []
+    for heading, body, _ in extras or ():
+        blocks.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
+    if about:
+        page = page.replace("</h1>", f"</h1>\n<p class=\"note\">{about}</p>", 1)
+    page = page.replace("</body></html>", "\n".join(blocks) + "\n</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    metrics = result.to_dict()
+    if extras:
+        metrics["extras"] = {heading: _jsonable(data) for heading, _, data in extras}
+    if summary:
+        metrics["pipeline"] = _jsonable(summary)
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    return {"html": html_path, "metrics": metrics_path}
+
+
+# -------------------------------------------------------------------------------------- running
+def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, seed: int = 0, label: str = "he",
+                 overrides=None, threshold_cv: int | None = 3, n_bootstrap: int = 1000, grid: bool = False,
+                 explain: bool | None = None, verbose: bool = True) -> dict:
+    """Cross-validate ``module``'s pipeline on ``manifest`` and write its report to ``out``.
+
+    The pipeline is ``module.build_pipeline(random_state=seed, **overrides)``, evaluated with
+    :func:`radhe.evaluation.evaluate` (patient-grouped stratified ``folds``-fold CV, the NCCT-marker,
+    volume and BAT baselines on the same folds, out-of-fold SHAP unless ``module.EXPLAIN`` is False),
+    and written by :func:`write_report` with the sections of ``module.extra_sections`` if defined.
+    ``grid=True`` wraps the pipeline in a patient-grouped ``GridSearchCV`` over ``module.param_grid()``
+    (nested CV: slow). ``explain=False`` skips SHAP (None: the module's ``EXPLAIN``, default True).
+
+    Returns
+    -------
+    dict
+        ``result`` (EvaluationResult), ``paths``, ``auc``, ``oracle_auc``, ``seconds``.
+    """
+    from radhe.evaluation import evaluate
+    from radhe.model_selection import PatientStratifiedKFold
+
+    out = Path(out)
+    start = time.perf_counter()
+    y = manifest[label].astype(int)
+    pipeline = module.build_pipeline(random_state=seed, **dict(overrides or {}))
+    if grid:
+        from sklearn.model_selection import GridSearchCV
+
+        pipeline = GridSearchCV(pipeline, module.param_grid(), scoring="roc_auc", refit=True,
+                                cv=PatientStratifiedKFold(n_splits=3, shuffle=True, random_state=seed))
+    cv = PatientStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    result = evaluate(pipeline, manifest, y, cv=cv, baselines=getattr(module, "BASELINES", True),
+                      explain=bool(getattr(module, "EXPLAIN", True) if explain is None else explain) and not grid,
+                      threshold_cv=threshold_cv,
+                      n_bootstrap=n_bootstrap, name=module.NAME, random_state=seed)
+    extras = []
+    if hasattr(module, "extra_sections"):
+        extras = module.extra_sections(manifest, y, result, seed=seed, folds=folds, overrides=dict(overrides or {}))
+    seconds = time.perf_counter() - start
+    oracle = oracle_auc(manifest, manifest_path, label) if manifest_path is not None else None
+    summary = {"name": module.NAME, "title": module.TITLE, "seconds": seconds, "folds": folds, "seed": seed,
+               "overrides": {k: repr(v) for k, v in dict(overrides or {}).items()}, "grid_search": grid,
+               "oracle_auc": oracle}
+    paths = write_report(result, out, title=module.TITLE, about=getattr(module, "ABOUT", ""), extras=extras,
+                         summary=summary)
+    if verbose:
+        print(result.summary())
+        if oracle is not None:
+            print(f"oracle AUC (the cohort's true risk) {oracle:.3f}")
+        print(f"{module.NAME}: {seconds:.1f} s; report: {paths['html']}; metrics: {paths['metrics']}")
+    return {"result": result, "paths": paths, "auc": result.main.auc.auc, "oracle_auc": oracle, "seconds": seconds}
+
+
+def build_parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m pipelines.{name}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="manifest (.csv/.tsv/.parquet); default: a synthetic cohort generated in OUT/cohort")
+    parser.add_argument("--out", type=Path, default=Path(f"{name}_out"), help=f"output folder (default {name}_out)")
+    parser.add_argument("--label", default="he", help="outcome column (default 'he')")
+    parser.add_argument("--folds", type=int, default=5, help="patient-grouped CV folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
+    parser.add_argument("-n", "--n-cases", type=int, default=120, help="synthetic cohort size (default 120)")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                        help="synthetic volume size in voxels (default 256 256 28)")
+    parser.add_argument("--threshold-cv", type=int, default=3,
+                        help="inner folds choosing each fold's threshold; 0 = training-fold scores (default 3)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs (default 1000)")
+    parser.add_argument("--grid", action="store_true", help="nested grid search over param_grid() (slow)")
+    parser.add_argument("--no-explain", action="store_true", help="skip the out-of-fold SHAP explanation")
+    parser.add_argument("--tiny", action="store_true", help="tiny networks and few epochs: a smoke test in seconds")
+    return parser
+
+
+def main(module, argv=None) -> int:
+    """The ``python -m pipelines.<name>`` entry point of a pipeline module."""
+    from radhe.errors import RadheError
+
+    doc = (module.__doc__ or "").strip().splitlines()
+    parser = build_parser(module.NAME, doc[0] if doc else module.TITLE)
+    args = parser.parse_args(argv)
+    try:
+        manifest, path = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
+                                             seed=args.seed)
+        if args.label not in manifest.columns:
+            raise RadheError(f"manifest has no outcome column '{args.label}'")
+        run_pipeline(module, manifest, manifest_path=path, out=args.out, folds=args.folds, seed=args.seed,
+                     label=args.label, overrides=module.TINY if args.tiny else None,
+                     threshold_cv=args.threshold_cv or None, n_bootstrap=args.bootstrap, grid=args.grid,
+                     explain=False if args.no_explain else None)
+    except (RadheError, ValueError, FileNotFoundError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

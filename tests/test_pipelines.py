@@ -1,0 +1,178 @@
+"""The published-method pipelines (``pipelines/``): each runs end to end and writes its report."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import pipelines
+from pipelines import _common
+
+NAMES = pipelines.NAMES
+CLASSIFIER_PIPELINES = [n for n in NAMES if n != "xu2021"]
+
+
+def _module(name):
+    return importlib.import_module(f"pipelines.{name}")
+
+
+def _manifest_path(manifest) -> Path:
+    return Path(manifest["image"].iloc[0]).parent.parent / "manifest.csv"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_interface_and_documented_differences(name):
+    module = _module(name)
+    for attribute in ("build_pipeline", "param_grid", "main", "TINY", "TITLE", "NAME"):
+        assert hasattr(module, attribute), f"pipelines.{name} lacks {attribute}"
+    assert module.NAME == name
+    doc = module.__doc__
+    if name != "default":
+        assert "Mapping of the paper's methods section" in doc and "Where this differs from the paper" in doc
+    # every grid key is a parameter of the pipeline it tunes (catches typos in step names)
+    pipe = module.build_pipeline(random_state=0, **module.TINY)
+    grid = module.param_grid()
+    assert grid
+    pipe.set_params(**{key: values[0] for key, values in grid.items()})
+    params = pipe.get_params()
+    seeds = [v for k, v in params.items() if k == "random_state" or k.endswith("__random_state")]
+    assert seeds and all(s == 0 for s in seeds if s is not None), "random_state must reach every step"
+
+
+def test_overrides_reach_the_networks():
+    teng = _module("teng2021").build_pipeline(random_state=1, epochs=3, base_channels=4, crop_size=16)
+    params = teng.get_params()
+    assert params["segment__epochs"] == 3 and params["segment__base_channels"] == 4
+    assert params["segment__window"] == (0.0, 100.0) and params["segment__dilation"] == 2
+    assert params["features__cnn__epochs"] == 3 and params["features__cnn__crop_size"] == 16
+    assert params["features__radiomics__params"] == "teng2021"
+    assert params["features__cnn__mask_column"] == "mask_pred"  # features read the predicted masks
+    ohkita = _module("ohkita").build_pipeline(random_state=0, **_module("ohkita").TINY)
+    marker = ohkita.named_steps["features"].transformers[0][1]
+    assert type(marker).__name__ == "NCCTMarkerClassifier"
+    assert (marker.mask_column, marker.train_mask_column, marker.pooling) == ("mask_pred", "mask", "haar")
+    assert "blend_sign" in ohkita.named_steps["features"].transformers[1][1].exclude
+
+
+def test_cli_lists_every_pipeline():
+    from radhe.cli import available_pipelines
+
+    assert set(NAMES) <= set(available_pipelines())
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_PIPELINES)
+def test_pipeline_runs_end_to_end(name, small_cohort, tmp_path, capsys):
+    out = tmp_path / name
+    argv = ["--manifest", str(_manifest_path(small_cohort)), "--out", str(out), "--tiny", "--folds", "2",
+            "--threshold-cv", "0", "--bootstrap", "50"]
+    if name != "default":  # SHAP is exercised once, on the cheapest pipeline
+        argv.append("--no-explain")
+    assert _module(name).main(argv) == 0
+    assert (out / "report.html").stat().st_size > 10_000
+    metrics = json.loads((out / "metrics.json").read_text())
+    main = metrics["main"]
+    assert main["n"] == len(small_cohort)
+    assert _finite(main["auc"]["auc"]) and 0 <= main["auc"]["auc"] <= 1
+    assert all(_finite(main["metrics"][m]["estimate"]) for m in ("sensitivity", "specificity"))
+    assert "Volume (logistic)" in metrics["baselines"] and "BAT score" in metrics["baselines"]
+    assert _finite(metrics["pipeline"]["oracle_auc"])
+    assert metrics["pipeline"]["name"] == name
+    printed = capsys.readouterr().out
+    assert "oracle AUC" in printed and "report:" in printed
+    if name == "default":
+        assert metrics["feature_importance"], "the default pipeline's report explains the model"
+    if name == "ohkita":
+        aucs = metrics["extras"]["NCCT marker classification (per-label AUC)"]
+        assert set(aucs) == {"hypodensity", "irregular_margin", "blend_sign", "fluid_level"}
+        leak = metrics["extras"]["Patient-level vs slice-random split"]
+        assert {"auc_patient_split", "auc_random_split", "optimism"} <= set(leak["mean"])
+        html = (out / "report.html").read_text()
+        assert "Patient-level vs slice-random split" in html
+
+
+def test_xu2021_writes_a_volumetry_report(small_cohort, tmp_path):
+    out = tmp_path / "xu"
+    xu = _module("xu2021")
+    assert xu.main(["--manifest", str(_manifest_path(small_cohort)), "--out", str(out), "--tiny", "--folds", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_cases"] == len(small_cohort)
+    assert 0 <= metrics["dice"]["mean"] <= 1
+    abc2 = metrics["abc2_vs_reference"]
+    # ABC/2 of the reference masks tracks their planimetric volume
+    assert abc2["pearson_r"] > 0.9 and _finite(abc2["icc"]) and _finite(abc2["wilcoxon_p"])
+    for key in ("icc", "mean_difference", "loa_lower", "loa_upper"):
+        assert _finite(metrics["model_vs_reference"][key])
+    html = (out / "report.html").read_text()
+    assert "Bland" in html and "data:image/png;base64" in html
+    assert (out / "cases.csv").read_text().count("\n") == len(small_cohort) + 1
+
+
+def test_bad_manifest_is_a_clean_error(tmp_path, capsys):
+    assert _module("default").main(["--manifest", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 1
+    assert "error" in capsys.readouterr().err
+
+
+def test_split_overrides():
+    seg, cnn, rest = _common.split_overrides(dict(epochs=2, seg_epochs=5, base_channels=4, crop_size=16,
+                                                  n_threads=1, k=7))
+    assert seg == {"epochs": 5, "base_channels": 4, "n_threads": 1}
+    assert cnn == {"epochs": 2, "crop_size": 16, "n_threads": 1}
+    assert rest == {"k": 7}
+
+
+# ---------------------------------------------------------------------------------------------
+# each pipeline learns signal on a default-size cohort (slow: about half an hour on 2 CPU cores)
+
+#: Moderate network settings: enough to learn, small enough for a CPU (the pipelines' defaults are
+#: heavier). teng2021 uses its first-order LoG/wavelet radiomics configuration here.
+MODERATE = {
+    "default": {},
+    "zhong2021": dict(epochs=12, input_size=64),
+    "teng2021": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64, radiomics="tiny"),
+    "bo2023": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64),
+    "ohkita": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64),
+}
+
+
+#: Smallest acceptable cross-validated AUC, about 0.1 below what these settings measured on a
+#: 200-case cohort (128 × 128 × 28, 3 folds): default 0.73, zhong2021 0.68, teng2021 0.61,
+#: bo2023 0.64, ohkita 0.76 (oracle 0.84).
+MIN_AUC = {"default": 0.63, "zhong2021": 0.58, "teng2021": 0.52, "bo2023": 0.55, "ohkita": 0.65}
+
+
+@pytest.fixture(scope="module")
+def default_cohort(tmp_path_factory):
+    from radhe.datasets import make_ich_cohort
+
+    out = tmp_path_factory.mktemp("default_cohort")
+    return make_ich_cohort(200, out, random_state=0, n_jobs=2), out / "manifest.csv"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLASSIFIER_PIPELINES)
+def test_pipeline_learns_signal_on_a_default_size_cohort(name, default_cohort, tmp_path):
+    manifest, path = default_cohort
+    module = _module(name)
+    overrides = dict(MODERATE[name])
+    if overrides.get("radiomics") == "tiny":
+        overrides["radiomics"] = module.TINY_RADIOMICS
+    run = _common.run_pipeline(module, manifest, manifest_path=path, out=tmp_path, folds=3, threshold_cv=None,
+                               n_bootstrap=200, explain=False, overrides=overrides, verbose=False)
+    assert run["auc"] > MIN_AUC[name], f"{name}: cross-validated AUC {run['auc']:.3f} (oracle {run['oracle_auc']:.3f})"
+
+
+@pytest.mark.slow
+def test_xu2021_segments_a_default_size_cohort(default_cohort, tmp_path):
+    manifest, _ = default_cohort
+    study = _module("xu2021").cross_validated_volumetry(
+        manifest, folds=3, out=tmp_path, overrides=dict(epochs=10, base_channels=8, input_size=64))
+    assert study["dice"]["mean"] > 0.6
+    assert study["model"]["icc"] > 0.8
