@@ -42,7 +42,7 @@ _EXPORTS = {
 # subpackages reachable as attributes (``radhe.datasets.make_ich_cohort``) without an explicit import
 _SUBMODULES = (
     "baselines", "cli", "datasets", "errors", "evaluation", "explain", "features", "io", "labels",
-    "model_selection", "plots", "report", "segmentation", "volumetry",
+    "markers", "model_selection", "plots", "report", "segmentation", "two_output", "volumetry",
 )
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

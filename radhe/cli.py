@@ -164,6 +164,11 @@ def _cmd_evaluate(args) -> int:
     cv = PatientStratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     with _cache_folder(args.cache) as cache:
         pipeline = _build_pipeline(args.pipeline, args.seed, n_jobs=args.n_jobs, cache=cache)
+        if not (hasattr(pipeline, "predict_proba") or hasattr(pipeline, "decision_function")):
+            raise RadheErrorForCli(
+                f"pipeline '{args.pipeline}' is not a classifier and has no expansion score to evaluate; "
+                f"run `python -m pipelines.{args.pipeline}` for its own report"
+            )
         result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html,
                           name=f"{args.pipeline} pipeline")
     _write_outputs(result, args.out, html=args.html)

@@ -47,6 +47,7 @@ FAMILIES = (
     "radiomics: texture",
     "radiomics: filtered",
     "CNN",
+    "NCCT markers (CNN)",
     "clinical",
     "tabular",
     "other",
@@ -91,7 +92,8 @@ def feature_family(name: str) -> str:
         if cls in _TEXTURE:
             return "radiomics: texture"
         return "radiomics: texture" if cls else "other"
-    return {"cnn": "CNN", "clinical": "clinical", "tabular": "tabular"}.get(family, "other")
+    families = {"cnn": "CNN", "marker": "NCCT markers (CNN)", "clinical": "clinical", "tabular": "tabular"}
+    return families.get(family, "other")
 
 
 def display_name(name: str) -> str:

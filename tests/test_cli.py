@@ -146,3 +146,10 @@ def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "<img" in html and "BAT" in html
     assert "BAT score" in json.loads((tmp_path / "rep" / "metrics.json").read_text())["baselines"]
+
+
+def test_evaluate_refuses_a_pipeline_that_is_not_a_classifier(cli_cohort, tmp_path, capsys):
+    code = main(["evaluate", "--manifest", str(cli_cohort / "manifest.csv"), "--pipeline", "xu2021",
+                 "--out", str(tmp_path / "x")])
+    assert code == 1
+    assert "pipeline 'xu2021' is not a classifier" in capsys.readouterr().err
