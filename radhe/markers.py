@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._torch_utils import NetCacheMixin, backward_step, check_frame, check_window, mean_or_nan
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
 
 __all__ = ["NCCTMarkerClassifier", "MARKER_LABELS", "marker_pos_weight", "per_label_auc"]
@@ -69,7 +70,7 @@ def _marker_net(roi_kwargs: dict, n_extra: int, n_labels: int, dropout: float):
     return MarkerNet()
 
 
-class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
+class NCCTMarkerClassifier(NetCacheMixin, TransformerMixin, BaseEstimator):
     """Multi-label classifier of NCCT haematoma markers (Ohkita's wavelet CNN), usable as a feature branch.
 
     Parameters
@@ -213,9 +214,7 @@ class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
             raise ConfigurationError(f"pooling must be 'haar' or 'max', got {self.pooling!r}")
         if self.pos_weight not in ("balanced", None):
             raise ConfigurationError(f"pos_weight must be 'balanced' or None, got {self.pos_weight!r}")
-        low, high = self.window
-        if not high > low:
-            raise ConfigurationError(f"window must be (low, high) with high > low, got {self.window!r}")
+        check_window(self.window)
         for name in ("epochs", "batch_size", "crop_size", "n_features", "base_channels", "depth"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -287,7 +286,7 @@ class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
         """Train on the cases of ``X``; targets are ``X[labels]`` (``y`` is ignored, see Notes)."""
         labels = self._check_params()
         train_mask = self.train_mask_column or self.mask_column
-        _check_frame(X, ("case_id", self.image_column, train_mask), "NCCTMarkerClassifier.fit")
+        check_frame(X, (self.image_column, train_mask), "NCCTMarkerClassifier.fit")
         from radhe.segmentation import _slices as S
 
         start = time.perf_counter()
@@ -362,12 +361,9 @@ class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
                     loss = F.binary_cross_entropy_with_logits(logits, t_all[idx].to(device), weight=valid,
                                                               pos_weight=pos_weight, reduction="sum")
                     loss = loss / valid.sum().clamp(min=1.0)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    backward_step(optimizer, loss)
                     losses.append(float(loss.detach()))
-                history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                                "seconds": time.perf_counter() - t0})
+                history.append({"epoch": epoch, "loss": mean_or_nan(losses), "seconds": time.perf_counter() - t0})
                 if self.verbose:
                     print(f"[NCCTMarkerClassifier] epoch {epoch:3d}  loss {history[-1]['loss']:.4f}", flush=True)
         self.history_ = pd.DataFrame(history, columns=["epoch", "loss", "seconds"])
@@ -388,11 +384,6 @@ class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
             net.load_state_dict(self.model_state_)
             self._net = net.eval().to(S.resolve_device(self.device))
         return self._net
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_net", None)
-        return state
 
     def _predict_slices(self, data: np.ndarray, extra: np.ndarray | None = None, batch: int = 64) -> np.ndarray:
         """Sigmoid probabilities ``(n, L)`` of slice samples."""
@@ -421,7 +412,7 @@ class NCCTMarkerClassifier(TransformerMixin, BaseEstimator):
         (an :class:`~radhe.errors.InputWarning` names it).
         """
         check_is_fitted(self, "model_state_")
-        _check_frame(X, ("case_id", self.image_column, self.mask_column), "NCCTMarkerClassifier")
+        check_frame(X, (self.image_column, self.mask_column), "NCCTMarkerClassifier")
         crops = self._crops(X, self.mask_column)
         extra = self._unet_features(X, self.mask_column)
         out = np.full((len(X), len(self.labels_)), np.nan)
@@ -492,12 +483,3 @@ def _stack(crops, targets, extra):
         return None, None, None
     extra_stack = np.concatenate(e) if extra.shape[1] else None
     return np.concatenate(data), np.concatenate(t), extra_stack
-
-
-def _check_frame(X, columns, where):
-    if not isinstance(X, pd.DataFrame):
-        raise InputError(f"{where}: X must be a manifest DataFrame, got {type(X).__name__}")
-    missing = [c for c in columns if c not in X.columns]
-    if missing:
-        raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")
-

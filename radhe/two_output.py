@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._torch_utils import NetCacheMixin, backward_step, check_frame, check_window, mean_or_nan
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["TwoOutputUNetClassifier"]
@@ -63,7 +64,7 @@ def _two_output_net(in_channels: int, base_channels: int, levels: int, dilation:
     return TwoOutputUNet()
 
 
-class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
+class TwoOutputUNetClassifier(NetCacheMixin, ClassifierMixin, BaseEstimator):
     """Haematoma-expansion classifier: a U-Net with a segmentation and a classification output.
 
     Parameters
@@ -172,9 +173,7 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
     def _check_params(self) -> None:
         if self.class_weight not in ("balanced", None):
             raise ConfigurationError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        low, high = self.window
-        if not high > low:
-            raise ConfigurationError(f"window must be (low, high) with high > low, got {self.window!r}")
+        check_window(self.window)
         if self.levels < 2 or self.base_channels < 1:
             raise ConfigurationError(f"levels must be >= 2 and base_channels >= 1, got {self.levels}, "
                                      f"{self.base_channels}")
@@ -211,7 +210,7 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
         from radhe.segmentation.segmenter import _soft_dice_loss
 
         self._check_params()
-        _check_frame(X, ("case_id", self.image_column, self.mask_column), "TwoOutputUNetClassifier.fit")
+        check_frame(X, (self.image_column, self.mask_column), "TwoOutputUNetClassifier.fit")
         y = _check_binary(y)
         if y.size != len(X):
             raise InputError(f"TwoOutputUNetClassifier.fit: y has {y.size} labels for {len(X)} manifest rows")
@@ -269,14 +268,12 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
                         cls_loss = F.binary_cross_entropy_with_logits(cls_logit[has], label[has], pos_weight=pos_weight)
                         loss = loss + cls_loss
                         cls_losses.append(float(cls_loss.detach()))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    backward_step(optimizer, loss)
                     seg_losses.append(float(seg_loss.detach()))
                 scheduler.step()
                 history.append({"epoch": epoch,
-                                "segmentation_loss": float(np.mean(seg_losses)) if seg_losses else float("nan"),
-                                "classification_loss": float(np.mean(cls_losses)) if cls_losses else float("nan"),
+                                "segmentation_loss": mean_or_nan(seg_losses),
+                                "classification_loss": mean_or_nan(cls_losses),
                                 "seconds": time.perf_counter() - t0})
                 if self.verbose:
                     h = history[-1]
@@ -301,11 +298,6 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
             self._net = net.eval().to(S.resolve_device(self.device))
         return self._net
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_net", None)
-        return state
-
     def _case_outputs(self, image_path, case_id):
         """Per-slice segmentation probabilities ``(z, s, s)`` and expansion logits ``(z,)`` of one case."""
         import torch
@@ -329,7 +321,7 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
         from radhe.segmentation import _slices as S
 
         check_is_fitted(self, "model_state_")
-        _check_frame(X, ("case_id", self.image_column), "TwoOutputUNetClassifier")
+        check_frame(X, (self.image_column,), "TwoOutputUNetClassifier")
         k = 2 * int(self.n_slices) + 1
         scores, records = [], []
         with S.torch_runtime(self._threads(), None, deterministic=False):
@@ -373,7 +365,7 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
         from radhe.segmentation import _slices as S
         from radhe.segmentation.metrics import dice_score
 
-        _check_frame(X, ("case_id", self.image_column, self.mask_column), "TwoOutputUNetClassifier.dice")
+        check_frame(X, (self.image_column, self.mask_column), "TwoOutputUNetClassifier.dice")
         values = []
         for (case_id, mask_path), pred in zip(zip(X["case_id"], X[self.mask_column], strict=True),
                                               self.predict_masks(X), strict=True):
@@ -386,11 +378,3 @@ class TwoOutputUNetClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         return tags
-
-
-def _check_frame(X, columns, where):
-    if not isinstance(X, pd.DataFrame):
-        raise InputError(f"{where}: X must be a manifest DataFrame, got {type(X).__name__}")
-    missing = [c for c in columns if c not in X.columns]
-    if missing:
-        raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")

@@ -33,6 +33,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._torch_utils import NetCacheMixin, backward_step, check_frame, check_window, mean_or_nan
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
 from radhe.segmentation import _slices as S
 
@@ -43,7 +44,7 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class CNNEmbedder(TransformerMixin, BaseEstimator):
+class CNNEmbedder(NetCacheMixin, TransformerMixin, BaseEstimator):
     """Deep features of the haematoma region, as a feature-union branch (family ``cnn``).
 
     Parameters
@@ -192,9 +193,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
             raise ConfigurationError(f"pooling must be 'max' or 'haar', got {self.pooling!r}")
         if self.class_weight not in ("balanced", None):
             raise ConfigurationError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        low, high = self.window
-        if not high > low:
-            raise ConfigurationError(f"window must be (low, high) with high > low, got {self.window!r}")
+        check_window(self.window)
 
     def _threads(self) -> int:
         return self.n_threads if self.n_threads is not None else S.default_threads()
@@ -220,7 +219,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y):
         self._check_params()
-        _check_frame(X, (self.image_column, self.mask_column), "CNNEmbedder.fit")
+        check_frame(X, (self.image_column, self.mask_column), "CNNEmbedder.fit")
         start = time.perf_counter()
         seed = S.seed_from(self.random_state)
         self.model_state_, self.segmenter_, self.backbone_ = None, None, None
@@ -336,11 +335,6 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self._net = net.eval().to(S.resolve_device(self.device))
         return self._net
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_net", None)
-        return state
-
     # -------------------------------------------------------------------------------------- train
     def _train(self, X, y, crops, seed):
         import torch
@@ -385,12 +379,9 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
                     x = self._backbone_input(x)
                 x, t = x.to(device), t.to(device)
                 loss = F.binary_cross_entropy_with_logits(net(x), t, pos_weight=pos_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                backward_step(optimizer, loss)
                 losses.append(float(loss.detach()))
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                            "seconds": time.perf_counter() - t0})
+            history.append({"epoch": epoch, "loss": mean_or_nan(losses), "seconds": time.perf_counter() - t0})
             if self.verbose:
                 print(f"[CNNEmbedder] epoch {epoch:3d}  loss {history[-1]['loss']:.4f}", flush=True)
         self.history_ = pd.DataFrame(history)
@@ -400,7 +391,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """One row of ``cnn__<i>`` features per case of ``X`` (same index); NaN where the mask is empty."""
         check_is_fitted(self, "n_features_out_")
-        _check_frame(X, (self.image_column, self.mask_column), "CNNEmbedder.transform")
+        check_frame(X, (self.image_column, self.mask_column), "CNNEmbedder.transform")
         if self.kind == "unet_bottleneck":
             return self._bottleneck_features(X)
         return self._features_from_crops(X, self._crops(X))
@@ -569,11 +560,3 @@ def roi_crops(case: S.Case, *, window_hu, n_slices: int, roi_mm: float, size: in
     x = torch.from_numpy(np.stack(channels, axis=1))
     grid = F.affine_grid(theta.expand(len(zs), 2, 3), [len(zs), x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).numpy()
-
-
-def _check_frame(X, columns, where):
-    if not isinstance(X, pd.DataFrame):
-        raise InputError(f"{where}: X must be a manifest DataFrame, got {type(X).__name__}")
-    missing = [c for c in ("case_id", *columns) if c not in X.columns]
-    if missing:
-        raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")
