@@ -125,20 +125,9 @@ def html_table(frame, *, digits: int = 3, index_label: str = "") -> str:
 
 
 def _jsonable(obj):
-    import numpy as np
-    import pandas as pd
+    from radhe.evaluation.result import _jsonable as to_json
 
-    if isinstance(obj, pd.DataFrame):
-        return {str(k): _jsonable(v) for k, v in obj.to_dict(orient="index").items()}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
+    return to_json(obj, infinity_as_null=True)
 
 
 def write_report(result, out: Path, *, title: str, about: str = "", extras=None, summary: dict | None = None) -> dict:

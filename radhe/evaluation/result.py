@@ -355,16 +355,29 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-def _jsonable(obj):
+def _jsonable(obj, *, infinity_as_null: bool = False):
+    """Convert nested dicts/lists/DataFrames of numpy scalars to JSON values.
+
+    NaN becomes null; ±inf becomes "inf"/"-inf", or null with ``infinity_as_null``; a DataFrame
+    becomes ``{row label: {column: value}}``; other objects become their ``str``.
+    """
+    def convert(value):
+        return _jsonable(value, infinity_as_null=infinity_as_null)
+
+    if isinstance(obj, pd.DataFrame):
+        return {str(k): convert(v) for k, v in obj.to_dict(orient="index").items()}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): convert(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [convert(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return _json_float(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
+        value = _json_float(obj)
+        return None if infinity_as_null and isinstance(value, str) else value
+    if obj is None or isinstance(obj, (str, int)):
         return obj
     return str(obj)
 
