@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.radhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint docs bench clean browser
+.PHONY: install demo test test-all lint docs bench bench-validity clean browser
 
 install: $(STAMP)
 
@@ -52,8 +52,18 @@ docs: $(DOCS_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check radhe pipelines tests
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.radhe-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+# radhe's default against hand-written scikit-learn baselines on real tables and the synthetic cohort
+bench-validity: $(BENCH_STAMP)
+	$(PY) benchmarks/bench_validity.py --json benchmarks/results/validity.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

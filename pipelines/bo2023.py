@@ -89,6 +89,7 @@ def build_pipeline(**overrides):
         selector="f_classif",
         k=20,
         classifier="svm",
+        fusion="concat",  # the paper pools every feature into one classifier
         random_state=random_state,
     )
     settings.update(rest)

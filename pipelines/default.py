@@ -2,12 +2,14 @@
 
 Pyradiomics features of the reference haematoma mask (original image, bin width 25 HU: 107
 features) + the manifest's clinical variables (imputed, one-hot encoded) → in-fold cleaning
-(constant and |r| > 0.95 correlated features dropped) → standardisation → the ``k = 20`` best
-features by ANOVA F → L2 logistic regression (``C = 0.1``, balanced class weights).
+(constant and |r| > 0.95 correlated features dropped) → standardisation → family-wise stacking:
+one L2 logistic model per feature family (radiomics, NCCT marker reads, clinical; and one on all
+features), each tuned by patient-grouped inner CV, combined by a shrunken logistic meta-model
+fitted on their out-of-fold scores (:class:`radhe.stacking.FamilyStackingClassifier`).
 
 This is the recommended starting point: it uses the masks the manifest provides, trains no network,
 and runs in about a second per case. ``param_grid()`` is :func:`radhe.param_grid`'s small grid
-(``select__k`` in 10, 20, 40 × ``classify__C`` in 0.01, 0.1, 1).
+(``classify__fusion`` in stack, concat × linear or spline family models).
 
 Run it: ``python -m pipelines.default [--manifest m.csv] [--out DIR]``.
 """
@@ -17,9 +19,10 @@ from __future__ import annotations
 import sys
 
 NAME = "default"
-TITLE = "radhe default pipeline: radiomics + clinical → K-best → logistic regression"
+TITLE = "radhe default pipeline: radiomics + clinical → family-wise stacked logistic regression"
 ABOUT = ("radhe.make_pipeline(): pyradiomics (107 features, reference masks) + clinical variables, in-fold "
-         "cleaning and scaling, the 20 best features by ANOVA F, L2 logistic regression.")
+         "cleaning and scaling, one penalised logistic model per feature family combined by a logistic "
+         "meta-model on out-of-fold scores.")
 #: Overrides for a smoke test (the default is already fast).
 TINY: dict = {}
 
@@ -32,7 +35,7 @@ def build_pipeline(**overrides):
 
 
 def param_grid(size: str = "small") -> dict:
-    """:func:`radhe.param_grid` of the default pipeline (``select__k`` × ``classify__C``)."""
+    """:func:`radhe.param_grid` of the default pipeline (``classify__fusion`` × spline knots)."""
     from radhe.pipeline import param_grid as grid
 
     return grid(build_pipeline(), size)

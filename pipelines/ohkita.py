@@ -103,6 +103,7 @@ def build_pipeline(**overrides):
         selector="f_classif",
         k=10,
         classifier="logistic",
+        fusion="concat",  # the paper pools every feature into one classifier
         random_state=random_state,
     )
     settings.update(rest)

@@ -90,6 +90,7 @@ def build_pipeline(**overrides):
         clinical=None,
         selector=None,
         classifier="xgboost",
+        fusion="concat",  # the paper pools every feature into one classifier
         random_state=random_state,
     )
     settings.update(rest)

@@ -37,6 +37,8 @@ __all__ = [
     "feature_family",
     "display_name",
     "unwrap_classifier",
+    "family_contributions",
+    "oof_family_contributions",
     "FAMILIES",
 ]
 
@@ -94,6 +96,12 @@ def feature_family(name: str) -> str:
         return "radiomics: texture" if cls else "other"
     families = {"cnn": "CNN", "marker": "NCCT markers (CNN)", "clinical": "clinical", "tabular": "tabular"}
     return families.get(family, "other")
+
+
+def _family(name: str, family_of: dict | None) -> str:
+    if family_of and name in family_of:
+        return family_of[name]
+    return feature_family(name)
 
 
 def display_name(name: str) -> str:
@@ -169,6 +177,7 @@ class ShapExplanation:
     output: str
     explainer: str
     model: str
+    family_of: dict | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -176,7 +185,9 @@ class ShapExplanation:
 
     @property
     def families(self) -> pd.Series:
-        return pd.Series([feature_family(c) for c in self.values.columns], index=self.values.columns, name="family")
+        """Family of every feature: the stacked model's families when it has them, else by name."""
+        return pd.Series([_family(c, self.family_of) for c in self.values.columns], index=self.values.columns,
+                         name="family")
 
     def importance(self) -> pd.DataFrame:
         """Mean |SHAP| per feature, largest first (columns ``mean_abs_shap``, ``family``)."""
@@ -294,6 +305,13 @@ def shap_values(
     Zb = _features(front, background) if background is not None else Z
     Zb = _sample(Zb, max_background, random_state)
     core = unwrap_classifier(clf)
+    from radhe.stacking import FamilyStackingClassifier
+
+    if isinstance(core, FamilyStackingClassifier) and explainer == "auto":
+        stacked = _stacked_shap(core, Z, Zb, max_background=max_background, n_permutations=n_permutations,
+                                random_state=random_state)
+        if stacked is not None:
+            return stacked
     kind = type(core).__name__
     family = _model_family(core)
     if explainer == "auto":
@@ -343,6 +361,111 @@ def shap_values(
         explainer=explainer,
         model=kind,
     )
+
+
+def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExplanation | None:
+    """SHAP values of a family-stacked model, family by family.
+
+    The stacked log-odds is ``intercept + Σ_f w_f · score_f(x_f)``: linear in the family scores, so
+    each feature's interventional SHAP value is ``Σ_f w_f · φ_f(feature)`` — its SHAP value in each
+    sub-model that uses it (its family's and the pooled one), on the log-odds scale, times that
+    sub-model's meta weight. Exact for additive sub-models (:class:`radhe.classifiers.PenalizedLogisticCV`);
+    other sub-models are explained by :func:`shap_values` and must explain log-odds (tree
+    boosting, linear models); None when one does not (the caller then explains the whole model).
+    """
+    from radhe.classifiers import PenalizedLogisticCV
+
+    values = pd.DataFrame(0.0, index=Z.index, columns=Z.columns)
+    base = model.intercept_
+    explainers = set()
+    for family in model.used_families_:
+        weight = float(model.weights_[family])
+        columns = model.families_[family]
+        sub = model.estimators_[family]
+        if isinstance(sub, PenalizedLogisticCV):
+            terms = sub.additive_terms(Z[columns])
+            reference = sub.additive_terms(Zb[columns]).mean(axis=0)
+            values[columns] += weight * (terms - reference)
+            base += weight * (float(sub.intercept_[0]) + float(reference.sum()))
+            explainers.add("additive")
+            continue
+        ex = shap_values(sub, Z[columns], background=Zb[columns], **kwargs)
+        if ex.output not in ("log-odds", "decision"):
+            return None
+        values[columns] += weight * ex.values[columns].to_numpy()
+        base += weight * ex.base_value
+        explainers.add(ex.explainer)
+    used = sorted({c for f in model.used_families_ for c in model.families_[f]}, key=list(Z.columns).index)
+    return ShapExplanation(
+        values=values[used], data=Z[used], base_value=float(base), output="log-odds",
+        explainer="stacked (" + ", ".join(sorted(explainers)) + ")", model=type(model).__name__,
+        family_of=_declared_families(model),
+    )
+
+
+def _declared_families(model) -> dict | None:
+    """{column: family} of a stacked model with declared families (None: families by name)."""
+    from radhe.stacking import POOLED
+
+    if isinstance(model.families, str):
+        return None
+    return {c: f for f, cols in model.families_.items() if f != POOLED for c in cols}
+
+
+def family_contributions(fitted_pipeline, X) -> pd.DataFrame:
+    """Each feature family's term of a stacked model's log-odds for the cases in X.
+
+    Parameters
+    ----------
+    fitted_pipeline : fitted estimator
+        A pipeline whose classifier is a :class:`radhe.stacking.FamilyStackingClassifier` (the
+        default of :func:`radhe.make_pipeline`), or that classifier.
+    X : pandas.DataFrame
+        The cases (manifest rows).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cases × (families, ``"intercept"``): meta weight × family score; each row sums to the
+        model's log-odds for that case.
+    """
+    from radhe.stacking import FamilyStackingClassifier
+
+    front, clf = _split_pipeline(fitted_pipeline)
+    core = unwrap_classifier(clf)
+    if not isinstance(core, FamilyStackingClassifier):
+        raise ConfigurationError(
+            f"family contributions need a family-stacked model (make_pipeline(fusion='stack')), got {type(core).__name__}"
+        )
+    return core.family_contributions(_features(front, X))
+
+
+def oof_family_contributions(predictions, X) -> pd.DataFrame:
+    """Out-of-fold family contributions: each case by the stacked model of the fold that held it out.
+
+    Parameters
+    ----------
+    predictions : radhe.evaluation.CVPredictions
+        From :func:`radhe.evaluation.cross_validate_predictions` with ``return_estimators=True``.
+    X : pandas.DataFrame
+        The same X the predictions were made on.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cases (X's index) × (families, ``"intercept"``, ``"fold"``); a family a fold's model did not
+        have is 0 for its cases.
+    """
+    if predictions.estimators is None:
+        raise ConfigurationError("family contributions need the fold models: cross-validate with return_estimators=True")
+    parts = []
+    for k, (est, (_, test)) in enumerate(zip(predictions.estimators, predictions.splits, strict=True)):
+        part = family_contributions(est, X.iloc[test])
+        part["fold"] = k
+        parts.append(part)
+    out = pd.concat(parts).fillna(0.0)
+    columns = [c for c in out.columns if c not in ("intercept", "fold")] + ["intercept", "fold"]
+    return out.reindex(X.index)[columns]
 
 
 def _permutation_shap(f, Z: np.ndarray, background: np.ndarray, *, n_permutations: int = 3, random_state=0,
@@ -438,6 +561,12 @@ class OOFShap:
     def output(self) -> str:
         return self.folds[0].output if self.folds else ""
 
+    def _family_of(self) -> dict | None:
+        merged: dict = {}
+        for ex in self.folds:
+            merged.update(ex.family_of or {})
+        return merged or None
+
     def fold_importance(self) -> pd.DataFrame:
         """Mean |SHAP| of each feature (rows) in each fold (columns); 0 where not selected."""
         cols = {k: ex.values.abs().mean(axis=0) for k, ex in enumerate(self.folds)}
@@ -453,7 +582,7 @@ class OOFShap:
                 "fold_mean": per_fold.mean(axis=1),
                 "fold_sd": per_fold.std(axis=1, ddof=1) if per_fold.shape[1] > 1 else 0.0,
                 "n_folds": (per_fold > 0).sum(axis=1).astype(int),
-                "family": [feature_family(c) for c in self.values.columns],
+                "family": [_family(c, self._family_of()) for c in self.values.columns],
             },
             index=self.values.columns,
         )
@@ -463,7 +592,7 @@ class OOFShap:
     def family_importance(self) -> pd.DataFrame:
         """Importance summed per family, with the SD across folds of the per-fold family totals."""
         per_fold = self.fold_importance()
-        fam = pd.Series([feature_family(c) for c in per_fold.index], index=per_fold.index)
+        fam = pd.Series([_family(c, self._family_of()) for c in per_fold.index], index=per_fold.index)
         fold_totals = per_fold.groupby(fam).sum()
         sd = fold_totals.std(axis=1, ddof=1) if fold_totals.shape[1] > 1 else fold_totals.iloc[:, 0] * 0
         return _family_table(self.importance(), {"fold_sd": sd})

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, check_cv
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
 from sklearn.model_selection._split import GroupsConsumerMixin, _BaseKFold
 
 from radhe.errors import ConfigurationError, InputError
 
-__all__ = ["PatientStratifiedKFold", "check_no_patient_overlap", "patient_groups"]
+__all__ = ["PatientStratifiedKFold", "check_no_patient_overlap", "patient_groups", "inner_folds"]
 
 
 def patient_groups(X, groups=None, *, group_column="patient_id") -> np.ndarray:
@@ -164,3 +164,52 @@ def check_no_patient_overlap(cv, X, y=None, groups=None, *, group_column="patien
     if n == 0:
         raise ConfigurationError("the cross-validation splitter produced no split")
     return n
+
+
+def inner_folds(y, groups=None, *, n_splits=5, random_state=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (and, with ``groups``, patient-grouped) folds of a training fold, for the choices a
+    model makes inside its own ``fit`` (a penalty strength, a stacking meta-model).
+
+    The number of folds is reduced to the number of patients (rows without ``groups``) of the rarer
+    class when that is smaller.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Binary labels.
+    groups : array-like of shape (n_samples,), optional
+        Patient of each row; no patient is split between the two parts of a fold.
+    n_splits : int, default 5
+    random_state : int or None
+        Seed of the shuffle.
+
+    Returns
+    -------
+    list of (train indices, test indices)
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Not two classes, or fewer than 2 patients of one class.
+    """
+    y = np.asarray(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size != 2:
+        raise InputError(f"inner cross-validation needs two classes in the training rows, got {classes.size}")
+    if groups is not None:
+        groups = np.asarray(groups, dtype=object).astype(str)
+        if len(groups) != len(y):
+            raise InputError(f"groups has {len(groups)} entries but y has {len(y)}")
+        smallest = min(len(np.unique(groups[codes == k])) for k in (0, 1))
+    else:
+        smallest = int(np.bincount(codes).min())
+    k = int(min(n_splits, smallest))
+    if k < 2:
+        raise InputError(
+            f"inner cross-validation needs at least 2 patients of each class in the training rows; the rarer "
+            f"class has {smallest}"
+        )
+    if groups is not None:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
+        return list(splitter.split(np.zeros(len(y)), codes, groups))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state).split(np.zeros(len(y)), codes))

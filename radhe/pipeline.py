@@ -21,10 +21,12 @@ selection, resampling and class weights are learnt inside the fold.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
 from pathlib import Path
 
+import pandas as pd
 from imblearn.pipeline import Pipeline as _ImbalancedPipeline
 from sklearn.base import clone
 from sklearn.utils.metaestimators import available_if
@@ -33,10 +35,13 @@ from radhe.classifiers import CLASSIFIERS, classifier_name, is_tree_model, make_
 from radhe.errors import ConfigurationError
 from radhe.selection import SCORE_FUNCTIONS, FeatureCleaner, KBestSelector
 
-__all__ = ["make_pipeline", "param_grid", "RadhePipeline", "SAMPLERS", "DEFAULT_K"]
+__all__ = ["make_pipeline", "param_grid", "RadhePipeline", "SAMPLERS", "FUSIONS", "DEFAULT_K"]
 
 #: Resamplers by name (imbalanced-learn).
 SAMPLERS = ("smote", "random_over", "random_under")
+
+#: Ways of combining the feature families (``make_pipeline(fusion=...)``).
+FUSIONS = ("stack", "concat")
 
 #: Default number of selected features.
 DEFAULT_K = 20
@@ -52,6 +57,27 @@ class RadhePipeline(_ImbalancedPipeline):
     features), as it does without a resampler.
     """
 
+    def fit(self, X, y=None, **params):
+        """Fit every step; the classifier gets the patients of the rows when it can use them.
+
+        When ``X`` is a manifest with a ``patient_id`` column, the final step's ``fit`` accepts
+        ``groups`` and no resampler changes the rows before it, ``classify__groups`` is set to the
+        patients (unless given), so the classifier's own inner folds (a stacking meta-model, a
+        penalty chosen by cross-validation) never split a patient's scans.
+        """
+        return super().fit(X, y, **self._with_patient_groups(X, params))
+
+    def _with_patient_groups(self, X, params):
+        name, final = self.steps[-1]
+        key = f"{name}__groups"
+        if key in params or not isinstance(X, pd.DataFrame) or "patient_id" not in X.columns:
+            return params
+        if any(hasattr(step, "fit_resample") for _, step in self.steps[:-1]):
+            return params
+        if final is None or isinstance(final, str) or not _accepts_groups(final):
+            return params
+        return {**params, key: X["patient_id"].astype(str).to_numpy()}
+
     def _can_transform(self):
         final = self._final_estimator
         return (isinstance(final, str) and final == "passthrough") or hasattr(final, "transform") or hasattr(
@@ -63,6 +89,13 @@ class RadhePipeline(_ImbalancedPipeline):
         """Apply every transforming step (resamplers are skipped, as at predict time)."""
         # the parent's method without its availability check (which refuses a final resampler)
         return _ImbalancedPipeline.__dict__["transform"].fn(self, X, **params)
+
+
+def _accepts_groups(estimator) -> bool:
+    try:
+        return "groups" in inspect.signature(estimator.fit).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _is_off(value) -> bool:
@@ -203,6 +236,15 @@ def _sampler_step(sampler, random_state):
     return clone(sampler)
 
 
+def _stacking_sub_model(classifier, random_state):
+    """The per-family model of a stacked pipeline."""
+    if isinstance(classifier, str) and classifier == "logistic":
+        from radhe.classifiers import PenalizedLogisticCV
+
+        return PenalizedLogisticCV(random_state=random_state)
+    return make_classifier(classifier, random_state=random_state, balanced=False)
+
+
 def _scale_step(scale, classifier):
     if isinstance(scale, str) and scale == "auto":
         return "passthrough" if is_tree_model(classifier) else _standard_scaler()
@@ -239,7 +281,9 @@ def make_pipeline(
     cnn=None,
     segmenter=None,
     tabular=None,
-    selector="f_classif",
+    fusion="stack",
+    families="auto",
+    selector="auto",
     k=DEFAULT_K,
     classifier="logistic",
     sampler=None,
@@ -278,18 +322,41 @@ def make_pipeline(
         Pass-through branch for precomputed features. With both ``clinical`` and ``tabular``
         choosing columns automatically they would use the same columns, which is refused; give one
         of them a list of columns (the other then leaves those out).
-    selector : "f_classif", "mutual_info", transformer or None, default "f_classif"
-        Univariate selection (:class:`~radhe.selection.KBestSelector`); None keeps every feature.
+    fusion : {"stack", "concat"}, default "stack"
+        How the feature families (radiomics, CNN, NCCT markers, clinical, other; see
+        :mod:`radhe.families`) are combined. "stack": the ``classify`` step is a
+        :class:`~radhe.stacking.FamilyStackingClassifier` — one sub-model per family, combined by
+        a logistic meta-model fitted on out-of-fold family scores inside the training fold
+        (patient-grouped); probabilities are recalibrated by it, without class weights. "concat":
+        every feature pooled into one classifier (the classic radiomics pipeline; with
+        ``classifier="logistic"`` an L2 logistic regression, ``C=0.1``, balanced class weights).
+        In a grid over the default pipeline, ``classify__fusion`` in ("stack", "concat") compares
+        stacking with one recalibrated sub-model on all features.
+    families : "auto" or mapping, default "auto"
+        With ``fusion="stack"``: "auto" groups columns by name (radhe's branch prefixes and
+        pyradiomics feature names, also in a user's table); ``{family: [columns]}`` gives them
+        explicitly (manifest column names or feature names).
+    selector : "auto", "f_classif", "mutual_info", transformer or None, default "auto"
+        Univariate selection (:class:`~radhe.selection.KBestSelector`) before the classifier.
+        "auto": none with ``fusion="stack"`` (each family's penalised sub-model handles its own
+        features; pre-selection lost signal on small cohorts), "f_classif" with ``"concat"``.
+        None keeps every feature.
     k : int or "all", default 20
-        Number of selected features; clipped to the number available (see ``KBestSelector``).
+        Number of selected features when a selector is used; clipped to the number available.
     classifier : str or estimator, default "logistic"
-        One of :data:`radhe.classifiers.CLASSIFIERS` (L2 logistic regression ``C=0.1``, "svm",
-        "random_forest", "xgboost", "lightgbm"), all with balanced class weights; or your own
-        classifier object (cloned, parameters untouched).
+        One of :data:`radhe.classifiers.CLASSIFIERS` or your own classifier object (cloned,
+        parameters untouched). With ``fusion="stack"`` it is the family sub-model: "logistic" is
+        :class:`~radhe.classifiers.PenalizedLogisticCV` (L2 logistic regression with additive
+        spline terms for continuous features, strength chosen by patient-grouped inner CV), the
+        other names are used without class weights (the meta-model calibrates). With
+        ``fusion="concat"``: "logistic" (L2, ``C=0.1``), "svm", "random_forest", "xgboost",
+        "lightgbm", all with balanced class weights.
     sampler : None, "smote", "random_over", "random_under" or imblearn sampler, default None
-        Resampling of the training fold only. With a sampler the named classifiers drop their
-        class weights (both would over-correct the imbalance). SMOTE needs at least 6 cases of
-        the rarer class in every training fold.
+        Resampling of training rows only. With ``fusion="concat"`` a pipeline step before the
+        classifier, and the named classifiers drop their class weights (both would over-correct
+        the imbalance); with ``fusion="stack"`` it resamples inside each family sub-model's fit, so
+        the meta-model is fitted on real cases only. SMOTE needs at least 6 cases of the rarer
+        class in every training fold.
     scale : "auto", "standard", "robust", None or transformer, default "auto"
         "auto": standardise, except for tree ensembles.
     random_state : int or None
@@ -369,15 +436,31 @@ def make_pipeline(
     if not branches:
         raise ConfigurationError("make_pipeline needs at least one feature branch (radiomics, cnn, clinical, tabular)")
 
+    if not (isinstance(fusion, str) and fusion in FUSIONS):
+        raise ConfigurationError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if isinstance(selector, str) and selector == "auto":
+        selector = None if fusion == "stack" else "f_classif"
     resampler = _sampler_step(sampler, random_state)
-    estimator = make_classifier(classifier, random_state=random_state, balanced=resampler is None)
+    if fusion == "stack":
+        from radhe.stacking import FamilyStackingClassifier
+
+        scale_for = _stacking_sub_model(classifier, random_state)
+        sub_model = scale_for if resampler is None else _ImbalancedPipeline(
+            [("sample", resampler), ("classify", scale_for)])
+        estimator = FamilyStackingClassifier(sub_model, families=families, random_state=random_state)
+        resampler = None  # inside the sub-models
+    else:
+        if not (isinstance(families, str) and families == "auto"):
+            raise ConfigurationError("families is used with fusion='stack' only")
+        estimator = make_classifier(classifier, random_state=random_state, balanced=resampler is None)
+        scale_for = estimator
 
     steps = []
     if segment is not None:
         steps.append(("segment", segment))
     steps.append(("features", FeatureFusion(branches)))
     steps.append(("clean", FeatureCleaner()))
-    steps.append(("scale", _scale_step(scale, estimator)))
+    steps.append(("scale", _scale_step(scale, scale_for)))
     steps.append(("select", _selector_step(selector, k, random_state)))
     if resampler is not None:
         steps.append(("sample", resampler))
@@ -431,10 +514,15 @@ def param_grid(pipeline, size="small"):
         A pipeline from :func:`make_pipeline` (or any pipeline whose steps are named ``select`` and
         ``classify``).
     size : {"small", "medium"}, default "small"
-        "small" (9-12 candidates): the number of features ``select__k`` in (10, 20, 40) and the
-        classifier's main regularisation parameter (e.g. ``classify__C`` in (0.01, 0.1, 1) for
-        logistic regression). "medium" (tens to a few hundred candidates): wider ranges, more
-        parameters, and the selection score (F-test or mutual information).
+        For a stacked pipeline (``fusion="stack"``, the default), "small" (4 candidates):
+        ``classify__fusion`` in ("stack", "concat") × ``classify__estimator__spline_knots`` in
+        (None, 4) — linear or additive-spline family models (their penalty is already chosen by
+        inner CV); "medium" adds 3 and 6 knots and the meta-model's ``classify__final_C``. For a
+        pooled pipeline (``fusion="concat"``), "small" (9-12 candidates): the number of features
+        ``select__k`` in (10, 20, 40) and the classifier's main regularisation parameter (e.g.
+        ``classify__C`` in (0.01, 0.1, 1) for logistic regression); "medium" (tens to a few
+        hundred candidates): wider ranges, more parameters, and the selection score (F-test or
+        mutual information). ``select__k`` only where the pipeline has a selector.
 
     Returns
     -------
@@ -454,6 +542,17 @@ def param_grid(pipeline, size="small"):
     if steps is None or "classify" not in steps:
         raise ConfigurationError("param_grid needs a pipeline with a 'classify' step (see radhe.make_pipeline)")
     grid: dict[str, list] = {}
+    from radhe.stacking import FamilyStackingClassifier
+
+    classify = steps["classify"]
+    if isinstance(classify, FamilyStackingClassifier):
+        grid["classify__fusion"] = ["stack", "concat"]
+        from radhe.classifiers import PenalizedLogisticCV
+
+        if isinstance(classify.estimator, PenalizedLogisticCV):
+            grid["classify__estimator__spline_knots"] = [None, 4] if size == "small" else [None, 3, 4, 6]
+        if size == "medium":
+            grid["classify__final_C"] = [0.1, 1.0, 10.0]
     select = steps.get("select")
     if select is not None and not isinstance(select, str) and _has_param(select, "k"):
         grid["select__k"] = list(_K[size])

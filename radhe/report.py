@@ -187,6 +187,23 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         parts.append('<div class="figs">')
         parts.append(_figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: SD across folds; colour: family.", "Top features"))
         parts.append(_figure(plots.plot_family_importance(ex), "Importance summed per feature family.", "Family importance"))
+        stacked = ex.meta.get("family_contributions")
+        if stacked is not None:
+            parts.append("</div><h3>Feature families of the stacked model</h3>")
+            parts.append(
+                "<p>Out-of-fold terms of the log-odds: each family's meta weight × its sub-model's score "
+                "(the terms and the intercept sum to each case's log-odds). A family with weight 0 in a fold "
+                "was dropped there by the non-negative meta-model.</p>"
+            )
+            shown = pd.DataFrame({
+                "Mean |weight × score| (log-odds)": [_fmt(v) for v in stacked["mean_abs_contribution"]],
+                "SD": [_fmt(v) for v in stacked["sd_contribution"]],
+                "Meta weight, mean (SD over folds)": [
+                    f"{_fmt(m)} ({_fmt(sd)})" for m, sd in zip(stacked["weight_mean"], stacked["weight_sd"], strict=True)],
+                "Folds using it": stacked["n_folds_used"].astype(str),
+            }, index=stacked.index)
+            parts.append(_table(shown, index_label="Family"))
+            parts.append('<div class="figs">')
         parts.append(_figure(plots.plot_beeswarm(ex, top=top), "SHAP value of every case (each by its own fold's model) for the top features.", "SHAP beeswarm"))
         score = pd.Series(main.score, index=ex.values.index)
 

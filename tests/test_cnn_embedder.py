@@ -171,7 +171,7 @@ def test_make_pipeline_with_segmenter_and_cnn_in_grid_search(cohort, tmp_path):
         segmenter=HematomaSegmenter(base_channels=8, levels=3, epochs=6, learning_rate=5e-3, n_threads=1,
                                     cache_dir=tmp_path / "m", random_state=0),
         cnn=CNNEmbedder(epochs=6, n_features=8, crop_size=32, n_threads=1, random_state=0),
-        radiomics=None, clinical=None, k=4, random_state=0,
+        radiomics=None, clinical=None, k=4, random_state=0, fusion="concat",
     )
     assert [name for name, _ in pipe.steps][:2] == ["segment", "features"]
     search = GridSearchCV(pipe, {"classify__C": [0.1, 1.0]}, scoring="roc_auc",

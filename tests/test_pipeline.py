@@ -102,21 +102,40 @@ def test_default_steps_and_defaults():
     assert branches["radiomics"].get_params() == RadiomicsFeatures().get_params()
     assert isinstance(branches["clinical"], ClinicalFeatures)
     clf = pipe.named_steps["classify"]
-    assert isinstance(clf, LogisticRegression) and clf.C == 0.1 and clf.class_weight == "balanced"
-    assert pipe.named_steps["select"].k == 20
+    from radhe.classifiers import PenalizedLogisticCV
+    from radhe.stacking import FamilyStackingClassifier
+
+    assert isinstance(clf, FamilyStackingClassifier) and clf.fusion == "stack" and clf.families == "auto"
+    assert isinstance(clf.estimator, PenalizedLogisticCV)
+    assert pipe.named_steps["select"] == "passthrough"  # no univariate pre-selection when stacking
     from imblearn.pipeline import Pipeline
 
     assert isinstance(pipe, Pipeline)
 
 
+def test_concat_keeps_the_pooled_pipeline():
+    pipe = make_pipeline(fusion="concat")
+    clf = pipe.named_steps["classify"]
+    assert isinstance(clf, LogisticRegression) and clf.C == 0.1 and clf.class_weight == "balanced"
+    assert pipe.named_steps["select"].k == 20
+    with pytest.raises(ConfigurationError, match="fusion must be one of"):
+        make_pipeline(fusion="mean")
+
+
 def test_optional_steps_order():
-    pipe = make_pipeline(segmenter=CopyMaskSegmenter(), cnn=MaskVolumeEmbedder(), sampler="random_over")
+    pipe = make_pipeline(segmenter=CopyMaskSegmenter(), cnn=MaskVolumeEmbedder(), sampler="random_over",
+                         fusion="concat")
     assert [name for name, _ in pipe.steps] == [
         "segment", "features", "clean", "scale", "select", "sample", "classify"
     ]
     assert list(dict(pipe.named_steps["features"].transformers)) == ["radiomics", "cnn", "clinical"]
     # a sampler balances the fold: the classifier drops its class weights
     assert pipe.named_steps["classify"].class_weight is None
+    # stacked: the sampler resamples inside each family sub-model, never before the meta-model
+    stacked = make_pipeline(sampler="random_over")
+    assert "sample" not in stacked.named_steps
+    sub = stacked.named_steps["classify"].estimator
+    assert [name for name, _ in sub.steps] == ["sample", "classify"]
 
 
 def test_segmenter_rewires_mask_column_without_touching_user_objects():
@@ -132,18 +151,22 @@ def test_segmenter_rewires_mask_column_without_touching_user_objects():
     assert branches["radiomics"] is not radiomics and pipe.named_steps["segment"] is not segmenter
 
 
-def test_tree_models_skip_scaling():
-    assert make_pipeline(classifier="random_forest").named_steps["scale"] == "passthrough"
-    assert make_pipeline(classifier="xgboost").named_steps["scale"] == "passthrough"
-    assert make_pipeline(classifier="svm").named_steps["scale"] != "passthrough"
+@pytest.mark.parametrize("fusion", ["stack", "concat"])
+def test_tree_models_skip_scaling(fusion):
+    assert make_pipeline(classifier="random_forest", fusion=fusion).named_steps["scale"] == "passthrough"
+    assert make_pipeline(classifier="xgboost", fusion=fusion).named_steps["scale"] == "passthrough"
+    assert make_pipeline(classifier="svm", fusion=fusion).named_steps["scale"] != "passthrough"
 
 
 def test_user_estimator_is_cloned_and_untouched():
     mine = LogisticRegression(C=3.0)
-    pipe = make_pipeline(radiomics=None, classifier=mine, random_state=5)
+    pipe = make_pipeline(radiomics=None, classifier=mine, random_state=5, fusion="concat")
     assert pipe.named_steps["classify"] is not mine
     assert pipe.named_steps["classify"].get_params() == mine.get_params()
     assert param_grid(pipe)["classify__C"]  # recognised as logistic regression
+    stacked = make_pipeline(radiomics=None, classifier=mine, random_state=5)
+    sub = stacked.named_steps["classify"].estimator
+    assert sub is not mine and sub.get_params() == mine.get_params()
 
 
 def test_tabular_table_is_passed_through():
@@ -162,8 +185,9 @@ def test_tabular_table_is_passed_through():
         ({"classifier": object()}, "classifier"),
         ({"sampler": "adasyn"}, "sampler"),
         ({"selector": "chi2"}, "selector"),
-        ({"k": 0}, "k must"),
-        ({"k": "many"}, "k must"),
+        ({"k": 0, "selector": "f_classif"}, "k must"),
+        ({"k": "many", "fusion": "concat"}, "k must"),
+        ({"families": "single", "fusion": "concat"}, "families is used with fusion='stack'"),
         ({"radiomics": None, "clinical": None}, "at least one"),
         ({"clinical": "default", "tabular": "default"}, "both use every column"),
         ({"segmenter": "unet"}, "segmenter"),
@@ -190,7 +214,7 @@ def test_clinical_and_tabular_split_the_columns():
 @pytest.mark.parametrize("name", CLASSIFIER_NAMES)
 @pytest.mark.parametrize("size", ["small", "medium"])
 def test_param_grid_keys_exist(name, size):
-    pipe = make_pipeline(radiomics=None, classifier=name)
+    pipe = make_pipeline(radiomics=None, classifier=name, fusion="concat")
     grid = param_grid(pipe, size=size)
     params = pipe.get_params()
     assert "select__k" in grid
@@ -204,7 +228,9 @@ def test_param_grid_keys_exist(name, size):
 def test_param_grid_for_an_unknown_classifier_and_bad_size():
     from sklearn.naive_bayes import GaussianNB
 
-    assert param_grid(make_pipeline(radiomics=None, classifier=GaussianNB())) == {"select__k": [10, 20, 40]}
+    assert param_grid(make_pipeline(radiomics=None, classifier=GaussianNB(), fusion="concat")) == {
+        "select__k": [10, 20, 40]}
+    assert param_grid(make_pipeline(radiomics=None, classifier=GaussianNB())) == {"classify__fusion": ["stack", "concat"]}
     with pytest.raises(ConfigurationError, match="size"):
         param_grid(make_pipeline(radiomics=None), size="huge")
     with pytest.raises(ConfigurationError, match="classify"):
@@ -215,9 +241,17 @@ def test_param_grid_for_an_unknown_classifier_and_bad_size():
 # end to end on a tabular table
 
 
+def test_param_grid_of_the_stacked_default():
+    pipe = make_pipeline(radiomics=None)
+    grid = param_grid(pipe)
+    assert grid == {"classify__fusion": ["stack", "concat"], "classify__estimator__spline_knots": [None, 4]}
+    params = pipe.get_params()
+    assert all(key in params for key in param_grid(pipe, size="medium"))
+
+
 def test_grid_search_on_a_tabular_table():
     table, y = tabular_table()
-    pipe = make_pipeline(radiomics=None, random_state=0)
+    pipe = make_pipeline(radiomics=None, random_state=0, fusion="concat")
     search = GridSearchCV(pipe, param_grid(pipe), cv=cv(), scoring="roc_auc").fit(table, y)
     assert search.best_score_ > 0.75
     best = search.best_estimator_
@@ -237,7 +271,7 @@ def test_every_named_classifier_cross_validates(name):
     table, y = tabular_table()
     pipe = make_pipeline(radiomics=None, classifier=name, random_state=0)
     if name == "random_forest":
-        pipe.set_params(classify__n_estimators=50)
+        pipe.set_params(classify__estimator__n_estimators=50)
     scores = cross_val_score(pipe, table, y, cv=cv(), scoring="roc_auc")
     assert scores.mean() > 0.65, scores
 
@@ -256,13 +290,15 @@ def test_imblearn_sampler_object():
 
     table, y = tabular_table()
     sampler = RandomUnderSampler(random_state=1)
-    pipe = make_pipeline(radiomics=None, sampler=sampler).fit(table, y)
+    pipe = make_pipeline(radiomics=None, sampler=sampler, fusion="concat").fit(table, y)
     assert pipe.named_steps["sample"] is not sampler
+    stacked = make_pipeline(radiomics=None, sampler=sampler).fit(table, y)
+    assert stacked.named_steps["classify"].estimators_["tabular"].named_steps["sample"] is not sampler
 
 
 def test_k_larger_than_the_features_and_mutual_information():
     table, y = tabular_table()
-    pipe = make_pipeline(radiomics=None, k=500, selector="mutual_info", random_state=0)
+    pipe = make_pipeline(radiomics=None, k=500, selector="mutual_info", random_state=0, fusion="concat")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         pipe.fit(table, y)
@@ -354,7 +390,7 @@ def test_grid_search_on_cohort_clinical_only(small_cohort):
 def test_grid_search_on_cohort_with_radiomics(small_cohort, tmp_path):
     """The issue's acceptance test: GridSearchCV(make_pipeline(), param_grid(...), cv=<grouped>)."""
     y = small_cohort["he"]
-    pipe = make_pipeline(random_state=0, memory=tmp_path / "cache")
+    pipe = make_pipeline(random_state=0, memory=tmp_path / "cache", fusion="concat")
     search = GridSearchCV(pipe, param_grid(pipe), cv=cv(4), scoring="roc_auc").fit(small_cohort, y)
     assert 0.0 <= search.best_score_ <= 1.0
     best = search.best_estimator_
@@ -373,7 +409,8 @@ def test_grid_search_on_cohort_with_radiomics(small_cohort, tmp_path):
 def test_segmenter_and_cnn_branches_on_cohort(small_cohort):
     y = small_cohort["he"]
     pipe = make_pipeline(
-        segmenter=CopyMaskSegmenter(), cnn=MaskVolumeEmbedder(), clinical=None, random_state=0, k=5
+        segmenter=CopyMaskSegmenter(), cnn=MaskVolumeEmbedder(), clinical=None, random_state=0, k=5,
+        selector="f_classif",
     )
     pipe.fit(small_cohort, y)
     names = pipe.named_steps["features"].get_feature_names_out()

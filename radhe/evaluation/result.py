@@ -473,6 +473,7 @@ def evaluate(
         from radhe.explain import oof_shap_values
 
         explanation = oof_shap_values(main_pred, X, **dict(explain_kwargs or {}))
+        explanation.meta["family_contributions"] = _family_contributions(main_pred, X)
 
     import radhe
 
@@ -490,6 +491,29 @@ def evaluate(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation, metadata=metadata)
+
+
+def _family_contributions(predictions, X):
+    """Per family of a stacked model: out-of-fold mean |weight × score| and the meta weight per fold
+    (None for a model that is not family-stacked)."""
+    from radhe.explain import oof_family_contributions, unwrap_classifier
+    from radhe.stacking import FamilyStackingClassifier
+
+    models = [unwrap_classifier(est.steps[-1][1] if hasattr(est, "steps") else est) for est in predictions.estimators]
+    if not models or not all(isinstance(m, FamilyStackingClassifier) for m in models):
+        return None
+    contributions = oof_family_contributions(predictions, X)
+    families = [c for c in contributions.columns if c not in ("intercept", "fold")]
+    weights = pd.DataFrame([m.weights_.reindex(families).fillna(0.0) for m in models])
+    table = pd.DataFrame({
+        "mean_abs_contribution": contributions[families].abs().mean(axis=0),
+        "sd_contribution": contributions[families].std(axis=0),
+        "weight_mean": weights.mean(axis=0),
+        "weight_sd": weights.std(axis=0, ddof=1) if len(models) > 1 else 0.0,
+        "n_folds_used": (weights > 0).sum(axis=0).astype(int),
+    })
+    table.index.name = "family"
+    return table.sort_values("mean_abs_contribution", ascending=False)
 
 
 def _describe(pipeline) -> str:

@@ -1,0 +1,350 @@
+"""Family-wise stacking: one sub-model per feature family, combined by a logistic meta-model.
+
+This is the "radiomics nomogram" of the imaging literature made rigorous: a radiomics score, a
+clinical score, a marker score, ... each from its own penalised model, combined by logistic
+regression. Unlike a single model on all features pooled together, a family whose features carry
+no signal gets a meta weight near zero instead of diluting the others, and a strong small family
+(a handful of clinical variables) is not drowned by a hundred radiomics features.
+
+Everything is fitted on the rows given to :meth:`FamilyStackingClassifier.fit` (the training
+fold): the meta-model is fitted on *out-of-fold* family scores from inner folds of those rows
+(grouped by patient when the patients are known), then every sub-model is refitted on all of
+them. Because the meta-model is a logistic regression on the family scores, its output is a
+recalibrated probability; no class weights are used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from radhe.errors import ConfigurationError, InputError
+from radhe.families import group_features
+from radhe.model_selection import inner_folds
+
+__all__ = ["FamilyStackingClassifier", "POOLED"]
+
+#: Name of the pooled sub-model (all features) among the families of a fitted model.
+POOLED = "all features"
+
+_EPS = 1e-6
+
+
+def _log_likelihood(eta: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+
+def _heuristic_shrinkage(scores: np.ndarray, y: np.ndarray, weights: np.ndarray, intercept: float) -> float:
+    """Van Houwelingen & le Cessie's heuristic shrinkage factor (χ² − df) / χ² of the meta-model.
+
+    χ² is the likelihood-ratio statistic of the meta-model against the intercept-only model, df
+    its number of weights. Close to 1 for a strong model on many cases; smaller when the signal
+    is weak for the cohort size, where a fitted combination is over-confident on new patients.
+    """
+    prevalence = np.clip(y.mean(), _EPS, 1 - _EPS)
+    null = _log_likelihood(np.full(len(y), np.log(prevalence / (1 - prevalence))), y)
+    chi2 = 2.0 * (_log_likelihood(intercept + scores @ weights, y) - null)
+    df = len(weights)
+    return float(max(chi2 - df, 0.0) / chi2) if chi2 > 0 else 0.0
+
+
+def _refit_intercept(offset: np.ndarray, y: np.ndarray) -> float:
+    """The intercept that makes the mean predicted risk match the observed rate, given the offset."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    def gap(a):
+        return float(np.mean(expit(a + offset)) - y.mean())
+
+    return float(brentq(gap, -50.0, 50.0))
+
+
+def _accepts(method, name: str) -> bool:
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _fit(estimator, X, y, groups):
+    if groups is not None and _accepts(estimator.fit, "groups"):
+        return estimator.fit(X, y, groups=groups)
+    return estimator.fit(X, y)
+
+
+def _score(estimator, X) -> np.ndarray:
+    """Log-odds of the positive class (the decision function of models without probabilities)."""
+    if hasattr(estimator, "predict_proba"):
+        try:
+            p = np.asarray(estimator.predict_proba(X))[:, -1]
+        except AttributeError:
+            p = None
+        if p is not None:
+            p = np.clip(p.astype(float), _EPS, 1 - _EPS)
+            return np.log(p) - np.log1p(-p)
+    return np.asarray(estimator.decision_function(X), dtype=float).reshape(len(X), -1)[:, -1]
+
+
+class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
+    """One penalised sub-model per feature family, combined by logistic regression on their scores.
+
+    Parameters
+    ----------
+    estimator : estimator, default None
+        The sub-model fitted on each family's columns (cloned per family). Its positive-class
+        log-odds (``predict_proba``, else ``decision_function``) is the family score. Its ``fit`` gets
+        ``groups`` when it accepts them. A sub-model with a ``fit_oof(X, y, folds)`` method (as
+        :class:`~radhe.classifiers.PenalizedLogisticCV`) tunes itself on the stacking's inner folds
+        and returns its out-of-fold scores in one pass; any other is fitted once per inner fold
+        and once on all rows. None: ``PenalizedLogisticCV`` (L2 logistic regression with additive
+        spline terms, strength chosen by inner cross-validation).
+    families : "auto", "single" or mapping, default "auto"
+        How columns are grouped (:func:`radhe.families.group_features`): "auto" by name (radiomics,
+        CNN, markers, clinical, other), "single" all columns in one family, or ``{family: [columns]}``.
+    fusion : {"stack", "concat"}, default "stack"
+        "stack": one sub-model per family. "concat": one sub-model on all columns (``families`` is
+        ignored), still recalibrated by the meta-model; searchable in a grid as ``classify__fusion``.
+    pooled : bool, default True
+        With more than one family, also a sub-model on all features together (named
+        :data:`POOLED`) among the meta-model's inputs: a super learner (van der Laan et al. 2007)
+        whose non-negative meta weights choose between, or mix, the family scores and the pooled
+        score in each training fold — so stacking never has to lose what a pooled model finds
+        in features that only help together.
+    final_C : float, default 1.0
+        Inverse L2 strength of the meta logistic regression (its inputs are log-odds, on one scale).
+    non_negative : bool, default True
+        A family whose meta weight comes out negative (a score that, combined with the others,
+        points the wrong way: noise) is dropped and the meta-model refitted, until every weight
+        is ≥ 0. Its sub-model is kept for inspection but not used.
+    shrink : bool, default True
+        Multiply the meta weights by the heuristic shrinkage factor (χ² − df)/χ² of the meta-model
+        (van Houwelingen & le Cessie 1990) and re-estimate the intercept so that the mean risk
+        matches the training rate. A small cohort with weak signal otherwise gets over-confident
+        risks (calibration slope < 1 on new patients); on a large or strong cohort the factor is
+        close to 1.
+    cv : int, default 5
+        Inner folds for the out-of-fold family scores (stratified; grouped by patient when ``fit``
+        gets ``groups``).
+    random_state : int or None
+        Seed of the inner folds (and of sub-models that take one and have none set).
+
+    Attributes
+    ----------
+    families_ : dict
+        ``{family: [columns]}`` as fitted (with ``pooled``, the last entry is :data:`POOLED`,
+        all columns).
+    estimators_ : dict
+        ``{family: fitted sub-model}``, each refitted on all training rows.
+    final_estimator_ : sklearn.linear_model.LogisticRegression
+        The meta-model, on the used families' scores.
+    weights_ : pandas.Series
+        Meta weight of every family (0 for a dropped family).
+    intercept_ : float
+        Meta intercept (after shrinkage).
+    shrinkage_ : float
+        The factor applied to the meta weights (1.0 with ``shrink=False``).
+    used_families_ : list of str
+        Families with a positive meta weight.
+    oof_scores_ : pandas.DataFrame
+        Out-of-fold family scores of the training rows (what the meta-model was fitted on).
+    classes_ : ndarray
+    n_features_in_, feature_names_in_
+
+    Notes
+    -----
+    The log-odds is ``intercept_ + Σ_f weights_[f] · score_f(x_f)``; :meth:`family_contributions`
+    returns the terms, which sum to :meth:`decision_function`.
+    """
+
+    _parameter_constraints = {
+        "estimator": [None, HasMethods(["fit"])],
+        "families": [StrOptions({"auto", "single"}), dict],
+        "fusion": [StrOptions({"stack", "concat"})],
+        "pooled": ["boolean"],
+        "final_C": [Interval(numbers.Real, 0, None, closed="neither")],
+        "non_negative": ["boolean"],
+        "shrink": ["boolean"],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator=None, *, families="auto", fusion="stack", pooled=True, final_C=1.0,
+                 non_negative=True, shrink=True, cv=5, random_state=None):
+        self.estimator = estimator
+        self.families = families
+        self.fusion = fusion
+        self.pooled = pooled
+        self.final_C = final_C
+        self.non_negative = non_negative
+        self.shrink = shrink
+        self.cv = cv
+        self.random_state = random_state
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _sub_model(self):
+        if self.estimator is None:
+            from radhe.classifiers import PenalizedLogisticCV
+
+            return PenalizedLogisticCV(random_state=self.random_state)
+        if not hasattr(self.estimator, "fit"):
+            raise ConfigurationError(f"estimator must be a classifier with fit, got {self.estimator!r}")
+        model = clone(self.estimator)
+        params = model.get_params(deep=False)
+        if "random_state" in params and params["random_state"] is None and self.random_state is not None:
+            model.set_params(random_state=self.random_state)
+        return model
+
+    def _frame(self, X, *, reset: bool) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            frame = X
+            names = np.asarray([str(c) for c in X.columns], dtype=object)
+        else:
+            array = np.asarray(X, dtype=float)
+            if array.ndim != 2:
+                raise InputError(f"FamilyStackingClassifier needs a 2-D feature table, got shape {array.shape}")
+            names = np.asarray([f"x{i}" for i in range(array.shape[1])], dtype=object)
+            frame = pd.DataFrame(array, columns=names)
+        if reset:
+            self.n_features_in_ = frame.shape[1]
+            if isinstance(X, pd.DataFrame):
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            if frame.shape[1] != self.n_features_in_:
+                raise InputError(f"X has {frame.shape[1]} features, but the model was fitted with {self.n_features_in_}")
+            expected = getattr(self, "feature_names_in_", None)
+            if expected is not None and isinstance(X, pd.DataFrame) and list(names) != list(expected):
+                raise InputError("the feature names of X differ from those seen in fit (same names, same order needed)")
+        frame = frame.set_axis(list(names), axis=1)
+        values = frame.to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            raise InputError("FamilyStackingClassifier got non-finite feature values; impute them first "
+                             "(the pipeline's 'clean' step does)")
+        return frame
+
+    def fit(self, X, y, groups=None):
+        """Fit the family sub-models and the meta-model on these rows.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or array-like of shape (n_samples, n_features)
+            Finite feature values; the column names decide the families.
+        y : array-like of shape (n_samples,)
+            Binary outcome.
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row: inner folds never split a patient (:class:`radhe.pipeline.RadhePipeline`
+            passes the manifest's ``patient_id``).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        frame = self._frame(X, reset=True)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(frame):
+            raise InputError(f"y must be 1-D with one label per row of X ({len(frame)}), got shape {y.shape}")
+        self.classes_ = np.unique(y)
+        if self.classes_.size != 2:
+            raise InputError(f"FamilyStackingClassifier is binary; y has {self.classes_.size} class(es)")
+        target = (y == self.classes_[1]).astype(int)
+        grouping = "single" if self.fusion == "concat" else self.families
+        families = group_features(list(frame.columns), grouping)
+        if not families:
+            raise InputError("FamilyStackingClassifier got a feature table with no columns")
+        if self.pooled and len(families) > 1:
+            if POOLED in families:
+                raise ConfigurationError(f"a family may not be named {POOLED!r} (the pooled sub-model's name)")
+            families[POOLED] = list(frame.columns)
+        folds = inner_folds(target, groups, n_splits=self.cv, random_state=self.random_state)
+        groups_arr = None if groups is None else np.asarray(groups, dtype=object)
+
+        oof = pd.DataFrame(0.0, index=frame.index, columns=list(families))
+        estimators = {}
+        for family, columns in families.items():
+            block = frame[columns]
+            model = self._sub_model()
+            if hasattr(model, "fit_oof"):
+                # one pass over the folds tunes the sub-model and gives its out-of-fold scores
+                scores = np.asarray(model.fit_oof(block, target, folds), dtype=float)
+            else:
+                scores = np.empty(len(frame))
+                for train, test in folds:
+                    sub = _fit(self._sub_model(), block.iloc[train], target[train],
+                               None if groups_arr is None else groups_arr[train])
+                    scores[test] = _score(sub, block.iloc[test])
+                model = _fit(model, block, target, groups_arr)
+            oof[family] = scores
+            estimators[family] = model
+
+        used = list(families)
+        while True:
+            meta = LogisticRegression(C=self.final_C, max_iter=1000).fit(oof[used].to_numpy(), target)
+            weights = meta.coef_[0]
+            if not self.non_negative or (weights >= 0).all() or len(used) == 1:
+                break
+            used = [f for f, w in zip(used, weights, strict=True) if w >= 0] or [used[int(np.argmax(weights))]]
+        weights = meta.coef_[0].copy()
+        intercept = float(meta.intercept_[0])
+        self.shrinkage_ = 1.0
+        if self.shrink:
+            self.shrinkage_ = _heuristic_shrinkage(oof[used].to_numpy(), target, weights, intercept)
+            weights = weights * self.shrinkage_
+            intercept = _refit_intercept(oof[used].to_numpy() @ weights, target)
+        self.families_ = families
+        self.estimators_ = estimators
+        self.used_families_ = used
+        self.final_estimator_ = meta
+        self.weights_ = pd.Series(0.0, index=list(families), name="weight")
+        self.weights_[used] = weights
+        self.intercept_ = intercept
+        self.oof_scores_ = oof
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def family_scores(self, X) -> pd.DataFrame:
+        """Each family sub-model's log-odds for the rows of X (columns: families)."""
+        check_is_fitted(self, "estimators_")
+        frame = self._frame(X, reset=False)
+        return pd.DataFrame(
+            {f: _score(self.estimators_[f], frame[cols]) for f, cols in self.families_.items()}, index=frame.index
+        )
+
+    def family_contributions(self, X) -> pd.DataFrame:
+        """The terms of the log-odds: ``weight × family score`` per family, and ``"intercept"``.
+
+        Each row sums to :meth:`decision_function` of that row.
+        """
+        scores = self.family_scores(X)
+        contributions = scores * self.weights_.reindex(scores.columns).to_numpy()
+        contributions["intercept"] = self.intercept_
+        return contributions
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds of the positive class ``classes_[1]``."""
+        scores = self.family_scores(X)
+        return self.intercept_ + scores.to_numpy() @ self.weights_.reindex(scores.columns).to_numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities of ``classes_``: the meta-model's logistic of the combined log-odds."""
+        from scipy.special import expit
+
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """The class with probability above 0.5."""
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags

@@ -1,0 +1,225 @@
+"""Family-wise stacking (radhe.stacking), its sub-model (PenalizedLogisticCV) and feature families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_predict
+
+from radhe.classifiers import PenalizedLogisticCV
+from radhe.errors import ConfigurationError, InputError
+from radhe.explain import family_contributions, shap_values
+from radhe.families import feature_family_of, group_features
+from radhe.model_selection import PatientStratifiedKFold, inner_folds
+from radhe.pipeline import make_pipeline, param_grid
+from radhe.stacking import POOLED, FamilyStackingClassifier
+
+
+def family_table(n_patients=90, scans=2, seed=0):
+    """A manifest-like table: a clinical signal, a radiomics-named signal, 25 noise columns named like
+    radiomics texture features behind a user prefix; ``scans`` rows per patient."""
+    rng = np.random.default_rng(seed)
+    n = n_patients * scans
+    patient = np.repeat([f"p{i:03d}" for i in range(n_patients)], scans)
+    base = np.repeat(rng.normal(size=n_patients), scans)
+    age = 70 + 10 * base + rng.normal(scale=2, size=n)
+    volume = 20 + 8 * rng.normal(size=n)
+    logit = 0.9 * base + 0.12 * (volume - 20) - 1.2
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    table = pd.DataFrame({
+        "case_id": [f"c{i:04d}" for i in range(n)], "patient_id": patient, "age_years": age,
+        "ct_original_shape_MeshVolume": volume,
+    })
+    for j in range(25):
+        table[f"ct_original_glcm_Noise{j}"] = rng.normal(size=n)
+    table["he"] = y
+    return table, y
+
+
+class RecordingLogistic(ClassifierMixin, BaseEstimator):
+    """A logistic sub-model that logs the index labels of every set of rows it is fitted on."""
+
+    log: list = []
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        RecordingLogistic.log.append(set(X.index))
+        self.model_ = LogisticRegression(C=self.C).fit(np.asarray(X), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(np.asarray(X))
+
+
+def test_families_by_name():
+    assert feature_family_of("radiomics__original_shape_Sphericity") == "radiomics"
+    assert feature_family_of("tabular__ct_wavelet-LLH_glcm_Idmn") == "radiomics"
+    assert feature_family_of("tabular__log-sigma-3-0-mm-3D_firstorder_Mean") == "radiomics"
+    assert feature_family_of("original_gldm_DependenceEntropy") == "radiomics"
+    assert feature_family_of("cnn__3") == "cnn"
+    assert feature_family_of("marker__blend_sign") == "markers"
+    assert feature_family_of("clinical__blend_sign") == "markers"
+    assert feature_family_of("clinical__gcs") == "clinical"
+    assert feature_family_of("tabular__gcs") == "tabular"
+    assert feature_family_of("tabular__originality_score") == "tabular"  # not a pyradiomics key
+    grouped = group_features(["clinical__gcs", "radiomics__original_shape_MeshVolume", "clinical__hypodensity"])
+    assert grouped == {"radiomics": ["radiomics__original_shape_MeshVolume"], "markers": ["clinical__hypodensity"],
+                       "clinical": ["clinical__gcs"]}
+
+
+def test_declared_families_match_manifest_columns_and_refuse_gaps():
+    columns = ["tabular__grade_2", "tabular__grade_3", "tabular__age", "tabular__age_missing", "tabular__gene1"]
+    grouped = group_features(columns, {"clinical": ["grade", "age"], "genes": ["gene1", "absent_gene"]})
+    assert grouped == {"clinical": ["tabular__grade_2", "tabular__grade_3", "tabular__age", "tabular__age_missing"],
+                       "genes": ["tabular__gene1"]}
+    with pytest.raises(ConfigurationError, match="in no family"):
+        group_features(columns, {"clinical": ["grade", "age"]})
+    with pytest.raises(ConfigurationError, match="two families"):
+        group_features(columns, {"a": ["age"], "b": ["age", "grade", "gene1"]})
+
+
+def test_stacking_fits_inside_the_fold_and_groups_patients():
+    """A recorder sub-model never sees a held-out row, and inner folds never split a patient."""
+    table, y = family_table()
+    pipe = make_pipeline(radiomics=None, classifier=RecordingLogistic(), random_state=0)
+    outer = PatientStratifiedKFold(3, random_state=0)
+    patient = table["patient_id"]
+    for train, test in outer.split(table, y):
+        RecordingLogistic.log = []
+        pipe.fit(table.iloc[train], y[train])
+        held_out = set(table.index[test])
+        assert RecordingLogistic.log, "the sub-model was never fitted"
+        for rows in RecordingLogistic.log:
+            assert not rows & held_out
+            # a patient's two scans are together in or out of every inner fit
+            seen = patient.loc[sorted(rows)].value_counts()
+            assert (seen == 2).all()
+        n_families = len(pipe[-1].families_)
+        assert len(RecordingLogistic.log) == n_families * (pipe[-1].cv + 1)
+
+
+def test_family_contributions_and_shap_sum_to_the_log_odds():
+    table, y = family_table()
+    pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
+    model = pipe[-1]
+    assert set(model.families_) == {"radiomics", "tabular", POOLED}
+    new = table.drop(columns="he").iloc[:25]
+    log_odds = pipe.decision_function(new)
+    contributions = family_contributions(pipe, new)
+    assert list(contributions.columns) == ["radiomics", "tabular", POOLED, "intercept"]
+    np.testing.assert_allclose(contributions.sum(axis=1), log_odds, atol=1e-10)
+    np.testing.assert_allclose(pipe.predict_proba(new)[:, 1], 1 / (1 + np.exp(-log_odds)), atol=1e-12)
+    explanation = shap_values(pipe, new, background=table.iloc[25:])
+    assert explanation.output == "log-odds" and explanation.explainer.startswith("stacked")
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_value, log_odds, atol=1e-8)
+    # the signal features lead, the noise trails
+    importance = explanation.importance()["mean_abs_shap"]
+    assert importance.index[0] in ("tabular__ct_original_shape_MeshVolume", "tabular__age_years")
+    assert importance["tabular__ct_original_shape_MeshVolume"] > importance.filter(like="Noise").max()
+
+
+def test_noise_family_is_down_weighted():
+    rng = np.random.default_rng(3)
+    n = 240
+    signal = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(signal @ [1.2, -0.8, 0.6])))).astype(int)
+    X = pd.DataFrame(np.hstack([signal, rng.normal(size=(n, 40))]),
+                     columns=[f"s{i}" for i in range(3)] + [f"n{i}" for i in range(40)])
+    families = {"signal": [f"s{i}" for i in range(3)], "noise": [f"n{i}" for i in range(40)]}
+    model = FamilyStackingClassifier(families=families, pooled=False, random_state=0).fit(X, y)
+    contributions = model.family_contributions(X)
+    assert contributions["noise"].std() < 0.25 * contributions["signal"].std()
+    assert 0.0 < model.shrinkage_ <= 1.0
+
+
+def test_stacking_is_reproducible_clonable_and_validates_parameters():
+    table, y = family_table(60, 1)
+    X = table[[c for c in table.columns if c not in ("case_id", "patient_id", "he")]]
+    a = FamilyStackingClassifier(random_state=4).fit(X, y).predict_proba(X)
+    b = clone(FamilyStackingClassifier(random_state=4)).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="fusion"):
+        FamilyStackingClassifier(fusion="mean").fit(X, y)
+    with pytest.raises(ValueError, match="cv"):
+        FamilyStackingClassifier(cv=1).fit(X, y)
+    with pytest.raises(InputError, match="two classes|binary"):
+        FamilyStackingClassifier().fit(X, np.zeros(len(X), dtype=int))
+    with pytest.raises(InputError, match="non-finite"):
+        FamilyStackingClassifier().fit(X.assign(age_years=np.nan), y)
+    concat = FamilyStackingClassifier(fusion="concat", random_state=0).fit(X, y)
+    assert list(concat.families_) == ["all"]
+
+
+def test_grid_over_fusion_and_cross_validation():
+    table, y = family_table(70, 1)
+    pipe = make_pipeline(radiomics=None, random_state=0)
+    search = GridSearchCV(pipe, param_grid(pipe), cv=PatientStratifiedKFold(3, random_state=0), scoring="roc_auc")
+    search.fit(table, y)
+    assert search.best_params_["classify__fusion"] in ("stack", "concat")
+    assert search.best_score_ > 0.7
+    proba = cross_val_predict(pipe, table, y, cv=PatientStratifiedKFold(3, random_state=0), method="predict_proba")
+    assert proba.shape == (len(table), 2) and np.isfinite(proba).all()
+
+
+def test_penalized_logistic_cv_chooses_splines_only_for_curved_effects():
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=(n, 2))
+    curved = (rng.random(n) < 1 / (1 + np.exp(-(2.0 * x[:, 0] ** 2 - 2.0)))).astype(int)
+    linear = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * x[:, 0])))).astype(int)
+    assert PenalizedLogisticCV(random_state=0).fit(x, curved).knots_ == 4
+    assert PenalizedLogisticCV(random_state=0).fit(x, linear).knots_ is None
+    model = PenalizedLogisticCV(random_state=0).fit(x, curved)
+    np.testing.assert_allclose(model.additive_terms(x).sum(axis=1) + model.intercept_[0], model.decision_function(x))
+    folds = inner_folds(curved, n_splits=5, random_state=0)
+    oof = PenalizedLogisticCV().fit_oof(x, curved, folds)
+    assert oof.shape == (n,) and np.isfinite(oof).all()
+    with pytest.raises(ConfigurationError, match="spline_knots"):
+        PenalizedLogisticCV(spline_knots=1).fit(x, curved)
+    with pytest.raises(ConfigurationError, match="Cs"):
+        PenalizedLogisticCV(Cs=[-1.0]).fit(x, curved)
+
+
+def test_inner_folds_group_patients_and_need_two_per_class():
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    groups = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    for train, test in inner_folds(y, groups, n_splits=5, random_state=0):
+        assert not set(groups[train]) & set(groups[test])
+    with pytest.raises(InputError, match="at least 2 patients"):
+        inner_folds(np.array([0, 0, 0, 1]), n_splits=3)
+
+
+def test_report_shows_out_of_fold_family_contributions(tmp_path):
+    from radhe.evaluation import evaluate
+    from radhe.report import write_html
+
+    table, y = family_table(60, 1)
+    result = evaluate(make_pipeline(radiomics=None, random_state=0), table, cv=3, n_bootstrap=50,
+                      threshold_cv=None, baselines=None)
+    stacked = result.explanation.meta["family_contributions"]
+    assert set(stacked.index) == {"radiomics", "tabular", POOLED}
+    assert (stacked["mean_abs_contribution"] >= 0).all() and stacked["n_folds_used"].between(0, 3).all()
+    html = write_html(result, tmp_path).read_text()
+    assert "Feature families of the stacked model" in html
+
+
+def test_oof_family_contributions_sum_to_each_folds_log_odds():
+    from radhe.evaluation import cross_validate_predictions
+    from radhe.explain import oof_family_contributions
+
+    table, y = family_table(60, 1)
+    pred = cross_validate_predictions(make_pipeline(radiomics=None, random_state=0), table, y, cv=3,
+                                      return_estimators=True, threshold_cv=None)
+    terms = oof_family_contributions(pred, table)
+    assert list(terms.index) == list(table.index)
+    for k, (est, (_, test)) in enumerate(zip(pred.estimators, pred.splits, strict=True)):
+        rows = terms.iloc[test]
+        assert (rows["fold"] == k).all()
+        np.testing.assert_allclose(rows.drop(columns="fold").sum(axis=1), est.decision_function(table.iloc[test]),
+                                   atol=1e-10)
