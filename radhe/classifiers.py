@@ -282,7 +282,7 @@ _AUTO_KNOTS = 4
 
 
 class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
-    """L2 logistic regression on standardised features, its strength chosen by inner cross-validation.
+    """L2 logistic regression on scaled features, its strength chosen by inner cross-validation.
 
     ``fit`` scales the features (continuous ones by two standard deviations, flags by their range,
     so that one penalty treats both alike; Gelman 2008), optionally adds a natural-spline-like basis of every
@@ -331,7 +331,7 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
     model_ : sklearn.linear_model.LogisticRegression
         The model refitted on all rows.
     coef_, intercept_ : ndarray
-        ``model_``'s coefficients, on the standardised expanded features.
+        ``model_``'s coefficients, on the scaled expanded features.
     classes_ : ndarray
     """
 
@@ -362,7 +362,7 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         return np.sort(Cs)
 
     def _design(self, X, *, fit: bool) -> np.ndarray:
-        """Standardised features plus the standardised spline basis of the continuous ones."""
+        """Scaled features plus the scaled spline basis of the continuous ones."""
         from sklearn.preprocessing import SplineTransformer
 
         if fit:
@@ -505,8 +505,20 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features_in_)
         """
+        from sklearn.utils.validation import validate_data
+
         check_is_fitted(self, "model_")
-        return _additive_terms(self, X)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = self._design(X, fit=False)
+        weighted = Z * self.coef_[0]
+        p = X.shape[1]
+        terms = weighted[:, :p].copy()
+        if self.splines_ is not None:
+            per_feature = (Z.shape[1] - p) // len(self.spline_columns_)
+            for position, j in enumerate(self.spline_columns_):
+                start = p + position * per_feature
+                terms[:, j] += weighted[:, start:start + per_feature].sum(axis=1)
+        return terms
 
 
 def _gelman_scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -554,19 +566,3 @@ def _log_loss_table(losses: dict, Cs):
     return pd.DataFrame({("linear" if k is None else f"{k} knots"): v for k, v in losses.items()},
                         index=pd.Index(np.asarray(Cs, dtype=float), name="C"))
 
-
-def _additive_terms(model: PenalizedLogisticCV, X) -> np.ndarray:
-    """Per input feature, its share of the log-odds: decision = intercept_ + row sums."""
-    from sklearn.utils.validation import validate_data
-
-    X = validate_data(model, X, dtype=np.float64, reset=False)
-    Z = model._design(X, fit=False)
-    weighted = Z * model.coef_[0]
-    p = X.shape[1]
-    terms = weighted[:, :p].copy()
-    if model.splines_ is not None:
-        per_feature = (Z.shape[1] - p) // len(model.spline_columns_)
-        for position, j in enumerate(model.spline_columns_):
-            start = p + position * per_feature
-            terms[:, j] += weighted[:, start:start + per_feature].sum(axis=1)
-    return terms

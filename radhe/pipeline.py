@@ -21,7 +21,6 @@ selection, resampling and class weights are learnt inside the fold.
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import os
 from pathlib import Path
@@ -74,7 +73,9 @@ class RadhePipeline(_ImbalancedPipeline):
             return params
         if any(hasattr(step, "fit_resample") for _, step in self.steps[:-1]):
             return params
-        if final is None or isinstance(final, str) or not _accepts_groups(final):
+        from radhe.stacking import _accepts
+
+        if final is None or isinstance(final, str) or not _accepts(getattr(final, "fit", None), "groups"):
             return params
         return {**params, key: X["patient_id"].astype(str).to_numpy()}
 
@@ -89,13 +90,6 @@ class RadhePipeline(_ImbalancedPipeline):
         """Apply every transforming step (resamplers are skipped, as at predict time)."""
         # the parent's method without its availability check (which refuses a final resampler)
         return _ImbalancedPipeline.__dict__["transform"].fn(self, X, **params)
-
-
-def _accepts_groups(estimator) -> bool:
-    try:
-        return "groups" in inspect.signature(estimator.fit).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
 
 
 def _is_off(value) -> bool:
@@ -444,23 +438,23 @@ def make_pipeline(
     if fusion == "stack":
         from radhe.stacking import FamilyStackingClassifier
 
-        scale_for = _stacking_sub_model(classifier, random_state)
-        sub_model = scale_for if resampler is None else _ImbalancedPipeline(
-            [("sample", resampler), ("classify", scale_for)])
+        family_model = _stacking_sub_model(classifier, random_state)
+        sub_model = family_model if resampler is None else _ImbalancedPipeline(
+            [("sample", resampler), ("classify", family_model)])
         estimator = FamilyStackingClassifier(sub_model, families=families, random_state=random_state)
         resampler = None  # inside the sub-models
     else:
         if not (isinstance(families, str) and families == "auto"):
             raise ConfigurationError("families is used with fusion='stack' only")
         estimator = make_classifier(classifier, random_state=random_state, balanced=resampler is None)
-        scale_for = estimator
+        family_model = estimator
 
     steps = []
     if segment is not None:
         steps.append(("segment", segment))
     steps.append(("features", FeatureFusion(branches)))
     steps.append(("clean", FeatureCleaner()))
-    steps.append(("scale", _scale_step(scale, scale_for)))
+    steps.append(("scale", _scale_step(scale, family_model)))
     steps.append(("select", _selector_step(selector, k, random_state)))
     if resampler is not None:
         steps.append(("sample", resampler))

@@ -193,8 +193,6 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
             from radhe.classifiers import PenalizedLogisticCV
 
             return PenalizedLogisticCV(random_state=self.random_state)
-        if not hasattr(self.estimator, "fit"):
-            raise ConfigurationError(f"estimator must be a classifier with fit, got {self.estimator!r}")
         model = clone(self.estimator)
         params = model.get_params(deep=False)
         if "random_state" in params and params["random_state"] is None and self.random_state is not None:

@@ -223,3 +223,19 @@ def test_oof_family_contributions_sum_to_each_folds_log_odds():
         assert (rows["fold"] == k).all()
         np.testing.assert_allclose(rows.drop(columns="fold").sum(axis=1), est.decision_function(table.iloc[test]),
                                    atol=1e-10)
+
+
+def test_family_contributions_refuse_models_that_are_not_stacked():
+    from radhe.evaluation import cross_validate_predictions
+    from radhe.explain import oof_family_contributions
+
+    table, y = family_table(40, 1)
+    pooled = make_pipeline(radiomics=None, fusion="concat", random_state=0).fit(table, y)
+    with pytest.raises(ConfigurationError, match="family-stacked model"):
+        family_contributions(pooled, table)
+    pred = cross_validate_predictions(make_pipeline(radiomics=None, random_state=0), table, y, cv=2,
+                                      threshold_cv=None)
+    with pytest.raises(ConfigurationError, match="return_estimators=True"):
+        oof_family_contributions(pred, table)
+    with pytest.raises(ValueError, match="families"):
+        make_pipeline(radiomics=None, families="by_name").fit(table, y)
