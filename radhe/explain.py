@@ -50,6 +50,7 @@ FAMILIES = (
     "radiomics: filtered",
     "CNN",
     "NCCT markers (CNN)",
+    "NCCT markers (read)",
     "clinical",
     "tabular",
     "other",
@@ -76,7 +77,8 @@ def feature_family(name: str) -> str:
 
     Radiomics features are split by pyradiomics' ``<image type>_<class>_<feature>`` key: any image
     type other than ``original`` (wavelet, LoG, square, ...) is "filtered"; original ones are
-    "shape", "first-order" or "texture" (GLCM, GLRLM, GLSZM, GLDM, NGTDM).
+    "shape", "first-order" or "texture" (GLCM, GLRLM, GLSZM, GLDM, NGTDM). Radiologist reads of
+    the NCCT markers (``clinical__blend_sign``, ...) are "NCCT markers (read)", not "clinical".
     """
     family, sep, rest = str(name).partition("__")
     if not sep:
@@ -94,6 +96,11 @@ def feature_family(name: str) -> str:
         if cls in _TEXTURE:
             return "radiomics: texture"
         return "radiomics: texture" if cls else "other"
+    if family in ("clinical", "tabular"):
+        from radhe.families import feature_family_of
+
+        if feature_family_of(name) == "markers":  # a radiologist's marker read, e.g. clinical__blend_sign
+            return "NCCT markers (read)"
     families = {"cnn": "CNN", "marker": "NCCT markers (CNN)", "clinical": "clinical", "tabular": "tabular"}
     return families.get(family, "other")
 

@@ -99,6 +99,8 @@ def test_feature_family_and_display_name():
     assert feature_family("radiomics__log-sigma-3-0-mm-3D_firstorder_Mean") == "radiomics: filtered"
     assert feature_family("no_prefix") == "other"
     assert feature_family("marker__blend_sign") == "NCCT markers (CNN)"
+    assert feature_family("clinical__blend_sign") == "NCCT markers (read)"
+    assert feature_family("clinical__hypodensity") == "NCCT markers (read)"
     assert set(fams) <= set(FAMILIES)
     assert display_name("radiomics__original_shape_Sphericity") == "original shape Sphericity (radiomics)"
     assert display_name("clinical__age_years") == "age years (clinical)"
