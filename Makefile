@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.radhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint docs bench bench-validity clean browser
+.PHONY: install demo test test-all test-floor lint docs bench bench-validity clean browser
 
 install: $(STAMP)
 
@@ -36,8 +36,35 @@ test: $(STAMP) browser
 browser:
 	@sh tools/install_browser.sh
 
-test-all: $(STAMP)
+test-all: $(STAMP) test-floor
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The oldest scikit-learn and imbalanced-learn radhe supports (the floors in pyproject.toml: keep
+# them equal). They are installed, without dependencies, into their own folder that shadows .venv's
+# copies through PYTHONPATH; everything else (numpy, pandas, radhe itself) is .venv's. The stamp's
+# name holds the versions, so changing a floor reinstalls. The check refuses to run the tests at
+# any other version (e.g. a folder that failed to shadow .venv's copies).
+SKLEARN_FLOOR := 1.6.0
+IMBLEARN_FLOOR := 0.13.0
+FLOOR := .venv-floor
+FLOOR_STAMP := $(FLOOR)/.installed-sklearn-$(SKLEARN_FLOOR)-imblearn-$(IMBLEARN_FLOOR)
+FLOOR_TESTS ?= tests/test_estimator_checks.py tests/test_selection.py tests/test_model_selection.py \
+	tests/test_stacking.py tests/test_pipeline.py tests/test_evaluation.py tests/test_baselines.py \
+	tests/test_compat.py
+FLOOR_CHECK := PYTHONPATH=$(FLOOR) $(PY) -c "import sklearn, imblearn; \
+	found = (sklearn.__version__, imblearn.__version__); \
+	assert found == ('$(SKLEARN_FLOOR)', '$(IMBLEARN_FLOOR)'), f'floor folder not used: {found}'; \
+	print('scikit-learn', found[0], 'imbalanced-learn', found[1], 'from', sklearn.__file__)"
+
+$(FLOOR_STAMP): $(STAMP)
+	rm -rf $(FLOOR)
+	$(PIP) install -q --no-deps --target $(FLOOR) "scikit-learn==$(SKLEARN_FLOOR)" "imbalanced-learn==$(IMBLEARN_FLOOR)"
+	$(FLOOR_CHECK)
+	touch $@
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_CHECK)
+	PYTHONPATH=$(FLOOR) $(PY) -m pytest -m "not slow" $(FLOOR_TESTS) $(PYTEST_ARGS)
 
 DOCS_STAMP := $(VENV)/.radhe-docs-installed
 
@@ -66,4 +93,4 @@ bench-validity: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_validity.py --json benchmarks/results/validity.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOOR) build *.egg-info .pytest_cache

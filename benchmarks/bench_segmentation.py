@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 def forward_speed(threads: int) -> dict:
     import torch
 
-    from radhe.segmentation.unet import UNet2d
+    from radhe.nn.networks import UNet2d
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

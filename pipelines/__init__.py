@@ -12,13 +12,13 @@ module         method
 =============  ==========================================================================================
 
 Each module exposes ``build_pipeline(**overrides)``, ``param_grid()`` and ``main()``:
-``python -m pipelines.<name> [--manifest m.csv] [--out DIR]`` cross-validates the pipeline on the
+``python -m radhe_pipelines.<name> [--manifest m.csv] [--out DIR]`` cross-validates the pipeline on the
 manifest (default: a synthetic cohort generated in ``DIR/cohort``) and writes ``DIR/report.html``
 and ``DIR/metrics.json``; ``radhe fit --pipeline <name>`` fits it. See ``docs/pipelines.md``.
 """
 
 NAMES = ("default", "zhong2021", "teng2021", "bo2023", "xu2021", "ohkita")
 
-from pipelines._common import run_pipeline  # noqa: E402  (light: no heavy import at module level)
+from ._common import run_pipeline  # noqa: E402  (light: no heavy import at module level)
 
 __all__ = ["NAMES", "run_pipeline"]

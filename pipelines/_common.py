@@ -22,6 +22,7 @@ __all__ = [
     "segmenter",
     "roi_cnn",
     "split_overrides",
+    "published_pipeline",
     "write_report",
     "html_table",
 ]
@@ -53,6 +54,24 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return seg, cnn, rest
 
 
+def published_pipeline(overrides: dict, settings):
+    """:func:`radhe.make_pipeline` of a published method, with a user's ``build_pipeline`` overrides.
+
+    ``settings(random_state, seg_kw, cnn_kw, rest)`` returns the method's :func:`radhe.make_pipeline`
+    arguments; ``seg_kw`` / ``cnn_kw`` are the network overrides (:func:`split_overrides`), and it may
+    pop the method's own options from ``rest``. Whatever is left in ``rest`` overrides the result. The
+    published methods pool every feature into one classifier (``fusion="concat"``) unless they say
+    otherwise.
+    """
+    from radhe.pipeline import make_pipeline
+
+    seg_kw, cnn_kw, rest = split_overrides(overrides)
+    random_state = rest.pop("random_state", None)
+    arguments = {"fusion": "concat", **settings(random_state, seg_kw, cnn_kw, rest), "random_state": random_state}
+    arguments.update(rest)
+    return make_pipeline(**arguments)
+
+
 def segmenter(random_state=None, **params):
     """A :class:`~radhe.segmentation.HematomaSegmenter` with CPU-friendly defaults, updated by ``params``."""
     from radhe.segmentation import HematomaSegmenter
@@ -64,7 +83,7 @@ def segmenter(random_state=None, **params):
 
 def roi_cnn(random_state=None, **params):
     """A :class:`~radhe.features.CNNEmbedder` (``kind="roi_cnn"``) with the given settings."""
-    from radhe.features.cnn import CNNEmbedder
+    from radhe.nn.embedder import CNNEmbedder
 
     settings = dict(kind="roi_cnn", epochs=20)
     settings.update(params)
@@ -125,7 +144,7 @@ def html_table(frame, *, digits: int = 3, index_label: str = "") -> str:
 
 
 def _jsonable(obj):
-    from radhe.evaluation.result import _jsonable as to_json
+    from radhe.evaluation.result import to_jsonable as to_json
 
     return to_json(obj, infinity_as_null=True)
 
@@ -229,7 +248,7 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
 
 
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m pipelines.{name}", description=description,
+    parser = argparse.ArgumentParser(prog=f"python -m radhe_pipelines.{name}", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=None,
                         help="manifest (.csv/.tsv/.parquet); default: a synthetic cohort generated in OUT/cohort")
@@ -250,7 +269,7 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
 
 
 def main(module, argv=None) -> int:
-    """The ``python -m pipelines.<name>`` entry point of a pipeline module."""
+    """The ``python -m radhe_pipelines.<name>`` entry point of a pipeline module."""
     from radhe.errors import RadheError
 
     doc = (module.__doc__ or "").strip().splitlines()

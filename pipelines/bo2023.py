@@ -74,26 +74,19 @@ def build_pipeline(**overrides):
         name or parameter dict, default ``"ibsi_default"``); ``k`` (default 20);
         any other :func:`radhe.make_pipeline` argument (e.g. ``cnn=`` a backbone embedder).
     """
-    from pipelines._common import roi_cnn, segmenter, split_overrides
     from radhe.features.radiomics import RadiomicsFeatures
-    from radhe.pipeline import make_pipeline
 
-    seg_kw, cnn_kw, rest = split_overrides(overrides)
-    random_state = rest.pop("random_state", None)
-    radiomics = rest.pop("radiomics", "ibsi_default")
-    settings = dict(
-        segmenter=segmenter(random_state, **{"window": (0.0, 80.0), "skull_strip": True, **seg_kw}),
-        radiomics=RadiomicsFeatures(params=radiomics, on_error="skip"),
-        cnn=roi_cnn(random_state, **{"n_slices": 3, "window": (0.0, 80.0), **cnn_kw}),
-        clinical="default",
-        selector="f_classif",
-        k=20,
-        classifier="svm",
-        fusion="concat",  # the paper pools every feature into one classifier
-        random_state=random_state,
-    )
-    settings.update(rest)
-    return make_pipeline(**settings)
+    from ._common import published_pipeline, roi_cnn, segmenter
+
+    def settings(random_state, seg_kw, cnn_kw, rest):
+        return dict(
+            segmenter=segmenter(random_state, **{"window": (0.0, 80.0), "skull_strip": True, **seg_kw}),
+            radiomics=RadiomicsFeatures(params=rest.pop("radiomics", "ibsi_default"), on_error="skip"),
+            cnn=roi_cnn(random_state, **{"n_slices": 3, "window": (0.0, 80.0), **cnn_kw}),
+            clinical="default", selector="f_classif", k=20, classifier="svm",
+        )
+
+    return published_pipeline(overrides, settings)
 
 
 def param_grid() -> dict:
@@ -102,7 +95,7 @@ def param_grid() -> dict:
 
 
 def main(argv=None) -> int:
-    from pipelines import _common
+    from . import _common
 
     return _common.main(sys.modules[__name__], argv)
 

@@ -11,7 +11,7 @@ This is the recommended starting point: it uses the masks the manifest provides,
 and runs in about a second per case. ``param_grid()`` is :func:`radhe.param_grid`'s small grid
 (``classify__fusion`` in stack, concat × linear or spline family models).
 
-Run it: ``python -m pipelines.default [--manifest m.csv] [--out DIR]``.
+Run it: ``python -m radhe_pipelines.default [--manifest m.csv] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def param_grid(size: str = "small") -> dict:
 
 
 def main(argv=None) -> int:
-    from pipelines import _common
+    from . import _common
 
     return _common.main(sys.modules[__name__], argv)
 

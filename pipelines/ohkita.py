@@ -5,7 +5,7 @@
 towards a mobile medical information application).
 
 The paper classifies NCCT markers of expansion; this pipeline uses the classifier, exposed as the
-reusable estimator :class:`radhe.markers.NCCTMarkerClassifier`, as a feature branch of an
+reusable estimator :class:`radhe.nn.markers.NCCTMarkerClassifier`, as a feature branch of an
 expansion model: predicted marker probabilities (``marker__<label>``) + clinical variables →
 K-best → logistic regression. The report adds the per-label marker AUCs and the paper's
 patient-level versus random split comparison, both measured.
@@ -14,13 +14,13 @@ Mapping of the paper's methods section to this pipeline
 -------------------------------------------------------
 * *§4.1 preprocessing: HU window a = 0, b = 80; bone removal; centring* → the segmenter and the
   marker CNN use a 0–80 HU window; the segmenter strips the skull (``skull_strip=True``); the
-  marker CNN sees crops centred on the haematoma (:func:`radhe.features.cnn.roi_crops`), which
+  marker CNN sees crops centred on the haematoma (:func:`radhe.nn.slices.roi_crops`), which
   subsumes the centring.
 * *§4.2 joint model: a U-Net segments the haematoma; a Wavelet CNN (VGG16 whose pooling layers are
   wavelet transforms) classifies, using the U-Net encoder's features too; two-stage training, the
   U-Net frozen in stage 2* → step ``"segment"`` (:class:`~radhe.segmentation.HematomaSegmenter`,
-  stage 1) and branch ``"cnn"`` = :class:`~radhe.markers.NCCTMarkerClassifier` (stage 2) with
-  Haar-wavelet pooling (:class:`~radhe.segmentation.unet.HaarPool2d`). With
+  stage 1) and branch ``"cnn"`` = :class:`~radhe.nn.markers.NCCTMarkerClassifier` (stage 2) with
+  Haar-wavelet pooling (:class:`~radhe.nn.networks.HaarPool2d`). With
   ``unet_features=True`` the classifier also trains its own U-Net and concatenates the frozen
   encoder's features (the bottleneck averaged over the haematoma) to the wavelet CNN's.
 * *Multi-label classification of hypodensity, irregular margin, blend sign and fluid level:
@@ -81,33 +81,26 @@ def build_pipeline(**overrides):
         marker CNN also uses a frozen U-Net encoder's features); any other
         :func:`radhe.make_pipeline` argument.
     """
-    from pipelines._common import segmenter, split_overrides
-    from radhe.baselines import NCCT_MARKERS
+    from radhe.constants import NCCT_MARKERS
     from radhe.features.clinical import ClinicalFeatures
-    from radhe.markers import NCCTMarkerClassifier
-    from radhe.pipeline import make_pipeline
+    from radhe.nn.markers import NCCTMarkerClassifier
 
-    seg_kw, cnn_kw, rest = split_overrides(overrides)
-    random_state = rest.pop("random_state", None)
-    unet_features = bool(rest.pop("unet_features", False))
-    seg_settings = {"window": (0.0, 80.0), "skull_strip": True, **seg_kw}
-    markers = NCCTMarkerClassifier(
-        segmenter=segmenter(random_state, **seg_settings) if unet_features else None,
-        train_mask_column="mask", random_state=random_state, **_marker_settings(cnn_kw))
-    settings = dict(
-        segmenter=segmenter(random_state, **seg_settings),
-        radiomics=None,
-        cnn=markers,
-        # the radiologists' marker readings are replaced by the CNN's
-        clinical=ClinicalFeatures(exclude=("site", *NCCT_MARKERS)),
-        selector="f_classif",
-        k=10,
-        classifier="logistic",
-        fusion="concat",  # the paper pools every feature into one classifier
-        random_state=random_state,
-    )
-    settings.update(rest)
-    return make_pipeline(**settings)
+    from ._common import published_pipeline, segmenter
+
+    def settings(random_state, seg_kw, cnn_kw, rest):
+        seg_settings = {"window": (0.0, 80.0), "skull_strip": True, **seg_kw}
+        unet_features = bool(rest.pop("unet_features", False))
+        markers = NCCTMarkerClassifier(
+            segmenter=segmenter(random_state, **seg_settings) if unet_features else None,
+            train_mask_column="mask", random_state=random_state, **_marker_settings(cnn_kw))
+        return dict(
+            segmenter=segmenter(random_state, **seg_settings), radiomics=None, cnn=markers,
+            # the radiologists' marker readings are replaced by the CNN's
+            clinical=ClinicalFeatures(exclude=("site", *NCCT_MARKERS)),
+            selector="f_classif", k=10, classifier="logistic",
+        )
+
+    return published_pipeline(overrides, settings)
 
 
 def param_grid() -> dict:
@@ -117,8 +110,9 @@ def param_grid() -> dict:
 
 # ------------------------------------------------------------------------------ marker studies
 def _marker_classifier(seed, overrides):
-    from pipelines._common import split_overrides
-    from radhe.markers import NCCTMarkerClassifier
+    from radhe.nn.markers import NCCTMarkerClassifier
+
+    from ._common import split_overrides
 
     _, cnn_kw, _ = split_overrides(overrides or {})
     return NCCTMarkerClassifier(random_state=seed, **_marker_settings(cnn_kw))
@@ -131,7 +125,7 @@ def _stratify_labels(manifest, labels):
 
 
 def marker_auc(manifest, *, folds: int = 5, seed: int = 0, overrides=None) -> pd.DataFrame:
-    """Out-of-fold per-label AUC of :class:`~radhe.markers.NCCTMarkerClassifier` (patient-grouped folds).
+    """Out-of-fold per-label AUC of :class:`~radhe.nn.markers.NCCTMarkerClassifier` (patient-grouped folds).
 
     The classifier is trained and applied on the reference masks (it is the marker reader that is
     measured here, not the segmentation). Returns one row per label: ``auc`` (case level),
@@ -139,8 +133,8 @@ def marker_auc(manifest, *, folds: int = 5, seed: int = 0, overrides=None) -> pd
     """
     from sklearn.base import clone
 
-    from radhe.markers import per_label_auc
     from radhe.model_selection import PatientStratifiedKFold
+    from radhe.nn.markers import per_label_auc
 
     template = _marker_classifier(seed, overrides)
     labels = list(template.labels)
@@ -174,18 +168,13 @@ def split_leak_comparison(manifest, *, folds: int = 5, seed: int = 0, overrides=
     from sklearn.base import clone
     from sklearn.model_selection import KFold
 
-    from radhe.markers import per_label_auc
     from radhe.model_selection import PatientStratifiedKFold
+    from radhe.nn.markers import per_label_auc
 
     template = _marker_classifier(seed, overrides)
     labels = list(template.labels)
-    reader = clone(template)
-    crops = reader._crops(manifest, "mask")
-    targets = reader._targets(manifest, labels)
-    keep = [i for i, c in enumerate(crops) if c is not None]
-    data = np.concatenate([crops[i] for i in keep])
-    slice_case = np.concatenate([np.full(len(crops[i]), i) for i in keep])
-    slice_targets = targets[slice_case]
+    data, slice_case, slice_targets = clone(template).slice_samples(manifest, mask_column="mask")
+    keep = np.unique(slice_case).tolist()
 
     case_frame = manifest.iloc[keep]
     case_folds = PatientStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(
@@ -201,9 +190,8 @@ def split_leak_comparison(manifest, *, folds: int = 5, seed: int = 0, overrides=
     for name, splits in (("patient", patient_splits), ("random", random_splits)):
         proba = np.full(slice_targets.shape, np.nan)
         for k, (train, test) in enumerate(splits):
-            model = clone(template)
-            model._train_slices(data[train], slice_targets[train], None, seed + k)
-            proba[test] = model._predict_slices(data[test])
+            model = clone(template).set_params(random_state=seed + k).fit_slices(data[train], slice_targets[train])
+            proba[test] = model.predict_slices_proba(data[test])
         results[name] = per_label_auc(slice_targets, proba)
     table = pd.DataFrame({"auc_patient_split": results["patient"], "auc_random_split": results["random"]},
                          index=pd.Index(labels, name="marker"))
@@ -217,7 +205,7 @@ def split_leak_comparison(manifest, *, folds: int = 5, seed: int = 0, overrides=
 
 def extra_sections(manifest, y, result, *, seed: int = 0, folds: int = 5, overrides=None) -> list:
     """The report's marker sections: per-label AUC and the split comparison."""
-    from pipelines._common import html_table
+    from ._common import html_table
 
     aucs = marker_auc(manifest, folds=folds, seed=seed, overrides=overrides)
     leak = split_leak_comparison(manifest, folds=folds, seed=seed, overrides=overrides)
@@ -234,7 +222,7 @@ def extra_sections(manifest, y, result, *, seed: int = 0, folds: int = 5, overri
 
 
 def main(argv=None) -> int:
-    from pipelines import _common
+    from . import _common
 
     return _common.main(sys.modules[__name__], argv)
 

@@ -10,7 +10,7 @@ Mapping of the paper's methods section to this pipeline
   two 3×3 convolution layers and a 2×2 max-pooling layer ... dilated convolution on the second
   convolution layers of each downsampling block ... 1×1 convolution layer with sigmoid"* → step
   ``"segment"``: :class:`radhe.segmentation.HematomaSegmenter` (``window=(0, 100)``,
-  ``dilation=2``; :class:`~radhe.segmentation.unet.UNet2d` has exactly these blocks), trained
+  ``dilation=2``; :class:`~radhe.nn.networks.UNet2d` has exactly these blocks), trained
   inside each training fold on the reference masks; its predicted masks define the ROI of both
   feature branches, for training and test cases alike.
 * *Prediction model, first branch: "radiomics features on the ROI ... Laplacian of Gaussian and
@@ -76,25 +76,19 @@ def build_pipeline(**overrides):
         ``radiomics`` (preset name or parameter dict, default ``"teng2021"``); any other
         :func:`radhe.make_pipeline` argument (e.g. ``classifier``).
     """
-    from pipelines._common import roi_cnn, segmenter, split_overrides
     from radhe.features.radiomics import RadiomicsFeatures
-    from radhe.pipeline import make_pipeline
 
-    seg_kw, cnn_kw, rest = split_overrides(overrides)
-    random_state = rest.pop("random_state", None)
-    radiomics = rest.pop("radiomics", "teng2021")
-    settings = dict(
-        segmenter=segmenter(random_state, **{"window": (0.0, 100.0), "dilation": 2, **seg_kw}),
-        radiomics=RadiomicsFeatures(params=radiomics, on_error="skip"),
-        cnn=roi_cnn(random_state, **{"window": (0.0, 100.0), "pooling": "max", "mask_channel": True, **cnn_kw}),
-        clinical=None,
-        selector=None,
-        classifier="xgboost",
-        fusion="concat",  # the paper pools every feature into one classifier
-        random_state=random_state,
-    )
-    settings.update(rest)
-    return make_pipeline(**settings)
+    from ._common import published_pipeline, roi_cnn, segmenter
+
+    def settings(random_state, seg_kw, cnn_kw, rest):
+        return dict(
+            segmenter=segmenter(random_state, **{"window": (0.0, 100.0), "dilation": 2, **seg_kw}),
+            radiomics=RadiomicsFeatures(params=rest.pop("radiomics", "teng2021"), on_error="skip"),
+            cnn=roi_cnn(random_state, **{"window": (0.0, 100.0), "pooling": "max", "mask_channel": True, **cnn_kw}),
+            clinical=None, selector=None, classifier="xgboost",
+        )
+
+    return published_pipeline(overrides, settings)
 
 
 def param_grid() -> dict:
@@ -103,7 +97,7 @@ def param_grid() -> dict:
 
 
 def main(argv=None) -> int:
-    from pipelines import _common
+    from . import _common
 
     return _common.main(sys.modules[__name__], argv)
 

@@ -59,7 +59,7 @@ def build_pipeline(**overrides):
     ``overrides`` are HematomaSegmenter parameters (e.g. ``epochs``, ``base_channels``,
     ``input_size``, ``n_threads``, ``cache_dir``, ``random_state``).
     """
-    from pipelines._common import segmenter
+    from ._common import segmenter
 
     settings = dict(augment=False, epochs=20, patience=5, window=(0.0, 80.0), dilation=2)
     settings.update(overrides)
@@ -139,11 +139,11 @@ def cross_validated_volumetry(manifest, *, folds: int = 5, seed: int = 0, overri
 
 def _plots(cases):
     """Scatter (estimate vs reference) and Bland–Altman figures for the model and ABC/2."""
-    from radhe.plots import _figure
+    from radhe.plots import new_figure
 
     truth = cases["volume_true_ml"].to_numpy()
     series = {"U-Net": cases["volume_pred_ml"].to_numpy(), "ABC/2": cases["volume_abc2_ml"].to_numpy()}
-    scatter = _figure(5.2, 4.8)
+    scatter = new_figure(5.2, 4.8)
     ax = scatter.subplots()
     top = float(max(truth.max(), *(v.max() for v in series.values()))) * 1.05
     ax.plot([0, top], [0, top], color="0.6", lw=1, ls="--", label="identity")
@@ -153,7 +153,7 @@ def _plots(cases):
     ax.set_ylabel("Estimated volume (mL)")
     ax.legend(frameon=False)
     ax.set_title("Volume estimates against the reference")
-    bland = _figure(9.5, 4.2)
+    bland = new_figure(9.5, 4.2)
     axes = bland.subplots(1, 2, sharey=True)
     for ax, (label, est), colour in zip(axes, series.items(), ("#1f4e79", "#c0504d"), strict=True):
         mean, diff = (truth + est) / 2, est - truth
@@ -171,9 +171,10 @@ def write_volumetry_report(study: dict, out, *, summary: dict | None = None) -> 
     """Write ``report.html``, ``metrics.json`` and ``cases.csv`` of :func:`cross_validated_volumetry`."""
     import pandas as pd
 
-    from pipelines._common import _jsonable, html_table
     from radhe import plots
-    from radhe.report import _CSS
+    from radhe.report import REPORT_CSS
+
+    from ._common import _jsonable, html_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +201,7 @@ def write_volumetry_report(study: dict, out, *, summary: dict | None = None) -> 
     meta = summary or {}
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(TITLE)}</title>",
-        f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(TITLE)}</h1>",
+        f"<style>{REPORT_CSS}</style></head><body>", f"<h1>{html.escape(TITLE)}</h1>",
         f'<p class="headline">Dice {d["mean"]:.3f} ± {d["sd"]:.3f} (median {d["median"]:.3f}) over {len(cases)} cases; '
         f'volume ICC {study["model"]["icc"]:.3f} for the U-Net vs {study["abc2"]["icc"]:.3f} for ABC/2.</p>',
         '<p class="note">Each case is segmented by a network trained on the other patients (patient-grouped '
@@ -245,10 +246,11 @@ def run(manifest, *, out, folds: int = 5, seed: int = 0, overrides=None, verbose
 
 
 def main(argv=None) -> int:
-    from pipelines._common import load_or_make_cohort
     from radhe.errors import RadheError
 
-    parser = argparse.ArgumentParser(prog=f"python -m pipelines.{NAME}", description=TITLE)
+    from ._common import load_or_make_cohort
+
+    parser = argparse.ArgumentParser(prog=f"python -m radhe_pipelines.{NAME}", description=TITLE)
     parser.add_argument("--manifest", type=Path, default=None,
                         help="manifest with reference masks; default: a synthetic cohort generated in OUT/cohort")
     parser.add_argument("--out", type=Path, default=Path(f"{NAME}_out"), help=f"output folder (default {NAME}_out)")

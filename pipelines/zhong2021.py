@@ -7,7 +7,7 @@ predicting early haematoma expansion in Chinese patients. Stroke and Vascular Ne
 Mapping of the paper's methods section to this pipeline
 -------------------------------------------------------
 * *"baseline CT images were skull stripped and then normalised for signal intensity"* →
-  :class:`radhe.two_output.TwoOutputUNetClassifier` ``skull_strip=True`` and a 0–80 HU window
+  :class:`radhe.nn.two_output.TwoOutputUNetClassifier` ``skull_strip=True`` and a 0–80 HU window
   mapped to [0, 1].
 * *"resampled to ... matrix size of 256×256×32"* → every slice resized to ``input_size`` ×
   ``input_size`` (default 128; pass ``input_size=256`` for the paper's in-plane size).
@@ -15,7 +15,7 @@ Mapping of the paper's methods section to this pipeline
   rotations (±10°), scalings (±10 %), flips and intensity jitter of every training batch.
 * *"A two-output deep learning model ... U-net ... The most aggregated contextual information
   was deposited in the middle layer ... used for a binary classification"* → one
-  :class:`~radhe.segmentation.unet.UNet2d` whose decoder outputs the haematoma mask and whose
+  :class:`~radhe.nn.networks.UNet2d` whose decoder outputs the haematoma mask and whose
   bottleneck (global mean + max pooled) feeds a linear expansion head; both losses are trained
   together (segmentation: BCE + soft Dice; expansion: class-weighted BCE).
 * *"No clinical information was applied as input"* → the network sees only the CT; the
@@ -51,8 +51,8 @@ TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, n_threads=1, sku
 
 
 def build_pipeline(**overrides):
-    """:class:`radhe.two_output.TwoOutputUNetClassifier` with Zhong's settings; ``overrides`` are its parameters."""
-    from radhe.two_output import TwoOutputUNetClassifier
+    """:class:`radhe.nn.two_output.TwoOutputUNetClassifier` with Zhong's settings; ``overrides`` are its parameters."""
+    from radhe.nn.two_output import TwoOutputUNetClassifier
 
     settings = dict(base_channels=8, levels=4, dilation=1, input_size=128, skull_strip=True, epochs=20,
                     window=(0.0, 80.0), n_slices=3)
@@ -66,7 +66,7 @@ def param_grid() -> dict:
 
 
 def main(argv=None) -> int:
-    from pipelines import _common
+    from . import _common
 
     return _common.main(sys.modules[__name__], argv)
 

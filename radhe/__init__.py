@@ -6,58 +6,33 @@ are imported only where used, so ``import radhe`` stays fast; public names resol
 
 from __future__ import annotations
 
-import importlib
+from radhe._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# module -> the public names it defines
 _EXPORTS = {
-    "InputError": "radhe.errors",
-    "ConfigurationError": "radhe.errors",
-    "InputWarning": "radhe.errors",
-    "read_image": "radhe.io",
-    "write_image": "radhe.io",
-    "load_manifest": "radhe.io",
-    "validate_case": "radhe.io",
-    "validate_manifest": "radhe.io",
-    "make_ich_cohort": "radhe.datasets",
-    "haematoma_expansion": "radhe.labels",
-    "mask_volume_ml": "radhe.volumetry",
-    "abc2_volume_ml": "radhe.volumetry",
-    "compare_volumes": "radhe.volumetry",
-    "RadiomicsFeatures": "radhe.features",
-    "ClinicalFeatures": "radhe.features",
-    "TabularFeatures": "radhe.features",
-    "CNNEmbedder": "radhe.features",
-    "HematomaSegmenter": "radhe.segmentation",
-    "make_pipeline": "radhe.pipeline",
-    "param_grid": "radhe.pipeline",
-    "PatientStratifiedKFold": "radhe.model_selection",
-    "evaluate": "radhe.evaluation",
-    "cross_validate_predictions": "radhe.evaluation",
-    "shap_values": "radhe.explain",
-    "write_html": "radhe.report",
+    "radhe.errors": ("InputError", "ConfigurationError", "InputWarning"),
+    "radhe.io": ("read_image", "write_image", "load_manifest", "validate_case", "validate_manifest"),
+    "radhe.datasets": ("make_ich_cohort",),
+    "radhe.labels": ("haematoma_expansion",),
+    "radhe.volumetry": ("mask_volume_ml", "abc2_volume_ml", "compare_volumes"),
+    "radhe.features": ("RadiomicsFeatures", "ClinicalFeatures", "TabularFeatures", "CNNEmbedder"),
+    "radhe.segmentation": ("HematomaSegmenter",),
+    "radhe.pipeline": ("make_pipeline", "param_grid"),
+    "radhe.model_selection": ("PatientStratifiedKFold",),
+    "radhe.evaluation": ("evaluate", "cross_validate_predictions"),
+    "radhe.explain": ("shap_values",),
+    "radhe.report": ("write_html",),
 }
 
 # subpackages reachable as attributes (``radhe.datasets.make_ich_cohort``) without an explicit import
 _SUBMODULES = (
     "baselines", "cli", "datasets", "errors", "evaluation", "explain", "features", "io", "labels",
-    "markers", "model_selection", "plots", "report", "segmentation", "two_output", "volumetry",
+    "markers", "model_selection", "nn", "plots", "report", "segmentation", "two_output", "volumetry",
 )
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(name for names in _EXPORTS.values() for name in names) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"radhe.{name}")
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radhe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

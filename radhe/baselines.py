@@ -11,7 +11,9 @@ by name), so it runs in the same cross-validation folds as the main pipeline:
 * :class:`MarkerClassifier` — a single binary NCCT marker (present = predicted positive).
 
 :func:`default_baselines` builds all of them for the columns of a manifest;
-:func:`compare_models` (from :mod:`radhe.evaluation`) tabulates them against the main model.
+:func:`radhe.evaluation.compare_models` tabulates them against the main model (this module does not
+import :mod:`radhe.evaluation`: evaluation uses the baselines, not the other way round).
+:data:`NCCT_MARKERS` is :data:`radhe.constants.NCCT_MARKERS`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._checks import check_binary
+from radhe.constants import NCCT_MARKERS
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = [
@@ -32,18 +36,7 @@ __all__ = [
     "volume_logistic",
     "default_baselines",
     "NCCT_MARKERS",
-    "compare_models",
 ]
-
-#: NCCT marker columns of the manifest (see CONTRACTS), in display order.
-NCCT_MARKERS = (
-    "hypodensity",
-    "blend_sign",
-    "irregular_margin",
-    "fluid_level",
-    "intraventricular_extension",
-    "oedema_rim",
-)
 
 _DISPLAY = {
     "hypodensity": "Hypodensity",
@@ -66,12 +59,6 @@ def _column(X, column: str, owner: str) -> np.ndarray:
         raise InputError(f"{owner}: column {column!r} must be numeric") from None
 
 
-def _labels(y) -> np.ndarray:
-    from radhe.evaluation.metrics import _check_binary
-
-    return _check_binary(y)
-
-
 class _ColumnClassifier(ClassifierMixin, BaseEstimator):
     """Shared machinery: a 1-D score from X, optionally turned into probabilities by a logistic fit."""
 
@@ -90,7 +77,7 @@ class _ColumnClassifier(ClassifierMixin, BaseEstimator):
         return self.logistic_.decision_function(((s - self.centre_) / self.scale_)[:, None])
 
     def _set_classes(self, y):
-        y = _labels(y)
+        y = check_binary(y)
         if np.unique(y).size < 2:
             raise InputError(f"{type(self).__name__}.fit needs both classes in y")
         self.classes_ = np.array([0, 1])
@@ -343,10 +330,3 @@ def default_baselines(
         if cols is None or m in cols:
             out[_DISPLAY.get(m, m)] = MarkerClassifier(m)
     return out
-
-
-def compare_models(*args, **kwargs):
-    """Zhong 2021's comparison table; see :func:`radhe.evaluation.compare_models`."""
-    from radhe.evaluation import compare_models as _compare
-
-    return _compare(*args, **kwargs)

@@ -425,7 +425,6 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         """
         import warnings
 
-        from sklearn.base import clone as _clone
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
         from sklearn.utils.validation import validate_data
@@ -449,11 +448,11 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
             for k in candidates:
                 oof = np.full((len(y), Cs.size), np.nan)
                 for train, test in folds:
-                    probe = _clone(self)
+                    probe = clone(self)
                     probe.knots_ = k
                     Ztr = probe._design(X[train], fit=True)
                     Zte = probe._design(X[test], fit=False)
-                    model = _clone(base).set_params(warm_start=True)
+                    model = clone(base).set_params(warm_start=True)
                     for j, C in enumerate(Cs):  # strongest penalty first; warm starts follow the path
                         oof[test, j] = model.set_params(C=float(C)).fit(Ztr, y[train]).decision_function(Zte)
                 if np.isnan(oof).any():
@@ -470,7 +469,7 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
             self.C_ = float(Cs[best]) * train_size / len(y)
             self.cv_log_loss_ = _log_loss_table(losses, Cs)
             Z = self._design(X, fit=True)
-            self.model_ = _clone(base).set_params(C=self.C_).fit(Z, y)
+            self.model_ = clone(base).set_params(C=self.C_).fit(Z, y)
         self.coef_ = self.model_.coef_
         self.intercept_ = self.model_.intercept_
         return paths[chosen][:, best]

@@ -57,19 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, type=Path, help="model file (.joblib)")
     fit.set_defaults(run=_cmd_fit)
 
-    evaluate = commands.add_parser("evaluate", help="cross-validate a pipeline; write metrics.json")
-    _add_manifest(evaluate)
-    _add_pipeline(evaluate)
-    _add_cv(evaluate)
-    evaluate.add_argument("--out", required=True, type=Path, help="output folder")
-    evaluate.set_defaults(run=_cmd_evaluate, html=False)
-
-    report = commands.add_parser("report", help="cross-validate with baselines and SHAP; write report.html")
-    _add_manifest(report)
-    _add_pipeline(report)
-    _add_cv(report)
-    report.add_argument("--out", required=True, type=Path, help="output folder")
-    report.set_defaults(run=_cmd_evaluate, html=True)
+    # evaluate and report cross-validate the same way; report adds baselines, SHAP and report.html
+    for name, help_text, html in (
+        ("evaluate", "cross-validate a pipeline; write metrics.json", False),
+        ("report", "cross-validate with baselines and SHAP; write report.html", True),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        _add_manifest(command)
+        _add_pipeline(command)
+        _add_cv(command)
+        command.add_argument("--out", required=True, type=Path, help="output folder")
+        command.set_defaults(run=_cmd_evaluate, html=html)
 
     demo = commands.add_parser("demo", help="synthetic cohort → validation → features → grouped CV → report")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
@@ -167,7 +165,8 @@ def _cmd_evaluate(args) -> int:
         if not (hasattr(pipeline, "predict_proba") or hasattr(pipeline, "decision_function")):
             raise RadheErrorForCli(
                 f"pipeline '{args.pipeline}' is not a classifier and has no expansion score to evaluate; "
-                f"run `python -m pipelines.{args.pipeline}` for its own report"
+                f"run its module ('{_pipeline_entry_points()[args.pipeline].value}') with `python -m` "
+                f"for its own report"
             )
         result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html,
                           name=f"{args.pipeline} pipeline")
@@ -251,7 +250,7 @@ def _manifest_and_label(args):
     if y.isna().any():
         missing = manifest.loc[y.isna(), "case_id"].tolist()[:5]
         raise RadheErrorForCli(f"outcome '{args.label}' is missing for case(s) {missing}")
-    from radhe.features.tabular import OUTCOME_COLUMNS
+    from radhe.constants import OUTCOME_COLUMNS
 
     if args.label not in OUTCOME_COLUMNS:
         # the feature branches leave out only the known outcome columns; any other --label column
@@ -260,31 +259,52 @@ def _manifest_and_label(args):
     return manifest, y.astype(int)
 
 
+#: Entry-point group through which installed packages register pipelines for ``--pipeline``.
+PIPELINE_ENTRY_POINT_GROUP = "radhe.pipelines"
+
+
+def _pipeline_entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PIPELINE_ENTRY_POINT_GROUP)}
+
+
 def available_pipelines() -> list[str]:
-    """Names accepted by ``--pipeline``: 'default' and the modules of the ``pipelines`` package."""
-    names = {"default"}
+    """Names accepted by ``--pipeline``.
+
+    ``"default"`` (:func:`radhe.make_pipeline`) and every pipeline registered by an installed package
+    in the ``radhe.pipelines`` entry-point group. An entry point names a module (or object) with a
+    ``build_pipeline(random_state=...)`` function; radhe's own published-method pipelines register
+    themselves this way, and so can a lab's package::
+
+        [project.entry-points."radhe.pipelines"]
+        mymethod = "mylab.mymethod"
+    """
+    return sorted({"default", *_pipeline_entry_points()})
+
+
+def load_pipeline_module(name: str):
+    """The object registered under ``name`` in the ``radhe.pipelines`` entry-point group."""
+    entry = _pipeline_entry_points().get(name)
+    if entry is None:
+        raise RadheErrorForCli(f"unknown pipeline '{name}'; available: {', '.join(available_pipelines())}")
     try:
-        import pkgutil
-
-        import pipelines
-
-        names.update(m.name for m in pkgutil.iter_modules(pipelines.__path__) if not m.name.startswith("_"))
-    except ImportError:
-        pass
-    return sorted(names)
+        module = entry.load()
+    except Exception as error:  # a broken third-party registration must not look like a radhe bug
+        raise RadheErrorForCli(f"pipeline '{name}' is registered as '{entry.value}' but cannot be loaded: "
+                               f"{type(error).__name__}: {error}") from error
+    if not callable(getattr(module, "build_pipeline", None)):
+        raise RadheErrorForCli(f"pipeline '{name}' ('{entry.value}') has no build_pipeline() function")
+    return module
 
 
 def _build_pipeline(name: str, seed: int, **radiomics_options):
-    import importlib
-
-    if name not in available_pipelines():
-        raise RadheErrorForCli(f"unknown pipeline '{name}'; available: {', '.join(available_pipelines())}")
     if name == "default":
         import radhe
 
         pipeline = radhe.make_pipeline(random_state=seed)
     else:
-        pipeline = importlib.import_module(f"pipelines.{name}").build_pipeline(random_state=seed)
+        pipeline = load_pipeline_module(name).build_pipeline(random_state=seed)
     settable = {f"features__radiomics__{k}": v for k, v in radiomics_options.items()}
     params = pipeline.get_params()
     pipeline.set_params(**{k: v for k, v in settable.items() if k in params})

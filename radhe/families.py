@@ -14,7 +14,7 @@ family          columns
                 prefix the user added (``ct_original_shape_MeshVolume``)
 ``cnn``         branch ``cnn__``
 ``markers``     branch ``marker__`` (predicted NCCT markers) and radiologist marker reads: the
-                columns :data:`radhe.baselines.NCCT_MARKERS` (``hypodensity``, ``blend_sign``, ...)
+                columns :data:`radhe.constants.NCCT_MARKERS` (``hypodensity``, ``blend_sign``, ...)
 ``clinical``    branch ``clinical__`` (other than marker reads)
 ``tabular``     anything else (branch ``tabular__`` or an unprefixed column)
 ==============  ================================================================================
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from radhe.baselines import NCCT_MARKERS as _MARKER_COLUMNS
+from radhe.constants import NCCT_MARKERS
 from radhe.errors import ConfigurationError
 
 __all__ = ["FAMILY_ORDER", "feature_family_of", "group_features"]
@@ -48,7 +48,7 @@ _BRANCH_FAMILIES = {"radiomics": "radiomics", "cnn": "cnn", "marker": "markers",
 
 
 def _is_marker(name: str) -> bool:
-    return any(name == m or name.startswith(f"{m}_") for m in _MARKER_COLUMNS)
+    return any(name == m or name.startswith(f"{m}_") for m in NCCT_MARKERS)
 
 
 def feature_family_of(name: str) -> str:

@@ -17,10 +17,11 @@ Examples
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
-from sklearn.model_selection._split import GroupsConsumerMixin, _BaseKFold
+from sklearn.model_selection import BaseCrossValidator, StratifiedGroupKFold, StratifiedKFold, check_cv
 
 from radhe.errors import ConfigurationError, InputError
 
@@ -57,7 +58,7 @@ def patient_groups(X, groups=None, *, group_column="patient_id") -> np.ndarray:
     return groups.astype(str)
 
 
-class PatientStratifiedKFold(GroupsConsumerMixin, _BaseKFold):
+class PatientStratifiedKFold(BaseCrossValidator):
     """Stratified K-fold that never splits a patient's scans between training and test.
 
     :class:`sklearn.model_selection.StratifiedGroupKFold` on the patients, with the groups read
@@ -85,8 +86,31 @@ class PatientStratifiedKFold(GroupsConsumerMixin, _BaseKFold):
     2
     """
 
+    # a consumer of ``groups`` (the metadata-routing request scikit-learn's group-aware splitters
+    # declare): with routing enabled, ``groups`` given to a meta-estimator reaches ``split``
+    __metadata_request__split = {"groups": True}
+
     def __init__(self, n_splits=5, *, shuffle=True, random_state=None, group_column="patient_id"):
-        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
+        # the checks (and messages) of scikit-learn's K-fold splitters
+        if not isinstance(n_splits, numbers.Integral):
+            raise ValueError(
+                f"The number of folds must be of Integral type. {n_splits!r} of type {type(n_splits)} was passed."
+            )
+        if n_splits <= 1:
+            raise ValueError(
+                "k-fold cross-validation requires at least one train/test split by setting n_splits=2 or "
+                f"more, got n_splits={n_splits}."
+            )
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True or False; got {shuffle}")
+        if not shuffle and random_state is not None:
+            raise ValueError(
+                "Setting a random_state has no effect since shuffle is False. You should leave random_state "
+                "to its default (None), or set shuffle=True."
+            )
+        self.n_splits = int(n_splits)
+        self.shuffle = shuffle
+        self.random_state = random_state
         self.group_column = group_column
 
     def split(self, X, y=None, groups=None):

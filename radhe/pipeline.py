@@ -26,11 +26,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from imblearn.pipeline import Pipeline as _ImbalancedPipeline
+from imblearn.pipeline import Pipeline as ImbalancedPipeline
 from sklearn.base import clone
 from sklearn.utils.metaestimators import available_if
 
-from radhe.classifiers import CLASSIFIERS, classifier_name, is_tree_model, make_classifier
+from radhe.classifiers import classifier_name, is_tree_model, make_classifier
 from radhe.errors import ConfigurationError
 from radhe.selection import SCORE_FUNCTIONS, FeatureCleaner, KBestSelector
 
@@ -48,7 +48,7 @@ DEFAULT_K = 20
 _OFF = (None, False, "drop", "none")
 
 
-class RadhePipeline(_ImbalancedPipeline):
+class RadhePipeline(ImbalancedPipeline):
     """:class:`imblearn.pipeline.Pipeline` whose sub-pipelines ending in a resampler can transform.
 
     ``pipe[:-1]`` of a pipeline with a ``"sample"`` step ends with the resampler; resamplers act
@@ -80,16 +80,20 @@ class RadhePipeline(_ImbalancedPipeline):
         return {**params, key: X["patient_id"].astype(str).to_numpy()}
 
     def _can_transform(self):
-        final = self._final_estimator
-        return (isinstance(final, str) and final == "passthrough") or hasattr(final, "transform") or hasattr(
-            final, "fit_resample"
-        )
+        final = self.steps[-1][1]
+        return final is None or (isinstance(final, str) and final == "passthrough") or hasattr(
+            final, "transform") or hasattr(final, "fit_resample")
 
     @available_if(_can_transform)
     def transform(self, X, **params):
         """Apply every transforming step (resamplers are skipped, as at predict time)."""
-        # the parent's method without its availability check (which refuses a final resampler)
-        return _ImbalancedPipeline.__dict__["transform"].fn(self, X, **params)
+        final = self.steps[-1][1]
+        if hasattr(final, "fit_resample"):
+            # a final resampler acts only in fit: transform through the steps before it
+            if len(self.steps) == 1:
+                return X
+            return self[:-1].transform(X, **params)
+        return super().transform(X, **params)
 
 
 def _is_off(value) -> bool:
@@ -135,7 +139,7 @@ def _cnn_branch(cnn, random_state):
     if _is_off(cnn):
         return None
     if isinstance(cnn, str):
-        from radhe.features.cnn import CNNEmbedder
+        from radhe.nn.embedder import CNNEmbedder
 
         kind = "roi_cnn" if cnn == "default" else cnn
         return CNNEmbedder(kind=kind, random_state=random_state)
@@ -154,24 +158,37 @@ def _segmenter_step(segmenter, random_state):
     return _check_transformer(segmenter, "segmenter")
 
 
-def _table_branch(value, kind: str, image_branches: bool, tabular_given: bool):
+def _table_branch(value, kind: str):
+    """The ``clinical`` or ``tabular`` branch for an explicit value ("auto" is resolved by the caller)."""
     from radhe.features.clinical import ClinicalFeatures
     from radhe.features.tabular import TabularFeatures
 
     if _is_off(value):
         return None
     if isinstance(value, str):
-        if value not in ("default", "auto"):
-            raise ConfigurationError(f"{kind} must be None, 'default', a list of columns or a transformer, got {value!r}")
-        if kind == "clinical":
-            # a table without images is a table of precomputed features: pass it through as "tabular"
-            if not image_branches and not tabular_given:
-                return TabularFeatures()
-            return ClinicalFeatures()
-        return TabularFeatures()
+        if value != "default":
+            allowed = "'auto', 'default'" if kind == "clinical" else "'default'"
+            raise ConfigurationError(
+                f"{kind} must be None, {allowed}, a list of columns or a transformer, got {value!r}")
+        return ClinicalFeatures() if kind == "clinical" else TabularFeatures()
     if isinstance(value, list | tuple):
         return ClinicalFeatures(columns=list(value)) if kind == "clinical" else TabularFeatures(columns=list(value))
     return _check_transformer(value, kind)
+
+
+def _table_branches(clinical, tabular, image_branches: bool):
+    """(clinical branch, tabular branch), resolving ``clinical="auto"``.
+
+    "auto" is ``ClinicalFeatures()`` when the pipeline has an image branch or a tabular branch;
+    with neither, the table is a table of precomputed features and its columns become the
+    ``tabular`` branch (``TabularFeatures()``, names ``tabular__<column>``), with no clinical branch.
+    """
+    tabular_branch = _table_branch(tabular, "tabular")
+    if isinstance(clinical, str) and clinical == "auto":
+        if not image_branches and tabular_branch is None:
+            return None, _table_branch("default", "tabular")
+        clinical = "default"
+    return _table_branch(clinical, "clinical"), tabular_branch
 
 
 def _add_exclusions(branch, columns):
@@ -268,10 +285,33 @@ def _memory_location(memory):
     return Path(location) if location else None
 
 
+def _with_radiomics_cache(branch, radiomics_cache, memory):
+    """The radiomics branch with its per-case cache set as ``radiomics_cache`` says."""
+    if radiomics_cache is None:
+        return branch
+    if isinstance(radiomics_cache, str) and radiomics_cache == "auto":
+        location = _memory_location(memory)
+        if location is None or branch is None or not _has_param(branch, "cache"):
+            return branch
+        if branch.get_params(deep=False)["cache"] is not None:
+            return branch  # the branch's own cache wins
+        return _with_params(branch, cache=str(location / "radiomics"))
+    if not isinstance(radiomics_cache, str | os.PathLike):
+        raise ConfigurationError(f"radiomics_cache must be 'auto', None or a folder, got {radiomics_cache!r}")
+    if branch is None or not _has_param(branch, "cache"):
+        raise ConfigurationError("radiomics_cache is given but the pipeline has no radiomics branch with a cache")
+    own = branch.get_params(deep=False)["cache"]
+    folder = os.fspath(radiomics_cache)
+    if own is not None and os.fspath(own) != folder:
+        raise ConfigurationError(
+            f"radiomics_cache={folder!r} but the radiomics branch already has cache={own!r}; give one of them")
+    return _with_params(branch, cache=folder)
+
+
 def make_pipeline(
     *,
     radiomics="default",
-    clinical="default",
+    clinical="auto",
     cnn=None,
     segmenter=None,
     tabular=None,
@@ -284,6 +324,7 @@ def make_pipeline(
     scale="auto",
     random_state=None,
     memory=None,
+    radiomics_cache="auto",
 ):
     """Build the haematoma-expansion model: features → cleaning → scaling → selection → classifier.
 
@@ -300,12 +341,14 @@ def make_pipeline(
         (original image, 107 features). A preset name (``"teng2021"``), a parameter dict or a
         pyradiomics parameter file: ``RadiomicsFeatures(params=...)``. A transformer is used as
         given (cloned). None: no radiomics.
-    clinical : "default", list of str, transformer or None, default "default"
+    clinical : "auto", "default", list of str, transformer or None, default "auto"
         "default": :class:`~radhe.features.ClinicalFeatures` on every usable manifest column
-        (never the reserved, outcome or path columns, nor ``site``). When both ``radiomics`` and
-        ``cnn`` are None (and ``tabular`` is not given), the table is taken as a table of
-        precomputed features and "default" means :class:`~radhe.features.TabularFeatures`
-        (names ``tabular__<column>``). A list of columns: ``ClinicalFeatures(columns=...)``.
+        (never the reserved, outcome or path columns, nor ``site``). "auto": "default" when the
+        pipeline has an image branch (``radiomics`` or ``cnn``) or a ``tabular`` branch; when it has
+        neither, the table is taken as a table of precomputed features: no clinical branch, and
+        its columns become the ``tabular`` branch (:class:`~radhe.features.TabularFeatures`, names
+        ``tabular__<column>``) — ``clinical="default"`` keeps them clinical (``clinical__<column>``).
+        A list of columns: ``ClinicalFeatures(columns=...)``.
     cnn : None, "roi_cnn", "unet_bottleneck" or transformer, default None
         Deep-feature branch (:class:`~radhe.features.CNNEmbedder`).
     segmenter : None, "default" or transformer, default None
@@ -313,7 +356,8 @@ def make_pipeline(
         and CNN branches then read the predicted masks (their ``mask_column`` is set to the
         segmenter's ``output_column`` on clones; the objects you pass are not modified).
     tabular : None, "default", list of str or transformer, default None
-        Pass-through branch for precomputed features. With both ``clinical`` and ``tabular``
+        Pass-through branch for precomputed features (see also ``clinical="auto"``, which makes
+        one when the pipeline has no other branch). With both ``clinical`` and ``tabular``
         choosing columns automatically they would use the same columns, which is refused; give one
         of them a list of columns (the other then leaves those out).
     fusion : {"stack", "concat"}, default "stack"
@@ -357,9 +401,13 @@ def make_pipeline(
         Seed of the classifier, sampler, mutual-information selector and of branches built here.
     memory : None, str, path or joblib.Memory
         Cache of fitted steps (:class:`~imblearn.pipeline.Pipeline` ``memory``), so a grid search
-        over ``k`` or ``C`` fits the feature step once per fold. A folder also becomes the
-        radiomics branch's per-case cache (``<memory>/radiomics``) when it has none, so features
-        are extracted once per case over all folds and candidates.
+        over ``k`` or ``C`` fits the feature step once per fold.
+    radiomics_cache : "auto", None, str or path, default "auto"
+        Per-case feature cache of the radiomics branch (its ``cache``), so features are extracted
+        once per case over all folds and candidates. "auto": ``<memory folder>/radiomics`` when
+        ``memory`` is a folder (or a :class:`joblib.Memory` with a location) and the branch has no
+        cache of its own; otherwise the branch is left as it is. None: never set. A folder: that
+        folder (refused when the branch has a different cache, or there is no radiomics branch).
 
     Returns
     -------
@@ -384,8 +432,7 @@ def make_pipeline(
     radiomics_branch = _radiomics_branch(radiomics)
     cnn_branch = _cnn_branch(cnn, random_state)
     image_branches = radiomics_branch is not None or cnn_branch is not None
-    tabular_branch = _table_branch(tabular, "tabular", image_branches, tabular_given=False)
-    clinical_branch = _table_branch(clinical, "clinical", image_branches, tabular_given=tabular_branch is not None)
+    clinical_branch, tabular_branch = _table_branches(clinical, tabular, image_branches)
 
     # the two table branches must not pick the same columns
     if clinical_branch is not None and tabular_branch is not None:
@@ -407,16 +454,8 @@ def make_pipeline(
         clinical_branch = _add_exclusions(clinical_branch, [output_column])
         tabular_branch = _add_exclusions(tabular_branch, [output_column])
 
-    location = _memory_location(memory)
-    if location is not None and radiomics_branch is not None and _has_param(radiomics_branch, "cache"):
-        if radiomics_branch.get_params(deep=False)["cache"] is None:
-            radiomics_branch = _with_params(radiomics_branch, cache=str(location / "radiomics"))
+    radiomics_branch = _with_radiomics_cache(radiomics_branch, radiomics_cache, memory)
 
-    from radhe.features.tabular import TabularFeatures
-
-    if isinstance(clinical_branch, TabularFeatures) and tabular_branch is None:
-        # clinical="default" on a table without images: the branch is named after its family
-        clinical_branch, tabular_branch = None, clinical_branch
     branches = [
         (name, branch)
         for name, branch in (
@@ -439,7 +478,7 @@ def make_pipeline(
         from radhe.stacking import FamilyStackingClassifier
 
         family_model = _stacking_sub_model(classifier, random_state)
-        sub_model = family_model if resampler is None else _ImbalancedPipeline(
+        sub_model = family_model if resampler is None else ImbalancedPipeline(
             [("sample", resampler), ("classify", family_model)])
         estimator = FamilyStackingClassifier(sub_model, families=families, random_state=random_state)
         resampler = None  # inside the sub-models
@@ -559,5 +598,3 @@ def param_grid(pipeline, size="small"):
                 grid[f"classify__{param}"] = list(values)
     return grid
 
-
-assert set(_CLASSIFIER_GRIDS) == set(CLASSIFIERS)

@@ -32,6 +32,7 @@ __all__ = [
     "plot_family_importance",
     "plot_beeswarm",
     "plot_waterfall",
+    "new_figure",
     "save_png",
     "to_base64_png",
 ]
@@ -39,7 +40,8 @@ __all__ = [
 _COLOURS = ["#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#2c3e50", "#b7950b", "#e84393"]
 
 
-def _figure(width=6.0, height=5.0):
+def new_figure(width=6.0, height=5.0):
+    """An empty matplotlib figure (Agg canvas, constrained layout) of ``width`` × ``height`` inches."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,7 +77,7 @@ def plot_roc(reports, *, band: bool = True, max_curves: int = 6, title: str = "R
     """ROC curves of one or more :class:`~radhe.evaluation.ModelReport` (first = main model, with band)."""
     from sklearn.metrics import roc_curve
 
-    fig = _figure(6, 5.5)
+    fig = new_figure(6, 5.5)
     ax = fig.add_subplot()
     reps = _reports(reports)[:max_curves]
     for i, r in enumerate(reps):
@@ -94,7 +96,7 @@ def plot_roc(reports, *, band: bool = True, max_curves: int = 6, title: str = "R
 
 def plot_pr(reports, *, max_curves: int = 6, title: str = "Precision-recall curve"):
     """Precision-recall curves with average precision; the dotted line is the prevalence."""
-    fig = _figure(6, 5.5)
+    fig = new_figure(6, 5.5)
     ax = fig.add_subplot()
     reps = _reports(reports)[:max_curves]
     for i, r in enumerate(reps):
@@ -109,7 +111,7 @@ def plot_pr(reports, *, max_curves: int = 6, title: str = "Precision-recall curv
 
 def plot_calibration(reports, *, title: str = "Calibration"):
     """Reliability diagram: observed expansion rate (Wilson 95 % CI) against mean predicted risk per bin."""
-    fig = _figure(6, 5.5)
+    fig = new_figure(6, 5.5)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
     drawn = 0
@@ -133,7 +135,7 @@ def plot_calibration(reports, *, title: str = "Calibration"):
 def plot_confusion_matrix(report, *, title: str | None = None):
     """Confusion matrix of the thresholded predictions, counts and row percentages."""
     cm = report.confusion.to_numpy()
-    fig = _figure(4.6, 4.0)
+    fig = new_figure(4.6, 4.0)
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
     labels = ["no expansion", "expansion"]
@@ -157,7 +159,7 @@ def plot_importance(source, *, top: int = 15, title: str | None = None):
     from radhe.explain import FAMILIES, display_name
 
     imp = _importance_frame(source).head(top).iloc[::-1]
-    fig = _figure(7.5, 0.38 * len(imp) + 1.4)
+    fig = new_figure(7.5, 0.38 * len(imp) + 1.4)
     ax = fig.add_subplot()
     fam_colour = {f: _COLOURS[i % len(_COLOURS)] for i, f in enumerate(FAMILIES)}
     colours = [fam_colour.get(f, "grey") for f in imp.get("family", ["other"] * len(imp))]
@@ -178,7 +180,7 @@ def plot_family_importance(source, *, title: str = "Importance by feature family
     """Summed mean |SHAP| per family (radiomics shape / first-order / texture / filtered, CNN, clinical)."""
     fam = source.family_importance() if hasattr(source, "family_importance") else source
     fam = fam.iloc[::-1]
-    fig = _figure(6.5, 0.45 * len(fam) + 1.4)
+    fig = new_figure(6.5, 0.45 * len(fam) + 1.4)
     ax = fig.add_subplot()
     xerr = fam["fold_sd"].to_numpy() if "fold_sd" in fam else None
     ax.barh(range(len(fam)), fam["mean_abs_shap"], xerr=xerr, color="#1f4e79", ecolor="#555", capsize=2)
@@ -194,7 +196,7 @@ def plot_beeswarm(explanation, *, top: int = 15, random_state: int = 0, title: s
 
     imp = _importance_frame(explanation).head(top)
     values, data = explanation.values, explanation.data
-    fig = _figure(7.5, 0.42 * len(imp) + 1.6)
+    fig = new_figure(7.5, 0.42 * len(imp) + 1.6)
     ax = fig.add_subplot()
     rng = np.random.default_rng(random_state)
     import matplotlib as mpl
@@ -248,7 +250,7 @@ def plot_waterfall(explanation, case, *, top: int = 10, title: str | None = None
         contrib.append((f"{len(rest)} other features", float(v[rest].sum())))
     contrib = contrib[::-1]
     base = explanation.base_value
-    fig = _figure(7.5, 0.42 * len(contrib) + 1.8)
+    fig = new_figure(7.5, 0.42 * len(contrib) + 1.8)
     ax = fig.add_subplot()
     start = base + sum(c for _, c in contrib)  # output; walk back so the top bar ends at the output
     pos = start

@@ -15,9 +15,10 @@ import pandas as pd
 
 from radhe import plots
 
-__all__ = ["write_html", "render_html"]
+__all__ = ["write_html", "render_html", "REPORT_CSS"]
 
-_CSS = """
+#: The report's style sheet (also used by the pipelines' own HTML pages).
+REPORT_CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1100px;
        padding: 24px 32px 64px; color: #1b1b1b; background: #ffffff; line-height: 1.45; }
 h1 { font-size: 1.7em; border-bottom: 3px solid #1f4e79; padding-bottom: 6px; }
@@ -107,7 +108,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="headline">Cross-validated ROC AUC <b>{_fmt(main.auc.auc)}</b> '
         f"(95% CI {_fmt(main.auc.ci_low)}–{_fmt(main.auc.ci_high)}, DeLong); "

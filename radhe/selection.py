@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_selection import SelectorMixin, f_classif, mutual_info_classif
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from radhe._compat import check_feature_names_in
 from radhe.errors import ConfigurationError
 
 __all__ = ["FeatureCleaner", "KBestSelector", "SCORE_FUNCTIONS"]
@@ -136,9 +137,7 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         """Names of the kept features."""
         check_is_fitted(self, "support_")
-        from sklearn.utils.validation import _check_feature_names_in
-
-        names = _check_feature_names_in(self, input_features)
+        names = check_feature_names_in(self, input_features)
         return np.asarray(names, dtype=object)[self.support_]
 
     def _input_names(self):
@@ -176,10 +175,16 @@ def _safe_f_scores(X, y):
 class KBestSelector(SelectorMixin, BaseEstimator):
     """Keep the ``k`` features with the highest univariate score.
 
-    Like :class:`sklearn.feature_selection.SelectKBest`, with two differences: ``score_func``
-    is given by name (so it can be tuned in a grid), and a ``k`` larger than the number of
-    features is clipped to that number — after cleaning, the number of features differs between
-    folds, so a fixed grid value such as ``k=40`` must not fail (the chosen number is ``k_``).
+    Like :class:`sklearn.feature_selection.SelectKBest`, kept as its own class for what
+    ``SelectKBest`` does not do:
+
+    * ``score_func`` is given by name, so it can be tuned in a grid (``select__score_func``) and
+      "mutual_info" gets the selector's ``random_state``;
+    * a ``k`` larger than the number of features is clipped to that number silently (the chosen
+      number is ``k_``) — after cleaning, the number of features differs between folds, so a fixed
+      grid value such as ``k=40`` must neither fail nor warn in every fold;
+    * non-finite scores (F of a constant feature: NaN; inf) rank last, and among equal scores the
+      earlier feature wins (``SelectKBest`` keeps the later one), so the selection is stable.
 
     Parameters
     ----------

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._compat import HasMethods, Interval, StrOptions, validate_params
 from radhe.errors import ConfigurationError, InputError
 from radhe.families import group_features
 from radhe.model_selection import inner_folds
@@ -245,7 +245,7 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_params()
+        validate_params(self)
         frame = self._frame(X, reset=True)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(frame):

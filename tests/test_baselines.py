@@ -13,12 +13,11 @@ from radhe.baselines import (
     MarkerClassifier,
     UnivariateLogistic,
     bat_score,
-    compare_models,
     default_baselines,
     volume_logistic,
 )
 from radhe.errors import InputError
-from radhe.evaluation import cross_validate_predictions, roc_auc_ci
+from radhe.evaluation import compare_models, cross_validate_predictions, roc_auc_ci
 
 
 @pytest.fixture(scope="module")

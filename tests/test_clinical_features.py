@@ -38,12 +38,6 @@ def manifest(n=12, seed=0):
     return frame
 
 
-def test_outcome_columns_match_the_cohort_constant():
-    from radhe.datasets import OUTCOME_COLUMNS as cohort_outcomes
-
-    assert tuple(OUTCOME_COLUMNS) == tuple(cohort_outcomes)
-
-
 def test_auto_columns_exclude_reserved_outcome_paths_and_site():
     m = manifest()
     m["mask_pred"] = [f"/tmp/pred/{c}.nii.gz" for c in m["case_id"]]

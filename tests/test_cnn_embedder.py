@@ -10,9 +10,9 @@ from _segdata import make_cohort
 from sklearn.metrics import roc_auc_score
 
 from radhe.errors import ConfigurationError, InputError, InputWarning
-from radhe.features.cnn import CNNEmbedder, roi_crops
+from radhe.nn.embedder import CNNEmbedder
+from radhe.nn.slices import load_case, roi_crops
 from radhe.segmentation import HematomaSegmenter
-from radhe.segmentation._slices import load_case
 
 SEG_TINY = dict(base_channels=4, levels=3, epochs=2, batch_size=16, learning_rate=5e-3, n_threads=1)
 
@@ -146,7 +146,7 @@ def test_backbone_from_local_weights_file(cohort, tmp_path):
     out = emb.fit(train).transform(test)  # frozen: no label needed
     assert list(out.columns) == _names(5)
     # the features are the loaded module's outputs, averaged over the ROI slices
-    crops = emb._crops(test.iloc[:1])[0]
+    crops = emb._roi_crops(test.iloc[:1], emb.mask_column)[0]
     with torch.no_grad():
         expected = reference.eval()(emb._backbone_input(torch.from_numpy(crops))).mean(0).numpy()
     assert np.allclose(out.iloc[0].to_numpy(), expected, atol=1e-5)

@@ -354,3 +354,34 @@ def test_evaluate_with_baselines_and_json(tmp_path):
     assert "Blend sign" in data["comparison"]
     assert "main" in res.summary()
     assert "score[BAT score]" in res.predictions.columns
+
+
+# ---------------------------------------------------------------------------------------------
+# radhe's metrics agree with scikit-learn's where both are defined
+
+
+def test_metrics_agree_with_sklearn():
+    import warnings
+
+    from sklearn.calibration import calibration_curve as sk_calibration_curve
+    from sklearn.metrics import brier_score_loss, class_likelihood_ratios, confusion_matrix
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    prob = np.clip(0.3 * y + 0.7 * rng.random(300), 0, 1)
+    pred = (prob >= 0.5).astype(int)
+    assert np.array_equal(confusion_matrix_at(y, y_pred=pred).to_numpy(), confusion_matrix(y, pred))
+    assert brier_score(y, prob) == pytest.approx(brier_score_loss(y, prob))
+    tm = threshold_metrics(y, y_pred=pred)
+    lr_pos, lr_neg = class_likelihood_ratios(y, pred)
+    assert tm["lr_pos"] == pytest.approx(lr_pos) and tm["lr_neg"] == pytest.approx(lr_neg)
+    # no false positive: radhe says LR+ = inf where scikit-learn says NaN (and warns)
+    perfect = threshold_metrics([0, 0, 1, 1], y_pred=[0, 0, 1, 0])
+    assert perfect["lr_pos"] == math.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isnan(class_likelihood_ratios([0, 0, 1, 1], [0, 0, 1, 0])[0])
+    # uniform bins (no probability on an edge): the reliability table is sklearn's curve
+    table = calibration_curve(y, prob, n_bins=10, strategy="uniform")
+    prob_true, prob_pred = sk_calibration_curve(y, prob, n_bins=10, strategy="uniform")
+    assert np.allclose(table["observed"], prob_true) and np.allclose(table["mean_predicted"], prob_pred)

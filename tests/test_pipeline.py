@@ -433,3 +433,40 @@ def test_default_pipeline_learns_on_a_larger_cohort(tmp_path):
         cv=PatientStratifiedKFold(5, random_state=0), scoring="roc_auc",
     )
     assert 0.65 < scores.mean() <= oracle_auc + 0.05, (scores.mean(), oracle_auc)
+
+
+# ---------------------------------------------------------------------------------------------
+# make_pipeline's switches, explicit
+
+
+def test_every_named_classifier_has_a_grid():
+    from radhe.classifiers import CLASSIFIERS
+    from radhe.pipeline import _CLASSIFIER_GRIDS
+
+    assert set(_CLASSIFIER_GRIDS) == set(CLASSIFIERS)
+
+
+def test_clinical_auto_and_default():
+    branches = lambda pipe: dict(pipe.named_steps["features"].transformers)  # noqa: E731
+    # "auto" (the default) on a table without image branches: a tabular branch
+    assert isinstance(branches(make_pipeline(radiomics=None))["tabular"], TabularFeatures)
+    assert list(branches(make_pipeline(radiomics=None, clinical="auto"))) == ["tabular"]
+    # "default" always means ClinicalFeatures
+    assert list(branches(make_pipeline(radiomics=None, clinical="default"))) == ["clinical"]
+    # with an image branch, "auto" is ClinicalFeatures
+    assert isinstance(branches(make_pipeline())["clinical"], ClinicalFeatures)
+    with pytest.raises(ConfigurationError, match="tabular must be None, 'default'"):
+        make_pipeline(tabular="auto")
+
+
+def test_radiomics_cache_is_explicit(tmp_path):
+    radiomics = lambda pipe: dict(pipe.named_steps["features"].transformers)["radiomics"]  # noqa: E731
+    assert radiomics(make_pipeline(memory=tmp_path)).cache == str(tmp_path / "radiomics")  # "auto"
+    assert radiomics(make_pipeline(memory=tmp_path, radiomics_cache=None)).cache is None
+    assert radiomics(make_pipeline(radiomics_cache=tmp_path / "rad")).cache == str(tmp_path / "rad")
+    own = RadiomicsFeatures(cache=str(tmp_path / "own"))
+    assert radiomics(make_pipeline(radiomics=own, memory=tmp_path)).cache == str(tmp_path / "own")
+    with pytest.raises(ConfigurationError, match="already has cache"):
+        make_pipeline(radiomics=own, radiomics_cache=tmp_path / "other")
+    with pytest.raises(ConfigurationError, match="no radiomics branch"):
+        make_pipeline(radiomics=None, radiomics_cache=tmp_path)

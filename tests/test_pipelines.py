@@ -8,16 +8,15 @@ import math
 from pathlib import Path
 
 import pytest
-
-import pipelines
-from pipelines import _common
+import radhe_pipelines as pipelines
+from radhe_pipelines import _common
 
 NAMES = pipelines.NAMES
 CLASSIFIER_PIPELINES = [n for n in NAMES if n != "xu2021"]
 
 
 def _module(name):
-    return importlib.import_module(f"pipelines.{name}")
+    return importlib.import_module(f"radhe_pipelines.{name}")
 
 
 def _manifest_path(manifest) -> Path:

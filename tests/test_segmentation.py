@@ -13,6 +13,7 @@ from _segdata import make_case, make_cohort
 
 from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.io import read_image, write_image
+from radhe.nn.segmenter import _patient_split, fallback_region
 from radhe.segmentation import (
     HematomaSegmenter,
     dice_score,
@@ -22,7 +23,6 @@ from radhe.segmentation import (
     skull_strip,
     slice_metrics,
 )
-from radhe.segmentation.segmenter import _patient_split, fallback_region
 
 TINY = dict(base_channels=4, levels=3, epochs=2, batch_size=16, learning_rate=5e-3, n_threads=1,
             random_state=0)

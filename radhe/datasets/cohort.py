@@ -15,16 +15,15 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
+from radhe.constants import NCCT_MARKERS, OUTCOME_COLUMNS
 from radhe.datasets import _clinical, _haematoma, _head, _outcome
 from radhe.errors import ConfigurationError
 from radhe.io.manifest import load_manifest
 
 __all__ = ["make_ich_cohort", "generate_case", "MANIFEST_COLUMNS", "MARKER_COLUMNS", "OUTCOME_COLUMNS"]
 
-MARKER_COLUMNS = ("hypodensity", "blend_sign", "irregular_margin", "fluid_level", "intraventricular_extension",
-                  "oedema_rim")
-#: Columns that must never be used as predictors.
-OUTCOME_COLUMNS = ("followup_volume_ml", "he")
+#: The NCCT marker columns the cohort's manifest holds (:data:`radhe.constants.NCCT_MARKERS`).
+MARKER_COLUMNS = NCCT_MARKERS
 MANIFEST_COLUMNS = (("case_id", "patient_id", "image", "mask", "site") + _clinical.CLINICAL_COLUMNS
                     + ("location",) + MARKER_COLUMNS + ("baseline_volume_ml",) + OUTCOME_COLUMNS)
 

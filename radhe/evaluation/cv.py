@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from radhe._checks import check_binary
 from radhe.errors import ConfigurationError, InputError
-from radhe.evaluation.metrics import _check_binary, select_threshold
+from radhe.evaluation.metrics import select_threshold
 
 __all__ = ["CVPredictions", "cross_validate_predictions", "make_cv", "positive_score", "resolve_groups"]
 
@@ -144,6 +145,10 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
         thr = float(threshold)
     else:
         method = "sensitivity" if threshold == "sensitivity" else "youden"
+        # Not sklearn's TunedThresholdClassifierCV: it averages each inner fold's objective curve on
+        # a grid of candidate thresholds and has no "highest threshold with sensitivity >= target"
+        # objective; radhe pools the inner out-of-fold scores and cuts half-way between two of
+        # them (select_threshold), so a switch would change every reported threshold.
         if threshold_cv:
             # Inner cross-validation on the training fold: thresholds chosen on predictions for
             # cases the inner model did not see, so over-fitted models do not bias them.
@@ -221,7 +226,7 @@ def cross_validate_predictions(
     -------
     CVPredictions
     """
-    y = _check_binary(y)
+    y = check_binary(y)
     if len(X) != y.size:
         raise InputError(f"X has {len(X)} rows but y has {y.size} labels")
     g = resolve_groups(X, groups)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from radhe._checks import check_binary, check_both_classes, check_probability, check_score
 from radhe.errors import InputError
 
 __all__ = [
@@ -52,38 +53,6 @@ THRESHOLD_METRICS = (
     "lr_pos",
     "lr_neg",
 )
-
-
-# --------------------------------------------------------------------------------------- input checks
-def _check_binary(y, name: str = "y") -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be one-dimensional; got shape {arr.shape}")
-    try:
-        as_float = arr.astype(float)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must hold 0/1 labels; got values such as {arr[:5].tolist()}") from None
-    if np.isnan(as_float).any():
-        raise InputError(f"{name} has {int(np.isnan(as_float).sum())} missing label(s)")
-    bad = ~np.isin(as_float, (0.0, 1.0))
-    if bad.any():
-        raise InputError(f"{name} must hold 0/1 labels; found {sorted(set(arr[bad].tolist()))[:5]}")
-    return as_float.astype(int)
-
-
-def _check_score(score, n: int, name: str = "score") -> np.ndarray:
-    arr = np.asarray(score, dtype=float)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise InputError(f"{name} must be one-dimensional with {n} values (one per label); got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise InputError(f"{name} has {int((~np.isfinite(arr)).sum())} non-finite value(s)")
-    return arr
-
-
-def _check_both_classes(y: np.ndarray, what: str) -> None:
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == y.size:
-        raise InputError(f"{what} needs both classes; labels hold {n_pos} positive(s) of {y.size}")
 
 
 # ------------------------------------------------------------------------------------------- DeLong
@@ -138,8 +107,8 @@ def delong_covariance(y, scores) -> tuple[np.ndarray, np.ndarray]:
     aucs : ndarray of shape (k,)
     covariance : ndarray of shape (k, k)
     """
-    y = _check_binary(y)
-    _check_both_classes(y, "DeLong AUC variance")
+    y = check_binary(y)
+    check_both_classes(y, "DeLong AUC variance")
     s = np.atleast_2d(np.asarray(scores, dtype=float))
     if s.shape[1] != y.size:
         raise InputError(f"scores must have {y.size} columns (one per label); got shape {s.shape}")
@@ -182,9 +151,9 @@ def roc_auc_ci(
     n_bootstrap, random_state
         Bootstrap settings (``method="bootstrap"`` only).
     """
-    y = _check_binary(y)
-    score = _check_score(score, y.size)
-    _check_both_classes(y, "ROC AUC")
+    y = check_binary(y)
+    score = check_score(score, y.size)
+    check_both_classes(y, "ROC AUC")
     z = stats.norm.ppf(0.5 + level / 2.0)
     if method == "delong":
         aucs, cov = delong_covariance(y, score)
@@ -204,9 +173,9 @@ def delong_test(y, score_a, score_b) -> DeLongResult:
     Returns AUCs, their difference (a − b), its SE, the z statistic and the p-value. When the two
     scores rank the cases identically the difference has zero variance: z = 0 and p = 1.
     """
-    y = _check_binary(y)
-    a = _check_score(score_a, y.size, "score_a")
-    b = _check_score(score_b, y.size, "score_b")
+    y = check_binary(y)
+    a = check_score(score_a, y.size, "score_a")
+    b = check_score(score_b, y.size, "score_b")
     aucs, cov = delong_covariance(y, np.vstack([a, b]))
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
@@ -251,14 +220,13 @@ def confusion_matrix_at(y, score=None, threshold: float | None = None, *, y_pred
 
     Give either ``score`` and ``threshold`` (positive when ``score >= threshold``) or ``y_pred``.
     """
-    y = _check_binary(y)
+    from sklearn.metrics import confusion_matrix
+
+    y = check_binary(y)
     pred = _predictions(y, score, threshold, y_pred)
-    tp = int(((pred == 1) & (y == 1)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
+    counts = confusion_matrix(y, pred, labels=[0, 1])  # [[tn, fp], [fn, tp]]
     return pd.DataFrame(
-        [[tn, fp], [fn, tp]],
+        counts.astype(int),
         index=pd.Index(["true 0", "true 1"], name="actual"),
         columns=pd.Index(["pred 0", "pred 1"], name="predicted"),
     )
@@ -266,10 +234,10 @@ def confusion_matrix_at(y, score=None, threshold: float | None = None, *, y_pred
 
 def _predictions(y, score, threshold, y_pred) -> np.ndarray:
     if y_pred is not None:
-        return _check_binary(y_pred, "y_pred")
+        return check_binary(y_pred, "y_pred")
     if score is None or threshold is None:
         raise ValueError("give either y_pred, or score and threshold")
-    return (_check_score(score, y.size) >= threshold).astype(int)
+    return (check_score(score, y.size) >= threshold).astype(int)
 
 
 def metrics_from_counts(tp, fp, tn, fn) -> dict[str, np.ndarray]:
@@ -277,6 +245,13 @@ def metrics_from_counts(tp, fp, tn, fn) -> dict[str, np.ndarray]:
 
     Returns sensitivity, specificity, PPV, NPV, F1, accuracy, Youden index (sens + spec − 1) and
     the positive / negative likelihood ratios LR+ = sens / (1 − spec), LR− = (1 − sens) / spec.
+
+    Where they are defined, the likelihood ratios equal
+    :func:`sklearn.metrics.class_likelihood_ratios` (a test checks it). They are computed here
+    because this function works on arrays of counts — the thousands of bootstrap replicates of
+    :func:`bootstrap_metrics` in one vectorised step, which scikit-learn's per-prediction function
+    cannot do — and because radhe reports LR+ = inf when specificity is 1 and sensitivity is not 0
+    (a test with no false positive), where scikit-learn returns NaN with a warning.
     """
     tp, fp, tn, fn = (np.asarray(v, dtype=float) for v in (tp, fp, tn, fn))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -333,7 +308,7 @@ def bootstrap_metrics(
     pandas.DataFrame
         Index: :data:`THRESHOLD_METRICS`; columns ``estimate``, ``ci_low``, ``ci_high``.
     """
-    y = _check_binary(y)
+    y = check_binary(y)
     pred = _predictions(y, score, threshold, y_pred)
     point = threshold_metrics(y, y_pred=pred)
     rng = np.random.default_rng(random_state)
@@ -372,9 +347,9 @@ def select_threshold(y, score, *, method: str = "youden", target_sensitivity: fl
         The threshold, placed half-way between the last score classified positive and the next
         lower distinct score, so new cases between two training scores are treated sensibly.
     """
-    y = _check_binary(y)
-    score = _check_score(score, y.size)
-    _check_both_classes(y, "threshold selection")
+    y = check_binary(y)
+    score = check_score(score, y.size)
+    check_both_classes(y, "threshold selection")
     values = np.unique(score)[::-1]  # distinct scores, descending; cut k: positive iff score >= values[k]
     order = np.searchsorted(-values, -score, side="left")  # position of each score among the distinct values
     pos_at = np.bincount(order, weights=(y == 1), minlength=values.size)
@@ -404,9 +379,9 @@ def roc_curve_band(
     """
     from sklearn.metrics import roc_curve
 
-    y = _check_binary(y)
-    score = _check_score(score, y.size)
-    _check_both_classes(y, "ROC curve")
+    y = check_binary(y)
+    score = check_score(score, y.size)
+    check_both_classes(y, "ROC curve")
     grid = np.linspace(0.0, 1.0, n_points)
 
     def interp(yy, ss):
@@ -432,8 +407,8 @@ def pr_curve(y, score) -> pd.DataFrame:
     """Precision-recall curve: DataFrame with ``recall``, ``precision``, ``threshold`` (NaN at the end point)."""
     from sklearn.metrics import precision_recall_curve
 
-    y = _check_binary(y)
-    score = _check_score(score, y.size)
+    y = check_binary(y)
+    score = check_score(score, y.size)
     precision, recall, thr = precision_recall_curve(y, score)
     return pd.DataFrame({"recall": recall, "precision": precision, "threshold": np.append(thr, np.nan)})
 
@@ -442,24 +417,22 @@ def average_precision(y, score) -> float:
     """Average precision (area under the step PR curve, as scikit-learn defines it)."""
     from sklearn.metrics import average_precision_score
 
-    y = _check_binary(y)
-    score = _check_score(score, y.size)
-    _check_both_classes(y, "average precision")
+    y = check_binary(y)
+    score = check_score(score, y.size)
+    check_both_classes(y, "average precision")
     return float(average_precision_score(y, score))
 
 
 def brier_score(y, prob) -> float:
-    """Mean squared difference between predicted probability and outcome (lower is better)."""
-    y = _check_binary(y)
-    p = _check_probability(prob, y.size)
-    return float(np.mean((p - y) ** 2))
+    """Mean squared difference between predicted probability and outcome (lower is better).
 
+    :func:`sklearn.metrics.brier_score_loss` on radhe's checked 0/1 labels and probabilities.
+    """
+    from sklearn.metrics import brier_score_loss
 
-def _check_probability(prob, n) -> np.ndarray:
-    p = _check_score(prob, n, "probability")
-    if (p < 0).any() or (p > 1).any():
-        raise InputError("probabilities must lie in [0, 1]; this score is not a probability")
-    return p
+    y = check_binary(y)
+    p = check_probability(prob, y.size)
+    return float(brier_score_loss(y, p, pos_label=1))
 
 
 def calibration_curve(y, prob, *, n_bins: int = 10, strategy: str = "quantile", level: float = 0.95) -> pd.DataFrame:
@@ -475,9 +448,17 @@ def calibration_curve(y, prob, *, n_bins: int = 10, strategy: str = "quantile", 
     pandas.DataFrame
         One row per non-empty bin: ``bin_low``, ``bin_high``, ``count``, ``mean_predicted``,
         ``observed`` and its Wilson interval ``observed_low`` / ``observed_high``.
+
+    Notes
+    -----
+    ``mean_predicted`` and ``observed`` are what :func:`sklearn.calibration.calibration_curve`
+    returns as ``prob_pred`` and ``prob_true`` (a test checks it), but that function returns
+    neither the bins, their counts nor an interval, which the report's table and plot need, so
+    the bins are formed here. Bins are ``[low, high)`` (the last one closed): a probability equal
+    to a quantile edge goes to the upper bin, where scikit-learn puts it in the lower one.
     """
-    y = _check_binary(y)
-    p = _check_probability(prob, y.size)
+    y = check_binary(y)
+    p = check_probability(prob, y.size)
     if strategy == "quantile":
         edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
     elif strategy == "uniform":
@@ -515,9 +496,9 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
     from scipy.optimize import minimize_scalar
     from sklearn.linear_model import LogisticRegression
 
-    y = _check_binary(y)
-    p = np.clip(_check_probability(prob, y.size), 1e-6, 1 - 1e-6)
-    _check_both_classes(y, "calibration slope")
+    y = check_binary(y)
+    p = np.clip(check_probability(prob, y.size), 1e-6, 1 - 1e-6)
+    check_both_classes(y, "calibration slope")
     lp = np.log(p / (1 - p))
     model = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000)
     model.fit(lp[:, None], y)

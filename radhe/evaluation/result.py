@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radhe._checks import check_binary, check_score
 from radhe.errors import InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
 from radhe.evaluation.metrics import (
     AUCResult,
-    _check_binary,
-    _check_score,
     average_precision,
     bootstrap_metrics,
     brier_score,
@@ -31,7 +30,8 @@ from radhe.evaluation.metrics import (
     select_threshold,
 )
 
-__all__ = ["ModelReport", "Report", "EvaluationResult", "summarize", "compare_models", "evaluate"]
+__all__ = ["ModelReport", "Report", "EvaluationResult", "summarize", "compare_models", "format_comparison",
+           "evaluate", "to_jsonable"]
 
 
 @dataclass
@@ -155,10 +155,10 @@ def summarize(
     else:
         if y is None or score is None:
             raise ValueError("give CVPredictions, or y and score")
-        y = _check_binary(y)
-        score = _check_score(score, y.size)
+        y = check_binary(y)
+        score = check_score(score, y.size)
         if y_pred is not None:
-            y_pred = _check_binary(y_pred, "y_pred")
+            y_pred = check_binary(y_pred, "y_pred")
             method, thresholds = "given predictions", []
         else:
             if threshold is None:
@@ -313,7 +313,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict:
         out = {
-            "metadata": _jsonable(self.metadata),
+            "metadata": to_jsonable(self.metadata),
             "main": self.main.to_dict(),
             "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
         }
@@ -355,14 +355,14 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-def _jsonable(obj, *, infinity_as_null: bool = False):
+def to_jsonable(obj, *, infinity_as_null: bool = False):
     """Convert nested dicts/lists/DataFrames of numpy scalars to JSON values.
 
     NaN becomes null; ±inf becomes "inf"/"-inf", or null with ``infinity_as_null``; a DataFrame
     becomes ``{row label: {column: value}}``; other objects become their ``str``.
     """
     def convert(value):
-        return _jsonable(value, infinity_as_null=infinity_as_null)
+        return to_jsonable(value, infinity_as_null=infinity_as_null)
 
     if isinstance(obj, pd.DataFrame):
         return {str(k): convert(v) for k, v in obj.to_dict(orient="index").items()}
@@ -438,7 +438,7 @@ def evaluate(
         if label_column not in X.columns:
             raise InputError(f"no labels: pass y or give X a {label_column!r} column")
         y = X[label_column]
-    y = _check_binary(y)
+    y = check_binary(y)
     g = resolve_groups(X, groups)
     splitter = make_cv(cv, random_state=random_state)
     from radhe.evaluation.cv import _split

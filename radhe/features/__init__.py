@@ -20,28 +20,18 @@ the others.
 
 from __future__ import annotations
 
-import importlib
+from radhe._lazy import lazy_exports
 
-# public name -> submodule (relative to this package) that defines it
+# module (relative to this package when it has no dot) -> the public names it defines
 _EXPORTS = {
-    "RadiomicsFeatures": "radiomics",
-    "ClinicalFeatures": "clinical",
-    "TabularFeatures": "tabular",
-    "CNNEmbedder": "cnn",
-    "FeatureFusion": "fusion",
+    "radiomics": ("RadiomicsFeatures",),
+    "clinical": ("ClinicalFeatures",),
+    "tabular": ("TabularFeatures",),
+    "radhe.nn.embedder": ("CNNEmbedder",),
+    "fusion": ("FeatureFusion",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radhe.features' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

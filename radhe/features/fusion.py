@@ -5,15 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import TransformerMixin, clone
-from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
+from radhe._compat import BaseComposition
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["FeatureFusion"]
 
 
-class FeatureFusion(TransformerMixin, _BaseComposition):
+def _n_rows(X) -> int:
+    """Number of rows of a table, array, array-like or list of rows."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[0])
+    if hasattr(X, "__len__"):
+        return len(X)
+    return int(np.asarray(X).shape[0])
+
+
+class FeatureFusion(TransformerMixin, BaseComposition):
     """Give the whole manifest to every branch and concatenate their outputs column-wise.
 
     Unlike :class:`sklearn.compose.ColumnTransformer`, each branch receives the full DataFrame
@@ -140,18 +150,15 @@ class FeatureFusion(TransformerMixin, _BaseComposition):
         return self
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
+        from radhe.features.tabular import mixed_table_tags
+
         # what the input may hold is up to the branches
-        tags.input_tags.allow_nan = True
-        tags.input_tags.string = True
-        tags.input_tags.categorical = True
-        tags.transformer_tags.preserves_dtype = []
-        return tags
+        return mixed_table_tags(super().__sklearn_tags__())
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
     def _as_frame(name, branch, out, X) -> pd.DataFrame:
-        n_rows = _num_samples(X)
+        n_rows = _n_rows(X)
         if getattr(out, "shape", None) is None or len(out.shape) != 2:
             raise InputError(f"FeatureFusion: branch '{name}' returned {type(out).__name__}, not a 2-D table")
         if out.shape[0] != n_rows:

@@ -23,13 +23,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from radhe.constants import OUTCOME_COLUMNS
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["TabularFeatures", "OUTCOME_COLUMNS", "NON_FEATURE_COLUMNS", "outcome_columns_in"]
-
-#: Columns of a manifest that hold the outcome; never used as predictors (the same tuple as
-#: ``radhe.datasets.OUTCOME_COLUMNS``).
-OUTCOME_COLUMNS = ("followup_volume_ml", "he")
 
 #: Manifest columns that are identifiers or file paths, never features.
 NON_FEATURE_COLUMNS = ("case_id", "patient_id", "image", "mask", "mask_pred")
@@ -275,12 +272,16 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         return [forced] if isinstance(forced, str) else list(forced)
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.string = True
-        tags.input_tags.categorical = True
-        tags.transformer_tags.preserves_dtype = []
-        return tags
+        return mixed_table_tags(super().__sklearn_tags__())
+
+
+def mixed_table_tags(tags):
+    """Estimator tags of a step taking a table of mixed columns: numbers, text, categories, missing values."""
+    tags.input_tags.allow_nan = True
+    tags.input_tags.string = True
+    tags.input_tags.categorical = True
+    tags.transformer_tags.preserves_dtype = []
+    return tags
 
 
 def _missing(value) -> bool:

@@ -5,37 +5,23 @@
 * :func:`dice_score`, :func:`iou_score`, :func:`slice_metrics`, :func:`segmentation_metrics`,
   :func:`volume_agreement` — evaluation.
 
-torch is imported only when a network is built or run, so importing this package is cheap.
+The segmenter lives with the other deep-learning code in :mod:`radhe.nn`; torch is imported only
+when a network is built or run, so importing this package is cheap.
 """
 
 from __future__ import annotations
 
-import importlib
+from radhe._lazy import lazy_exports
 
 _EXPORTS = {
-    "HematomaSegmenter": "radhe.segmentation.segmenter",
-    "default_cache_dir": "radhe.segmentation.segmenter",
-    "postprocess": "radhe.segmentation.segmenter",
-    "dice_score": "radhe.segmentation.metrics",
-    "iou_score": "radhe.segmentation.metrics",
-    "slice_metrics": "radhe.segmentation.metrics",
-    "segmentation_metrics": "radhe.segmentation.metrics",
-    "volume_agreement": "radhe.segmentation.metrics",
-    "skull_strip": "radhe.segmentation._slices",
-    "window": "radhe.segmentation._slices",
+    "radhe.nn.segmenter": ("HematomaSegmenter", "default_cache_dir", "postprocess"),
+    "radhe.segmentation.metrics": (
+        "dice_score", "iou_score", "slice_metrics", "segmentation_metrics", "volume_agreement",
+    ),
+    "radhe.nn.slices": ("skull_strip", "window"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radhe.segmentation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

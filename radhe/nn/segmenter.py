@@ -22,10 +22,14 @@ from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._checks import check_frame
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
-from radhe.segmentation import _slices as S
+from radhe.nn import runtime
+from radhe.nn import slices as S
+from radhe.nn.base import UNetEstimator, torch_estimator
+from radhe.nn.training import minibatches, soft_dice_loss
 
-__all__ = ["HematomaSegmenter", "default_cache_dir"]
+__all__ = ["HematomaSegmenter", "default_cache_dir", "postprocess", "fallback_region"]
 
 
 def default_cache_dir() -> Path:
@@ -37,21 +41,16 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "radhe-masks"
 
 
-class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+@torch_estimator
+class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Automatic haematoma segmentation with a small 2-D U-Net, as a pipeline step.
 
     Parameters
     ----------
-    base_channels : int, default 16
-        U-Net channels at full resolution (doubled at each level).
-    levels : int, default 4
-        U-Net resolution levels.
-    dilation : int, default 2
-        Dilation of the second convolution in each encoder block (Teng et al. 2021); 1 disables it.
+    [shared: base_channels, levels, dilation]
     context : int, default 0
         Neighbouring slices on each side given as extra input channels (0: plain 2-D).
-    window : (float, float), default (0, 80)
-        HU window mapped to [0, 1]; 0–80 or 0–100 HU suit blood against brain.
+    [shared: window]
     skull_strip : bool, default False
         Zero everything outside the intracranial space (bone threshold, filled skull ring, largest
         component) before the network sees it.
@@ -60,15 +59,14 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         None keeps the native in-plane size (zero-padded to a multiple of ``2 ** (levels - 1)``).
     epochs : int, default 40
         Maximum training epochs (one epoch: every slice holding haematoma plus a sample of empty ones).
-    batch_size : int, default 16
+    [shared: batch_size]
     learning_rate : float, default 2e-3
         AdamW learning rate, cosine-annealed to a tenth over ``epochs`` (5e-3 converges faster on
         easy data and in very short runs, but oscillates more).
-    weight_decay : float, default 1e-4
+    [shared: weight_decay]
     negative_ratio : float, default 1.5
         Empty (no haematoma) slices sampled per epoch, as a multiple of the haematoma slices.
-    augment : bool, default True
-        Random flips, rotations (±10°), scalings (±10 %) and intensity jitter while training.
+    [shared: augment]
     validation_fraction : float, default 0.2
         Fraction of *patients* (``patient_id``, else ``case_id``) held out inside ``fit`` for early
         stopping on their Dice; 0 trains for all ``epochs``.
@@ -94,8 +92,8 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         from *something* and the case is named; "warn": warn and write the empty mask (downstream
         radiomics will then fail or skip it); "raise": raise :class:`~radhe.errors.InputError`.
         Every case's outcome is recorded in ``predictions_``.
-    image_column, mask_column : str, default "image", "mask"
-        Manifest columns of the CT and of the ground-truth mask used by ``fit``.
+    [shared: image_column, mask_column]
+        (The ground-truth mask is used by ``fit`` only.)
     output_column : str, default "mask_pred"
         Column added by ``transform`` with the predicted masks' paths.
     cache_dir : str, path-like or None
@@ -105,10 +103,7 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         overwrite each other's masks, and nothing is written beside the user's data.
     output_format : {"nii", "nii.gz", "nrrd"}, default "nii"
         Mask file format; uncompressed NIfTI reads fastest.
-    device : str, default "auto"
-        "auto": CUDA when available, else CPU. No weights are ever downloaded.
-    n_threads : int or None, default None
-        Torch CPU threads while fitting/predicting (restored afterwards); None: the CPUs available.
+    [shared: device, n_threads]
     inference_precision : {"auto", "float32", "bfloat16"}, default "auto"
         "auto" uses bfloat16 autocast with channels-last memory on CPUs with native bfloat16
         support (about 3× faster than float32 there) and float32 otherwise.
@@ -120,8 +115,7 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     random_state : int or None, default None
         Seed of weight initialisation, slice sampling, augmentation and the validation split; None
         means 0, so repeated fits give the same weights and masks.
-    verbose : bool, default False
-        Print one line per epoch.
+    [shared: verbose]
 
     Attributes
     ----------
@@ -148,79 +142,31 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     '/tmp/radhe-masks/3f2a.../ich0031.nii'
     """
 
-    def __init__(
-        self,
-        *,
-        base_channels: int = 16,
-        levels: int = 4,
-        dilation: int = 2,
-        context: int = 0,
-        window: tuple[float, float] = (0.0, 80.0),
-        skull_strip: bool = False,
-        input_size: int | None = None,
-        epochs: int = 40,
-        batch_size: int = 16,
-        learning_rate: float = 2e-3,
-        weight_decay: float = 1e-4,
-        negative_ratio: float = 1.5,
-        augment: bool = True,
-        validation_fraction: float = 0.2,
-        patience: int = 6,
-        max_fit_time: float | None = None,
-        threshold: float = 0.5,
-        min_component_ml: float = 0.05,
-        max_components: int | None = None,
-        fill_holes: bool = True,
-        on_empty: str = "fallback",
-        image_column: str = "image",
-        mask_column: str = "mask",
-        output_column: str = "mask_pred",
-        cache_dir=None,
-        output_format: str = "nii",
-        device: str = "auto",
-        n_threads: int | None = None,
-        inference_precision: str = "auto",
-        training_precision: str = "auto",
-        inference_batch_size: int = 32,
-        random_state=None,
-        verbose: bool = False,
-    ):
-        self.base_channels = base_channels
-        self.levels = levels
-        self.dilation = dilation
-        self.context = context
-        self.window = window
-        self.skull_strip = skull_strip
-        self.input_size = input_size
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.negative_ratio = negative_ratio
-        self.augment = augment
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.max_fit_time = max_fit_time
-        self.threshold = threshold
-        self.min_component_ml = min_component_ml
-        self.max_components = max_components
-        self.fill_holes = fill_holes
-        self.on_empty = on_empty
-        self.image_column = image_column
-        self.mask_column = mask_column
-        self.output_column = output_column
-        self.cache_dir = cache_dir
-        self.output_format = output_format
-        self.device = device
-        self.n_threads = n_threads
-        self.inference_precision = inference_precision
-        self.training_precision = training_precision
-        self.inference_batch_size = inference_batch_size
-        self.random_state = random_state
-        self.verbose = verbose
+    context: int = 0
+    skull_strip: bool = False
+    input_size: int | None = None
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    negative_ratio: float = 1.5
+    validation_fraction: float = 0.2
+    patience: int = 6
+    max_fit_time: float | None = None
+    threshold: float = 0.5
+    min_component_ml: float = 0.05
+    max_components: int | None = None
+    fill_holes: bool = True
+    on_empty: str = "fallback"
+    output_column: str = "mask_pred"
+    cache_dir: object = None
+    output_format: str = "nii"
+    inference_precision: str = "auto"
+    training_precision: str = "auto"
+    inference_batch_size: int = 32
 
     # ------------------------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
+        self._check_shared_parameters()
         if self.on_empty not in ("fallback", "warn", "raise"):
             raise ConfigurationError(f"on_empty must be 'fallback', 'warn' or 'raise', got {self.on_empty!r}")
         if self.output_format not in ("nii", "nii.gz", "nrrd"):
@@ -229,66 +175,67 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             if getattr(self, name) not in ("auto", "float32", "bfloat16"):
                 raise ConfigurationError(
                     f"{name} must be 'auto', 'float32' or 'bfloat16', got {getattr(self, name)!r}")
-        low, high = self.window
-        if not high > low:
-            raise ConfigurationError(f"window must be (low, high) with high > low, got {self.window!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ConfigurationError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.context < 0 or self.levels < 2 or self.base_channels < 1:
-            raise ConfigurationError("context must be >= 0, levels >= 2 and base_channels >= 1")
+        if self.context < 0:
+            raise ConfigurationError(f"HematomaSegmenter: context must be >= 0, got {self.context!r}")
 
     @property
     def _multiple(self) -> int:
         return 2 ** (self.levels - 1)
 
-    def _threads(self) -> int:
-        return self.n_threads if self.n_threads is not None else S.default_threads()
-
-    def _new_network(self):
-        from radhe.segmentation.unet import UNet2d
+    def _build_network(self):
+        from radhe.nn.networks import UNet2d
 
         return UNet2d(in_channels=2 * self.context + 1, base_channels=self.base_channels, levels=self.levels,
                       dilation=self.dilation)
 
-    def _network(self):
-        """The fitted network in eval mode, on the chosen device (built once, not pickled)."""
+    def _prepare_for_inference(self, net, device):
         import torch
 
-        check_is_fitted(self, "model_state_")
-        device = S.resolve_device(self.device)
-        net = getattr(self, "_net", None)
-        if net is None or getattr(self, "_net_device", None) != device:
-            net = self._new_network()
-            net.load_state_dict(self.model_state_)
-            net.eval().to(device)
-            if self._use_bf16(device):
-                net = net.to(memory_format=torch.channels_last)
-            self._net, self._net_device = net, device
+        if runtime.use_bfloat16(device, self.inference_precision):
+            net = net.to(memory_format=torch.channels_last)
         return net
-
-    def _use_bf16(self, device, precision: str | None = None) -> bool:
-        precision = self.inference_precision if precision is None else precision
-        if precision == "bfloat16":
-            return True
-        if precision == "float32" or device.type != "cpu":
-            return False
-        import torch
-
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # pragma: no cover - old torch builds
-            return False
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_net", None)
-        state.pop("_net_device", None)
-        return state
 
     def _prepared(self, case: S.Case):
         """Windowed (optionally skull-stripped) volume on the network grid, with the undo function."""
         image = S.preprocess(case, tuple(self.window), self.skull_strip)
         return S.to_network_grid(image, self.input_size, self._multiple)
+
+    def region_features(self, case: S.Case) -> np.ndarray | None:
+        """The U-Net's bottleneck feature map averaged over ``case.mask`` (Zhong et al. 2021's representation).
+
+        Parameters
+        ----------
+        case : radhe.nn.slices.Case
+            A loaded case with a non-empty mask.
+
+        Returns
+        -------
+        numpy.ndarray of shape (bottleneck channels,), or None when the mask vanishes at the
+        bottleneck's resolution.
+        """
+        import torch
+        from torch.nn import functional as F
+
+        net = self._network()
+        device = self._net_device
+        image, _ = self._prepared(case)
+        mask, _ = S.to_network_grid(case.mask.astype(np.float32), self.input_size, self._multiple)
+        zs = np.flatnonzero(mask.reshape(len(mask), -1).max(axis=1) > 0)
+        x = torch.from_numpy(S.stack_context(image, zs, self.context).astype(np.float32)).to(device)
+        with torch.inference_mode():
+            deep = net.encode(x).float()
+            weight = F.adaptive_avg_pool2d(torch.from_numpy(mask[zs][:, None]).to(device), deep.shape[-2:])
+            total = weight.sum()
+            if float(total) <= 0:
+                return None
+            return ((deep * weight).sum(dim=(0, 2, 3)) / total).cpu().numpy()
+
+    @property
+    def n_region_features(self) -> int:
+        """Length of :meth:`region_features` (the U-Net's bottleneck channels)."""
+        return int(self.base_channels * 2 ** (self.levels - 1))
 
     # ---------------------------------------------------------------------------------------- fit
     def fit(self, X: pd.DataFrame, y=None):
@@ -307,9 +254,9 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """
 
         self._check_params()
-        _check_manifest(X, (self.image_column, self.mask_column), "HematomaSegmenter.fit")
+        check_frame(X, (self.image_column, self.mask_column), "HematomaSegmenter.fit")
         start = time.perf_counter()
-        seed = S.seed_from(self.random_state)
+        seed = runtime.seed_from(self.random_state)
         rng = np.random.default_rng(seed)
         rows = X[~X[self.mask_column].map(S.is_missing)]
         if len(rows) < len(X):
@@ -335,13 +282,11 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         patients = (rows["patient_id"] if "patient_id" in rows.columns else rows["case_id"]).astype(str).to_numpy()
         train_idx, val_idx = _patient_split(patients, self.validation_fraction, rng)
 
-        device = S.resolve_device(self.device)
-        with S.torch_runtime(self._threads(), seed):
-            net = self._new_network().to(device)
-            state, history, best_epoch = self._train(net, images, masks, train_idx, val_idx, rng, device, start)
-        self.model_state_ = state
-        self.history_ = pd.DataFrame(history)
-        self.best_epoch_ = best_epoch
+        device = self._device()
+        with runtime.torch_runtime(self._threads(), seed):
+            net = self._build_network().to(device)
+            result = self._train_slices(net, images, masks, train_idx, val_idx, rng, device, start)
+        self.best_epoch_ = result.best_epoch
         self.train_cases_ = [case_ids[i] for i in train_idx]
         self.validation_cases_ = [case_ids[i] for i in val_idx]
         self.fingerprint_ = self._fingerprint()
@@ -349,66 +294,41 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _train(self, net, images, masks, train_idx, val_idx, rng, device, start):
+    def _train_slices(self, net, images, masks, train_idx, val_idx, rng, device, start):
         import torch
         from torch.nn import functional as F
+
+        from radhe.nn.augment import augment_batch
 
         generator = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
         positives = [(c, z) for c in train_idx for z in np.flatnonzero(masks[c].any(axis=(1, 2)))]
         negatives = [(c, z) for c in train_idx for z in np.flatnonzero(~masks[c].any(axis=(1, 2)))]
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        epochs = max(1, int(self.epochs))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs,
-                                                               eta_min=self.learning_rate / 10)
-        best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        history = []
-        bf16 = self._use_bf16(device, self.training_precision)
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
+        bf16 = runtime.use_bfloat16(device, self.training_precision)
+
+        def epoch_batches(epoch):
             n_neg = min(len(negatives), int(round(self.negative_ratio * max(len(positives), 1))))
             chosen = positives + [negatives[i] for i in rng.choice(len(negatives), n_neg, replace=False)]
-            order = rng.permutation(len(chosen))
-            net.train()
-            losses = []
-            for b in range(0, len(order), self.batch_size):
-                batch = [chosen[i] for i in order[b:b + self.batch_size]]
-                if len(batch) < 2 and len(order) > 1:  # BatchNorm needs 2 samples; fold a lone one in
-                    continue
-                x, t = self._batch(images, masks, batch)
+            for chunk in minibatches(rng.permutation(len(chosen)), self.batch_size):
+                x, t = self._batch(images, masks, [chosen[i] for i in chunk])
                 if self.augment:
-                    x, t = S.augment_batch(x, t, generator)
-                x, t = x.to(device), t.to(device)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = net(x)
-                logits = logits.float()
-                loss = F.binary_cross_entropy_with_logits(logits, t) + _soft_dice_loss(logits, t)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-            scheduler.step()
-            val_dice = float("nan")
-            if len(val_idx):
-                val_dice = float(np.mean([self._grid_dice(net, images[c], masks[c], device) for c in val_idx]))
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                            "val_dice": val_dice, "seconds": time.perf_counter() - t0})
-            if self.verbose:
-                print(f"[HematomaSegmenter] epoch {epoch:3d}  loss {history[-1]['train_loss']:.4f}  "
-                      f"val Dice {val_dice:.4f}  ({history[-1]['seconds']:.1f} s)", flush=True)
-            score = val_dice if len(val_idx) else float(epoch)
-            if score > best_score + 1e-4:
-                best_score, best_epoch, stale = score, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-            if len(val_idx) and stale >= self.patience:
-                break
-            if self.max_fit_time is not None and time.perf_counter() - start > self.max_fit_time:
-                break
-        if best_state is None:  # a single epoch with NaN Dice
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            best_epoch = len(history)
-        return best_state, history, best_epoch
+                    x, t = augment_batch(x, t, generator)
+                yield x.to(device), t.to(device)
+
+        def batch_loss(net, batch):
+            x, t = batch
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            logits = logits.float()
+            loss = F.binary_cross_entropy_with_logits(logits, t) + soft_dice_loss(logits, t)
+            return loss, {"train_loss": loss.detach()}
+
+        def validation_dice(net):
+            return float(np.mean([self._grid_dice(net, images[c], masks[c], device) for c in val_idx]))
+
+        return self._train_network(
+            net, epoch_batches, batch_loss, history_columns=["epoch", "train_loss", "val_dice", "seconds"],
+            lr_schedule="cosine", validate=validation_dice if len(val_idx) else None, score_name="val_dice",
+            patience=self.patience, max_fit_time=self.max_fit_time, start_time=start)
 
     def _batch(self, images, masks, batch):
         import torch
@@ -484,7 +404,7 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         net = self._network()
         device = self._net_device
         grid, undo = self._prepared(case)
-        prob = undo(self._forward_volume(net, grid, device, bf16=self._use_bf16(device)))
+        prob = undo(self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision)))
         mask = postprocess(prob >= self.threshold, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
         status = "ok"
@@ -516,13 +436,13 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         """
         check_is_fitted(self, "model_state_")
         self._check_params()
-        _check_manifest(X, (self.image_column,), "HematomaSegmenter.transform")
+        check_frame(X, (self.image_column,), "HematomaSegmenter.transform")
         # the fingerprint hashes the weights and the *current* post-processing settings
         folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
         folder.mkdir(parents=True, exist_ok=True)
         paths, records = [], []
         written: dict[Path, object] = {}
-        with S.torch_runtime(self._threads(), None, deterministic=False):
+        with runtime.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
                 path = folder / f"{_safe_name(case_id)}.{self.output_format}"
                 if path in written and str(written[path]) != str(image):
@@ -567,7 +487,6 @@ class HematomaSegmenter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
@@ -611,14 +530,6 @@ def fallback_region(prob: np.ndarray) -> np.ndarray:
     return labels == peak_label
 
 
-def _soft_dice_loss(logits, target, eps: float = 1.0):
-    import torch
-
-    prob = torch.sigmoid(logits)
-    inter = (prob * target).sum()
-    return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
-
-
 def _patient_split(patients: np.ndarray, fraction: float, rng: np.random.Generator):
     unique = np.unique(patients)
     n_val = int(round(fraction * len(unique)))
@@ -630,15 +541,6 @@ def _patient_split(patients: np.ndarray, fraction: float, rng: np.random.Generat
     val = np.array([i for i, p in enumerate(patients) if p in val_patients], dtype=int)
     train = np.array([i for i, p in enumerate(patients) if p not in val_patients], dtype=int)
     return train, val
-
-
-def _check_manifest(X, columns, where: str) -> None:
-    if not isinstance(X, pd.DataFrame):
-        raise InputError(f"{where}: X must be a manifest DataFrame (see radhe.io.load_manifest), "
-                         f"got {type(X).__name__}")
-    missing = [c for c in ("case_id", *columns) if c not in X.columns]
-    if missing:
-        raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")
 
 
 def _safe_name(case_id) -> str:

@@ -1,7 +1,8 @@
-"""Small 2-D convolutional networks: the haematoma U-Net and the ROI classifier CNN.
+"""The networks of radhe's deep-learning estimators: small 2-D CNNs and the heads built on them.
 
-Both are plain :class:`torch.nn.Module` s built from BatchNorm/ReLU blocks; they hold no pretrained
-weights and never download anything.
+All are plain :class:`torch.nn.Module` s built from BatchNorm/ReLU blocks; they hold no pretrained
+weights and never download anything. A new architecture is added here (one class) and used by an
+estimator through its ``_build_network`` method.
 
 * :class:`UNet2d` — a U-Net (Ronneberger 2015) with ``levels`` resolution levels; as in Teng et al.
   (2021), the second convolution of each encoder block is dilated, widening the receptive field
@@ -9,6 +10,9 @@ weights and never download anything.
   map, from which :class:`radhe.features.CNNEmbedder` pools haematoma features (Zhong et al. 2021).
 * :class:`RoiCNN` — a small classifier for haematoma ROI crops; its penultimate layer gives the
   embedding. ``pooling="haar"`` replaces max pooling by Haar-wavelet pooling (Ohkita's wavelet CNN).
+* :class:`TwoOutputUNet` — a U-Net with a second, expansion output on its bottleneck (Zhong 2021).
+* :class:`MarkerNet` — a ROI CNN embedding (plus optional extra features) → one logit per NCCT marker.
+* :class:`BackboneHead` — a user-supplied backbone plus a linear head (fine-tuning on the label).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["UNet2d", "RoiCNN", "HaarPool2d", "conv_block"]
+__all__ = ["UNet2d", "RoiCNN", "HaarPool2d", "TwoOutputUNet", "MarkerNet", "BackboneHead", "conv_block",
+           "flatten_output"]
 
 
 def conv_block(in_channels: int, out_channels: int, *, dilation: int = 1) -> nn.Sequential:
@@ -167,3 +172,72 @@ class RoiCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.embed(x))).squeeze(1)
+
+
+class TwoOutputUNet(nn.Module):
+    """U-Net segmentation logits plus an expansion logit from the bottleneck (Zhong et al. 2021).
+
+    The bottleneck is pooled three ways: its global mean and max, and its mean weighted by the
+    segmentation output (average-pooled to the bottleneck's resolution, not back-propagated
+    through), so the expansion head reads the haematoma's deep features; the predicted haematoma
+    fraction of the slice (log scale) is a fourth input.
+    """
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 8, levels: int = 4, dilation: int = 1,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.unet = UNet2d(in_channels=in_channels, base_channels=base_channels, levels=levels, dilation=dilation)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(3 * self.unet.bottleneck_channels + 1, 1)
+
+    def forward(self, x: torch.Tensor):
+        seg, deep = self.unet(x, return_bottleneck=True)
+        weight = F.adaptive_avg_pool2d(torch.sigmoid(seg.detach().float()), deep.shape[-2:])
+        total = weight.sum(dim=(2, 3))
+        focused = (deep * weight).sum(dim=(2, 3)) / total.clamp(min=1e-3)
+        fraction = torch.log1p(100 * weight.mean(dim=(2, 3)))
+        pooled = torch.cat([deep.mean(dim=(2, 3)), deep.amax(dim=(2, 3)), focused, fraction], dim=1)
+        return seg, self.head(self.dropout(pooled)).squeeze(1)
+
+
+class MarkerNet(nn.Module):
+    """A ROI CNN's embedding (+ ``n_extra`` extra features) → one logit per label (Ohkita's wavelet CNN).
+
+    ``cnn`` is the ROI network (a :class:`RoiCNN`, or any module with ``embed`` and ``n_features``).
+    """
+
+    def __init__(self, cnn: nn.Module, n_extra: int, n_labels: int, dropout: float = 0.2):
+        super().__init__()
+        self.cnn = cnn
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.cnn.n_features + n_extra, n_labels)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.cnn.embed(x)
+        if extra is not None and extra.shape[1]:
+            e = torch.cat([e, extra], dim=1)
+        return self.head(self.dropout(e))
+
+
+class BackboneHead(nn.Module):
+    """A user backbone plus a linear head; ``embed`` gives the backbone's (flattened) output."""
+
+    def __init__(self, backbone: nn.Module, width: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(width, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return flatten_output(self.backbone(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x)).squeeze(1)
+
+
+def flatten_output(out) -> torch.Tensor:
+    """A backbone's output as ``(n, d)``: the first of a tuple, ``.logits`` of an output object, flattened."""
+    if isinstance(out, (tuple, list)):  # e.g. Inception-v3's (logits, aux_logits) in training mode
+        out = out[0]
+    if hasattr(out, "logits"):
+        out = out.logits
+    return torch.flatten(out, 1)

@@ -1,16 +1,14 @@
-"""Slice-level data handling shared by the segmenter and the CNN embedder.
+"""Slice data of the deep-learning estimators: a case as arrays, HU windowing, skull stripping, grids, ROI crops.
 
-Loading a case into a ``(z, y, x)`` array, HU windowing, simple skull stripping, resizing slices to
-a network's input size, batch augmentation, and the torch run-time settings (device, threads,
-seeded RNG) used while fitting. Everything here is internal (``_slices``); the public entry points
-are :class:`radhe.segmentation.HematomaSegmenter` and :class:`radhe.features.CNNEmbedder`.
+Loading a case into ``(z, y, x)`` arrays, HU windowing, simple skull stripping, bringing slices to a
+network's grid, stacking neighbouring slices as channels, and the square haematoma ROI crops read
+by the CNN embedder and the marker classifier. torch is imported only inside the functions that
+resample.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +37,7 @@ class Case:
 
 
 def is_missing(value) -> bool:
+    """True for a manifest cell without a path: None, NaN or a blank string."""
     return value is None or (isinstance(value, float) and math.isnan(value)) or (
         isinstance(value, str) and not value.strip()
     )
@@ -105,6 +104,7 @@ def preprocess(case: Case, window_hu: tuple[float, float], strip: bool) -> np.nd
 
 
 def padded_size(size: int, multiple: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``."""
     return int(math.ceil(size / multiple) * multiple)
 
 
@@ -148,93 +148,56 @@ def stack_context(volume: np.ndarray, indices: np.ndarray, context: int) -> np.n
     return volume[idx]
 
 
-def augment_batch(images, masks, generator, *, flip: bool = True, max_rotation_deg: float = 10.0,
-                  max_scale: float = 0.1, intensity: float = 0.1):
-    """Random flips, small rotations/scalings and intensity jitter of an ``(n, c, y, x)`` batch.
-
-    ``masks`` (``(n, 1, y, x)`` or None) get the same geometric transform (bilinear, rethresholded by
-    the loss as a soft target). ``generator`` is a seeded :class:`torch.Generator`.
-    """
-    import torch
-    from torch.nn import functional as F
-
-    n = images.shape[0]
-    if max_rotation_deg > 0 or max_scale > 0 or flip:
-        angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_rotation_deg)
-        scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
-        flips = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = cos * flips
-        theta[:, 0, 1] = -sin
-        theta[:, 1, 0] = sin * flips
-        theta[:, 1, 1] = cos
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if masks is not None:
-            masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if intensity > 0:
-        gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * intensity
-        shift = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * intensity / 2
-        images = images * gain + shift
-    return images, masks
-
-
-# ----------------------------------------------------------------------------------- torch runtime
-def resolve_device(device: str | None):
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def torch_runtime(n_threads: int | None, seed: int | None = None, deterministic: bool = True):
-    """Run a block with ``n_threads`` torch threads, a forked and seeded global RNG, deterministic algorithms.
-
-    The caller's thread count, RNG state and determinism flag are restored afterwards.
-    """
-    import torch
-
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        if n_threads is not None:
-            torch.set_num_threads(max(1, int(n_threads)))
-        if deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        with torch.random.fork_rng(devices=[] if not torch.cuda.is_available() else None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-
-
-def default_threads() -> int:
-    """Torch threads used when ``n_threads=None``: the CPUs available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def seed_from(random_state) -> int:
-    """An int seed from an sklearn-style ``random_state`` (None → 0, so results repeat by default)."""
-    if random_state is None:
-        return 0
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    return int(random_state)
-
-
 def bbox_2d(mask2d: np.ndarray) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)`` half-open bounding box of a non-empty 2-D mask."""
     ys = np.flatnonzero(mask2d.any(axis=1))
     xs = np.flatnonzero(mask2d.any(axis=0))
     return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
+def roi_crops(case: Case, *, window_hu, n_slices: int, roi_mm: float, size: int, mask_channel: bool) -> np.ndarray:
+    """ROI crops of the largest-area slice and ``n_slices`` on each side, ``(n, c, size, size)`` float32.
+
+    The square ROI (side ``roi_mm``, or the haematoma's extent on these slices if larger, plus 10 %)
+    is centred on the haematoma's bounding box on the largest-area slice and resampled to ``size``
+    pixels; channel 0 is the windowed CT, channel 1 (``mask_channel``) the mask.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    mask = case.mask.astype(bool)
+    areas = mask.reshape(len(mask), -1).sum(axis=1)
+    z0 = int(np.argmax(areas))
+    zs = np.arange(max(0, z0 - n_slices), min(len(mask), z0 + n_slices + 1))
+    spacing_x, spacing_y = case.reference.GetSpacing()[:2]
+    y0, y1, x0, x1 = bbox_2d(mask[z0])
+    cy, cx = (y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2
+    ys, xs = np.nonzero(mask[zs].any(axis=0))
+    extent_mm = max((ys.max() - ys.min() + 1) * spacing_y, (xs.max() - xs.min() + 1) * spacing_x) * 1.1
+    side_mm = max(float(roi_mm), extent_mm)
+    h, w = mask.shape[1:]
+    side_y, side_x = side_mm / spacing_y, side_mm / spacing_x
+    theta = torch.tensor([[side_x / w, 0.0, (2 * cx + 1) / w - 1], [0.0, side_y / h, (2 * cy + 1) / h - 1]],
+                         dtype=torch.float32)
+    channels = [window(case.hu[zs], *window_hu)]
+    if mask_channel:
+        channels.append(mask[zs].astype(np.float32))
+    x = torch.from_numpy(np.stack(channels, axis=1))
+    grid = F.affine_grid(theta.expand(len(zs), 2, 3), [len(zs), x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).numpy()
+
+
+def slice_samples(crops: list, *per_case: np.ndarray):
+    """Stack per-case crops into slice samples, repeating each case's rows of ``per_case`` arrays.
+
+    ``crops`` holds per case an ``(n_i, c, s, s)`` array or None (a case without a usable ROI).
+    Returns ``(data, slice_case, *per_slice)``: the ``(sum n_i, c, s, s)`` samples, the index of each
+    sample's case, and each ``per_case`` array (one row per case) repeated per slice; all None when
+    no case has crops.
+    """
+    kept = [i for i, crop in enumerate(crops) if crop is not None]
+    if not kept:
+        return (None, None, *(None for _ in per_case))
+    slice_case = np.concatenate([np.full(len(crops[i]), i) for i in kept])
+    data = np.concatenate([crops[i] for i in kept])
+    return (data, slice_case, *(np.asarray(values)[slice_case] for values in per_case))

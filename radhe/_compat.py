@@ -1,0 +1,46 @@
+"""The one place where radhe touches scikit-learn's private internals.
+
+radhe uses scikit-learn's and imbalanced-learn's public API everywhere else. A handful of things
+an estimator library needs have no public equivalent yet; they are imported (or called) here, and
+only here, so that
+
+* a scikit-learn release that moves or renames them breaks one module, not many, and the fix
+  (or a version switch) goes in one place;
+* ``grep -rn "sklearn.*\\._" radhe`` finding anything outside this file is a bug (a test checks it).
+
+Each entry says why no public API exists. The supported versions are the floors of
+``pyproject.toml`` (scikit-learn >= 1.6) up to the newest release; ``make test-floor`` runs the
+tests at the floor.
+"""
+
+from __future__ import annotations
+
+# Declarative parameter validation (``_parameter_constraints``): the constraint objects and the
+# validator live in the private module ``sklearn.utils._param_validation``; scikit-learn has not
+# made them public (they are documented for contributors only).
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions  # noqa: F401
+
+# Nested ``get_params`` / ``set_params`` over a list of ``(name, estimator)`` (``<name>__<param>``),
+# as Pipeline, FeatureUnion and ColumnTransformer have. scikit-learn keeps this mixin private and
+# has no public base class for "an estimator made of named sub-estimators" (FeatureFusion is one;
+# copying the mixin would be a hand-written duplicate of it).
+from sklearn.utils.metaestimators import _BaseComposition as BaseComposition  # noqa: F401
+
+# The output feature names of a transformer from ``input_features`` / ``feature_names_in_`` /
+# ``n_features_in_`` with scikit-learn's checks and messages. Public transformers get this through
+# ``SelectorMixin`` / ``OneToOneFeatureMixin`` / ``ClassNamePrefixFeaturesOutMixin``, none of
+# which fits a step that both imputes and selects (FeatureCleaner); the helper itself is private.
+from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in  # noqa: F401
+
+__all__ = ["BaseComposition", "HasMethods", "Interval", "StrOptions", "check_feature_names_in",
+           "validate_params"]
+
+
+def validate_params(estimator) -> None:
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``.
+
+    ``BaseEstimator._validate_params`` is what scikit-learn's own estimators call at the start of
+    ``fit``; it is private and has no public counterpart (``sklearn.utils.validation`` offers no
+    parameter validator), so radhe calls it from here only.
+    """
+    estimator._validate_params()
