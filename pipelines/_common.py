@@ -150,7 +150,7 @@ def _jsonable(obj):
 
 
 def write_report(result, out: Path, *, title: str, about: str = "", extras=None, summary: dict | None = None) -> dict:
-    """Write ``report.html`` and ``metrics.json`` of an evaluation, with extra sections appended.
+    """Write ``report.html``, ``metrics.json`` and ``predictions.csv`` of an evaluation, with extra sections appended.
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    page = render_html(result, title=title)
+    page = render_html(result, title=title, figure_dir=out / "figures")
     blocks = []
     for heading, body, _ in extras or ():
         blocks.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
@@ -191,7 +191,7 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
         metrics["pipeline"] = _jsonable(summary)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False))
-    return {"html": html_path, "metrics": metrics_path}
+    return {"html": html_path, "metrics": metrics_path, "predictions": result.write_predictions(out / "predictions.csv")}
 
 
 # -------------------------------------------------------------------------------------- running

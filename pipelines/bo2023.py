@@ -48,7 +48,7 @@ import sys
 
 NAME = "bo2023"
 TITLE = "Bo et al. 2023: automatic masks → radiomics + CNN + clinical → K-best → SVM"
-ABOUT = ("U-Net masks (trained in each fold) → 107 pyradiomics features + ROI-CNN features of the largest-area slice "
+ABOUT = ("U-Net masks (trained in each fold) → pyradiomics features (107 at the default settings) + ROI-CNN features of the largest-area slice "
          "± 3 slices + clinical variables → in-fold K-best selection → SVM; confusion matrix, AUC, precision, recall, "
          "F1, AP and the top-15 SHAP features. Difference: a small CNN trained on the fold replaces ImageNet "
          "Inception-v3 (no pretrained weights offline).")
@@ -70,7 +70,7 @@ def build_pipeline(**overrides):
     ----------
     **overrides
         ``random_state``; network settings (``epochs``, ``base_channels``, ``input_size``,
-        ``crop_size``, ... see :func:`pipelines._common.split_overrides`); ``radiomics`` (preset
+        ``crop_size``, ... see :func:`radhe_pipelines._common.split_overrides`); ``radiomics`` (preset
         name or parameter dict, default ``"ibsi_default"``); ``k`` (default 20);
         any other :func:`radhe.make_pipeline` argument (e.g. ``cnn=`` a backbone embedder).
     """

@@ -20,7 +20,7 @@ import sys
 
 NAME = "default"
 TITLE = "radhe default pipeline: radiomics + clinical → family-wise stacked logistic regression"
-ABOUT = ("radhe.make_pipeline(): pyradiomics (107 features, reference masks) + clinical variables, in-fold "
+ABOUT = ("radhe.make_pipeline(): pyradiomics (107 features at the default settings, reference masks) + clinical variables, in-fold "
          "cleaning and scaling, one penalised logistic model per feature family combined by a logistic "
          "meta-model on out-of-fold scores.")
 #: Overrides for a smoke test (the default is already fast).

@@ -77,7 +77,7 @@ def build_pipeline(**overrides):
     **overrides
         ``random_state``; network settings (``epochs``, ``base_channels``, ``input_size``,
         ``crop_size``, ``n_features``, ``n_threads``, ... see
-        :func:`pipelines._common.split_overrides`); ``unet_features`` (bool, default False: the
+        :func:`radhe_pipelines._common.split_overrides`); ``unet_features`` (bool, default False: the
         marker CNN also uses a frozen U-Net encoder's features); any other
         :func:`radhe.make_pipeline` argument.
     """

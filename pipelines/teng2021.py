@@ -50,7 +50,7 @@ TITLE = "Teng et al. 2021: dilated U-Net → radiomics (original + LoG + wavelet
 ABOUT = ("Dilated 2-D U-Net (HU window 0–100) segments the haematoma in each training fold; ROI radiomics "
          "(original, LoG, wavelet) and ROI-CNN features of the predicted masks are concatenated and classified "
          "by gradient-boosted trees; threshold metrics at the Youden point of the training folds. Differences: "
-         "small networks trained on this cohort, XGBoost as the gradient booster, 1,316 radiomics features.")
+         "small networks trained on this cohort, XGBoost as the gradient booster, 1,316 radiomics features at the default settings.")
 
 #: A small radiomics configuration of the same image types, for smoke tests and CPU runs: shape
 #: (geometry, once) and first-order features of the original, LoG (2 mm) and wavelet images (194).
@@ -72,7 +72,7 @@ def build_pipeline(**overrides):
     **overrides
         ``random_state``; network settings ``epochs``, ``seg_epochs``, ``cnn_epochs``,
         ``base_channels``, ``levels``, ``input_size``, ``crop_size``, ``n_features``, ``n_threads``,
-        ``batch_size``, ``cache_dir`` (see :func:`pipelines._common.split_overrides`);
+        ``batch_size``, ``cache_dir`` (see :func:`radhe_pipelines._common.split_overrides`);
         ``radiomics`` (preset name or parameter dict, default ``"teng2021"``); any other
         :func:`radhe.make_pipeline` argument (e.g. ``classifier``).
     """

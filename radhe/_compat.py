@@ -33,7 +33,21 @@ from sklearn.utils.metaestimators import _BaseComposition as BaseComposition  # 
 from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in  # noqa: F401
 
 __all__ = ["BaseComposition", "HasMethods", "Interval", "StrOptions", "check_feature_names_in",
-           "validate_params"]
+           "get_composite_params", "set_composite_params", "validate_params"]
+
+
+def get_composite_params(estimator, attribute: str, deep: bool = True) -> dict:
+    """``get_params`` of an estimator made of the named sub-estimators in ``attribute`` (``<name>__<param>``).
+
+    :class:`BaseComposition`'s ``_get_params`` is how Pipeline, FeatureUnion and ColumnTransformer
+    implement it; the method is private like the class.
+    """
+    return estimator._get_params(attribute, deep=deep)
+
+
+def set_composite_params(estimator, attribute: str, **params) -> None:
+    """``set_params`` counterpart of :func:`get_composite_params` (``BaseComposition._set_params``)."""
+    estimator._set_params(attribute, **params)
 
 
 def validate_params(estimator) -> None:

@@ -37,6 +37,8 @@ def lazy_exports(package: str, exports: dict[str, str], submodules: tuple[str, .
         return value
 
     def __dir__():
-        return sorted(set(vars(sys.modules[package])) | set(home) | set(submodules))
+        # the public surface: what the package exports (not its own imports such as ``lazy_exports``)
+        defined = {name for name in vars(sys.modules[package]) if name in home or name == "__version__"}
+        return sorted(defined | set(home) | set(submodules))
 
     return __getattr__, __dir__

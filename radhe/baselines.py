@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_binary
-from radhe.constants import NCCT_MARKERS
+from radhe.constants import MARKER_DISPLAY_NAMES, NCCT_MARKERS
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = [
@@ -38,14 +38,6 @@ __all__ = [
     "NCCT_MARKERS",
 ]
 
-_DISPLAY = {
-    "hypodensity": "Hypodensity",
-    "blend_sign": "Blend sign",
-    "irregular_margin": "Irregular margin",
-    "fluid_level": "Fluid level",
-    "intraventricular_extension": "Intraventricular extension",
-    "oedema_rim": "Oedema rim",
-}
 
 
 def _column(X, column: str, owner: str) -> np.ndarray:
@@ -207,6 +199,12 @@ class BATScore(_ColumnClassifier):
         """The score itself (not the fold-specific rates) ranks the cases in evaluation."""
         return not self.logistic
 
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The published rule (score ≥ ``cutoff``) is the decision: evaluation does not tune a threshold
+        for the score; None for the logistic model, whose threshold is chosen like any model's."""
+        return None if self.logistic else float(self.cutoff)
+
     def _score(self, X) -> np.ndarray:
         return bat_score(
             X,
@@ -265,6 +263,8 @@ class MarkerClassifier(_ColumnClassifier):
 
     #: evaluation ranks cases by the marker itself (0/1), not by fold-specific rates
     prefers_decision_function = True
+    #: a marker is a fixed rule (present = positive): evaluation applies it instead of tuning a threshold
+    fixed_threshold = 0.5
 
     def __init__(self, column: str = "blend_sign"):
         self.column = column
@@ -328,5 +328,5 @@ def default_baselines(
         out["BAT (logistic)"] = BATScore(logistic=True, **bat_kwargs)
     for m in markers:
         if cols is None or m in cols:
-            out[_DISPLAY.get(m, m)] = MarkerClassifier(m)
+            out[MARKER_DISPLAY_NAMES.get(m, m)] = MarkerClassifier(m)
     return out

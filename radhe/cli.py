@@ -1,7 +1,8 @@
-"""The ``radhe`` command line: synth, validate, extract, fit, evaluate, report, demo.
+"""The ``radhe`` command line: synth, validate, extract, fit, predict, evaluate, report, demo.
 
 Every command prints ``radhe: error: ...`` and exits with status 1 on bad input (a missing column, an
-unreadable file, an unknown pipeline name); argparse usage errors exit with status 2.
+unreadable file, an unknown pipeline name); argparse usage errors exit with status 2;
+``validate --skip`` exits with status 3 when it skipped cases (unless ``--allow-skipped``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from radhe.errors import RadheError
 __all__ = ["main", "build_parser"]
 
 DEFAULT_LABEL = "he"
+#: Exit status of ``validate --skip`` when some cases were invalid (and skipped).
+EXIT_SKIPPED = 3
+#: Table formats written by ``--out``, by file suffix.
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
     synth.add_argument("--compress", action="store_true", help="write .nii.gz instead of .nii")
     synth.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes")
+    synth.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     synth.set_defaults(run=_cmd_synth)
 
-    validate = commands.add_parser("validate", help="check every case's image and mask")
+    validate = commands.add_parser("validate", help="check every case's image and mask (and the outcome)")
     _add_manifest(validate)
     validate.add_argument("--skip", action="store_true", help="record invalid cases instead of stopping")
+    validate.add_argument("--allow-skipped", action="store_true",
+                          help=f"with --skip: exit 0 even when cases were skipped (default: exit {EXIT_SKIPPED})")
+    validate.add_argument("--label", default=None, help="also check this outcome column (0/1, no missing value)")
     validate.set_defaults(run=_cmd_validate)
 
     extract = commands.add_parser("extract", help="extract pyradiomics features to a table")
     _add_manifest(extract)
-    extract.add_argument("--out", required=True, type=Path, help="features table (.parquet or .csv)")
+    extract.add_argument("--out", required=True, type=Path, help="features table (.csv, .tsv or .parquet)")
+    extract.add_argument("--label", default=None, help="outcome column copied into the table beside case_id")
     extract.add_argument("--params", default=None, help="pyradiomics YAML file or preset name")
     extract.add_argument("--cache", type=Path, default=None, help="per-case feature cache folder")
     extract.add_argument("--mask-column", default="mask", help="manifest column of mask paths")
@@ -57,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, type=Path, help="model file (.joblib)")
     fit.set_defaults(run=_cmd_fit)
 
+    predict = commands.add_parser("predict", help="apply a fitted model (from `radhe fit`) to new cases")
+    predict.add_argument("--model", required=True, type=Path, help="model file written by `radhe fit`")
+    _add_manifest(predict)
+    predict.add_argument("--out", required=True, type=Path, help="predictions table (.csv, .tsv or .parquet)")
+    predict.add_argument("--threshold", type=float, default=0.5,
+                         help="probability from which a case is called expanding (default 0.5)")
+    predict.set_defaults(run=_cmd_predict)
+
     # evaluate and report cross-validate the same way; report adds baselines, SHAP and report.html
     for name, help_text, html in (
         ("evaluate", "cross-validate a pipeline; write metrics.json", False),
@@ -67,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_pipeline(command)
         _add_cv(command)
         command.add_argument("--out", required=True, type=Path, help="output folder")
+        command.add_argument("--bootstrap", type=int, default=1000,
+                             help="bootstrap replicates of the CIs and the ROC band (default 1000)")
+        command.add_argument("--threshold-cv", type=int, default=3,
+                             help="inner folds choosing each fold's threshold; 0: the training fold's own "
+                                  "scores (default 3)")
+        if html:
+            command.add_argument("--no-explain", action="store_true", help="leave out the SHAP sections")
         command.set_defaults(run=_cmd_evaluate, html=html)
 
     demo = commands.add_parser("demo", help="synthetic cohort → validation → features → grouped CV → report")
@@ -92,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_synth(args) -> int:
     from radhe.datasets import make_ich_cohort
 
+    if args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise RadheErrorForCli(f"output folder '{args.out}' is not empty; choose another or pass --force")
     kwargs = {"random_state": args.seed, "compress": args.compress, "n_jobs": args.n_jobs}
     if args.shape:
         kwargs["shape"] = tuple(args.shape)
@@ -106,8 +133,15 @@ def _cmd_validate(args) -> int:
     from radhe.io import load_manifest, validate_manifest
 
     manifest = load_manifest(args.manifest)
+    if args.label is not None:
+        _manifest_and_label(args, manifest)
+        print(f"outcome '{args.label}': {int(manifest[args.label].sum())} of {len(manifest)} positive")
     report = validate_manifest(manifest, on_error="skip" if args.skip else "raise")
     print(report.summary())
+    if len(report.skipped) and not args.allow_skipped:
+        print(f"radhe: {len(report.skipped)} case(s) skipped (exit status {EXIT_SKIPPED}; --allow-skipped "
+              "to exit 0)", file=sys.stderr)
+        return EXIT_SKIPPED
     return 0
 
 
@@ -115,7 +149,10 @@ def _cmd_extract(args) -> int:
     from radhe.features.radiomics import RadiomicsFeatures
     from radhe.io import load_manifest
 
+    _check_table_suffix(args.out)
     manifest = load_manifest(args.manifest)
+    if args.label is not None:
+        _, label = _manifest_and_label(args, manifest)
     if args.mask_column not in manifest.columns:
         raise RadheErrorForCli(f"manifest '{args.manifest}' has no mask column '{args.mask_column}'")
     extractor = RadiomicsFeatures(
@@ -125,11 +162,9 @@ def _cmd_extract(args) -> int:
     start = time.perf_counter()
     features = extractor.fit_transform(manifest)
     features.insert(0, "case_id", manifest["case_id"].to_numpy())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix == ".csv":
-        features.to_csv(args.out, index=False)
-    else:
-        features.to_parquet(args.out, index=False)
+    if args.label is not None:
+        features.insert(1, args.label, label.to_numpy())
+    write_table(features, args.out)
     failures = getattr(extractor, "failures_", None)
     print(f"{len(features)} cases x {features.shape[1] - 1} features in {time.perf_counter() - start:.1f} s "
           f"-> {args.out}")
@@ -154,6 +189,48 @@ def _cmd_fit(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    from radhe.evaluation import positive_score
+    from radhe.io import load_manifest
+
+    _check_table_suffix(args.out)
+    if not args.model.is_file():
+        raise RadheErrorForCli(f"model file '{args.model}' not found (write one with `radhe fit`)")
+    model = joblib.load(args.model)
+    manifest = load_manifest(args.manifest)
+    score, kind = positive_score(model, manifest)
+    table = pd.DataFrame({"case_id": manifest["case_id"].astype(str).to_numpy()})
+    if "patient_id" in manifest.columns:
+        table["patient_id"] = manifest["patient_id"].astype(str).to_numpy()
+    table["probability" if kind == "probability" else "score"] = np.asarray(score, dtype=float)
+    table["predicted_class"] = (np.asarray(score) >= args.threshold).astype(int)
+    write_table(table, args.out)
+    print(f"predicted {len(table)} cases with '{args.model}' -> {args.out} "
+          f"({int(table['predicted_class'].sum())} at or above {args.threshold:g})")
+    return 0
+
+
+def _check_table_suffix(path: Path) -> None:
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise RadheErrorForCli(f"--out '{path}': name a table file ending in {', '.join(TABLE_SUFFIXES)}")
+
+
+def write_table(frame, path: Path) -> Path:
+    """Write ``frame`` in the format ``path``'s suffix names (.csv, .tsv, .parquet); refuse any other."""
+    _check_table_suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    return path
+
+
 def _cmd_evaluate(args) -> int:
     from radhe.evaluation import evaluate
     from radhe.model_selection import PatientStratifiedKFold
@@ -165,11 +242,11 @@ def _cmd_evaluate(args) -> int:
         if not (hasattr(pipeline, "predict_proba") or hasattr(pipeline, "decision_function")):
             raise RadheErrorForCli(
                 f"pipeline '{args.pipeline}' is not a classifier and has no expansion score to evaluate; "
-                f"run its module ('{_pipeline_entry_points()[args.pipeline].value}') with `python -m` "
-                f"for its own report"
+                f"run `python -m {_pipeline_entry(args.pipeline).module}` for its own report"
             )
-        result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html, explain=args.html,
-                          name=f"{args.pipeline} pipeline")
+        result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html,
+                          explain=args.html and not getattr(args, "no_explain", False), n_bootstrap=args.bootstrap,
+                          threshold_cv=args.threshold_cv or None, name=f"{args.pipeline} pipeline")
     _write_outputs(result, args.out, html=args.html)
     return 0
 
@@ -215,7 +292,8 @@ def _add_manifest(parser) -> None:
 
 
 def _add_pipeline(parser) -> None:
-    parser.add_argument("--pipeline", default="default", help="pipeline name (default: 'default')")
+    parser.add_argument("--pipeline", default="default",
+                        help=f"pipeline: {', '.join(available_pipelines())} (default: 'default')")
     parser.add_argument("--cache", type=Path, default=None,
                         help="per-case feature cache folder (default: a temporary one for this run)")
     parser.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes for extraction")
@@ -237,10 +315,13 @@ def _cache_folder(cache: Path | None):
     return tempfile.TemporaryDirectory(prefix="radhe-cache-")
 
 
-def _manifest_and_label(args):
+def _manifest_and_label(args, manifest=None):
+    """(manifest without a non-standard outcome column, 0/1 labels); refuses a missing or non-binary outcome."""
+    import pandas as pd
+
     from radhe.io import load_manifest
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest) if manifest is None else manifest
     if args.label not in manifest.columns:
         raise RadheErrorForCli(
             f"manifest '{args.manifest}' has no outcome column '{args.label}' (pass --label); "
@@ -250,6 +331,12 @@ def _manifest_and_label(args):
     if y.isna().any():
         missing = manifest.loc[y.isna(), "case_id"].tolist()[:5]
         raise RadheErrorForCli(f"outcome '{args.label}' is missing for case(s) {missing}")
+    numeric = pd.to_numeric(y, errors="coerce")
+    bad = manifest.loc[~numeric.isin([0, 1]), "case_id"].tolist()
+    if bad:
+        values = sorted({str(v) for v in y[~numeric.isin([0, 1])]})[:5]
+        raise RadheErrorForCli(f"outcome '{args.label}' must be 0/1; case(s) {bad[:5]} hold {values}")
+    y = numeric
     from radhe.constants import OUTCOME_COLUMNS
 
     if args.label not in OUTCOME_COLUMNS:
@@ -264,16 +351,23 @@ PIPELINE_ENTRY_POINT_GROUP = "radhe.pipelines"
 
 
 def _pipeline_entry_points() -> dict:
+    """``{name: [entry points]}`` of the ``radhe.pipelines`` group ("default" is radhe's own, not registrable)."""
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=PIPELINE_ENTRY_POINT_GROUP)}
+    found: dict = {}
+    for ep in entry_points(group=PIPELINE_ENTRY_POINT_GROUP):
+        if ep.name != "default":
+            found.setdefault(ep.name, [])
+            if ep.value not in [e.value for e in found[ep.name]]:
+                found[ep.name].append(ep)
+    return found
 
 
 def available_pipelines() -> list[str]:
     """Names accepted by ``--pipeline``.
 
-    ``"default"`` (:func:`radhe.make_pipeline`) and every pipeline registered by an installed package
-    in the ``radhe.pipelines`` entry-point group. An entry point names a module (or object) with a
+    ``"default"`` (:func:`radhe.make_pipeline`; the name is reserved) and every pipeline registered
+    by an installed package in the ``radhe.pipelines`` entry-point group. An entry point names a module (or object) with a
     ``build_pipeline(random_state=...)`` function; radhe's own published-method pipelines register
     themselves this way, and so can a lab's package::
 
@@ -283,11 +377,19 @@ def available_pipelines() -> list[str]:
     return sorted({"default", *_pipeline_entry_points()})
 
 
+def _pipeline_entry(name: str):
+    entries = _pipeline_entry_points().get(name)
+    if not entries:
+        raise RadheErrorForCli(f"unknown pipeline '{name}'; available: {', '.join(available_pipelines())}")
+    if len(entries) > 1:
+        raise RadheErrorForCli(f"pipeline '{name}' is registered by more than one installed package "
+                               f"({', '.join(sorted(e.value for e in entries))}); uninstall one of them")
+    return entries[0]
+
+
 def load_pipeline_module(name: str):
     """The object registered under ``name`` in the ``radhe.pipelines`` entry-point group."""
-    entry = _pipeline_entry_points().get(name)
-    if entry is None:
-        raise RadheErrorForCli(f"unknown pipeline '{name}'; available: {', '.join(available_pipelines())}")
+    entry = _pipeline_entry(name)
     try:
         module = entry.load()
     except Exception as error:  # a broken third-party registration must not look like a radhe bug
@@ -313,7 +415,8 @@ def _build_pipeline(name: str, seed: int, **radiomics_options):
 
 def _write_outputs(result, out: Path, *, html: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": result.write_json(out / "metrics.json")}
+    paths = {"metrics": result.write_json(out / "metrics.json"),
+             "predictions": result.write_predictions(out / "predictions.csv")}
     if html:
         from radhe.report import write_html
 

@@ -185,6 +185,9 @@ class ShapExplanation:
     explainer: str
     model: str
     family_of: dict | None = None
+    #: The same features as the user's data gave them — the ``features`` step's output, before
+    #: cleaning, imputation and scaling (NaN: missing, imputed for the model); None when unknown.
+    raw_data: pd.DataFrame | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -197,15 +200,47 @@ class ShapExplanation:
                          name="family")
 
     def importance(self) -> pd.DataFrame:
-        """Mean |SHAP| per feature, largest first (columns ``mean_abs_shap``, ``family``)."""
+        """Mean |SHAP| per feature, largest first.
+
+        Columns ``mean_abs_shap``, ``ci_low`` / ``ci_high`` (95 % bootstrap interval of that mean over
+        the cases: never below zero) and ``family``.
+        """
         imp = self.values.abs().mean(axis=0)
-        out = pd.DataFrame({"mean_abs_shap": imp, "family": self.families})
+        low, high = mean_abs_interval(self.values)
+        out = pd.DataFrame({"mean_abs_shap": imp, "ci_low": low, "ci_high": high, "family": self.families})
         out.index.name = "feature"
         return out.sort_values("mean_abs_shap", ascending=False)
 
     def family_importance(self) -> pd.DataFrame:
-        """Sum of the features' mean |SHAP| per family, and its share of the total."""
-        return _family_table(self.importance())
+        """Sum of the features' mean |SHAP| per family, its share of the total and its 95 % bootstrap interval."""
+        return _family_table(self.importance(), _family_interval(self.values, self.families))
+
+
+def _family_interval(values: pd.DataFrame, families: pd.Series) -> dict:
+    """``ci_low``/``ci_high`` of each family's summed mean |SHAP| (a bootstrap over cases of their totals)."""
+    totals = values.abs().fillna(0.0).T.groupby(families.reindex(values.columns).to_numpy()).sum().T
+    low, high = mean_abs_interval(totals)
+    return {"ci_low": low, "ci_high": high}
+
+
+def mean_abs_interval(values: pd.DataFrame, *, level: float = 0.95, n_bootstrap: int = 1000,
+                      random_state=0) -> tuple[pd.Series, pd.Series]:
+    """Percentile bootstrap interval of each column's mean |value| over the rows (cases).
+
+    Missing values count as 0 (a feature a fold did not select contributes nothing). An interval of
+    a mean of absolute values, so, unlike mean ± SD, it never goes below zero.
+    """
+    a = values.abs().fillna(0.0).to_numpy(dtype=float)
+    n = a.shape[0]
+    if n == 0:
+        empty = pd.Series(np.nan, index=values.columns)
+        return empty, empty.copy()
+    rows = np.random.default_rng(random_state).integers(0, n, size=(n_bootstrap, n))
+    means = np.stack([a[:, j][rows].mean(axis=1) for j in range(a.shape[1])], axis=1) if a.shape[1] else \
+        np.zeros((n_bootstrap, 0))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0) if a.shape[1] else (np.array([]), np.array([]))
+    return pd.Series(low, index=values.columns), pd.Series(high, index=values.columns)
 
 
 def _family_table(imp: pd.DataFrame, extra: dict | None = None) -> pd.DataFrame:
@@ -231,20 +266,36 @@ def _split_pipeline(fitted):
     return None, fitted
 
 
-def _features(front, X) -> pd.DataFrame:
+def _features(front, X, *, keep_raw: bool = False):
     """The classifier's input: X through every step of ``front`` except samplers.
 
     ``pipe[:-1].transform`` is not available in imblearn when the step before the classifier is a
-    sampler, so the steps are applied one by one (samplers only act during fit).
+    sampler, so the steps are applied one by one (samplers only act during fit). With ``keep_raw``,
+    returns ``(Z, raw)``: ``raw`` is the output of the step named ``"features"`` (the feature values
+    before cleaning, imputation and scaling), or X itself for a bare classifier; None if unknown.
     """
     Z = X
     last = None
+    raw = X if front is None and isinstance(X, pd.DataFrame) else None
     if front is not None:
-        for _, step in front.steps:
+        for name, step in front.steps:
             if step is None or step == "passthrough" or hasattr(step, "fit_resample"):
                 continue
             Z = step.transform(Z)
             last = step
+            if name == "features" and isinstance(Z, pd.DataFrame):
+                raw = Z
+    Z = _as_named_frame(Z, last, X)
+    if not keep_raw:
+        return Z
+    if raw is not None:
+        raw = raw.copy()
+        raw.columns = [str(c) for c in raw.columns]
+        raw = raw.apply(pd.to_numeric, errors="coerce").reindex(index=Z.index, columns=Z.columns)
+    return Z, raw
+
+
+def _as_named_frame(Z, last, X) -> pd.DataFrame:
     if isinstance(Z, pd.DataFrame):
         Z = Z.copy()
         Z.columns = [str(c) for c in Z.columns]
@@ -308,7 +359,7 @@ def shap_values(
     import shap
 
     front, clf = _split_pipeline(fitted_pipeline)
-    Z = _features(front, X)
+    Z, user_values = _features(front, X, keep_raw=True)
     Zb = _features(front, background) if background is not None else Z
     Zb = _sample(Zb, max_background, random_state)
     core = unwrap_classifier(clf)
@@ -318,6 +369,7 @@ def shap_values(
         stacked = _stacked_shap(core, Z, Zb, max_background=max_background, n_permutations=n_permutations,
                                 random_state=random_state)
         if stacked is not None:
+            stacked.raw_data = None if user_values is None else user_values[stacked.values.columns]
             return stacked
     kind = type(core).__name__
     family = _model_family(core)
@@ -367,6 +419,7 @@ def shap_values(
         output=output,
         explainer=explainer,
         model=kind,
+        raw_data=user_values,
     )
 
 
@@ -554,6 +607,8 @@ class OOFShap:
     values, data : pandas.DataFrame
         All cases × the union of the features selected in any fold; NaN where the case's fold
         did not select the feature.
+    raw_data : pandas.DataFrame or None
+        The same cells as the user's data gave them (before cleaning, imputation, scaling).
     fold : pandas.Series
         Fold of each case.
     """
@@ -563,6 +618,7 @@ class OOFShap:
     data: pd.DataFrame
     fold: pd.Series
     meta: dict = field(default_factory=dict)
+    raw_data: pd.DataFrame | None = None
 
     @property
     def output(self) -> str:
@@ -580,12 +636,16 @@ class OOFShap:
         return pd.DataFrame(cols).reindex(self.values.columns).fillna(0.0)
 
     def importance(self) -> pd.DataFrame:
-        """Per feature: pooled mean |SHAP| over all cases (0 where not selected), the mean and SD
-        of the per-fold mean |SHAP|, the number of folds selecting it and its family; largest first."""
+        """Per feature: pooled mean |SHAP| over all cases (0 where not selected) with its 95 % bootstrap
+        interval over cases (``ci_low``, ``ci_high``), the mean and SD of the per-fold mean |SHAP|, the
+        number of folds selecting it and its family; largest first."""
         per_fold = self.fold_importance()
+        low, high = mean_abs_interval(self.values)
         out = pd.DataFrame(
             {
                 "mean_abs_shap": self.values.abs().fillna(0.0).mean(axis=0),
+                "ci_low": low,
+                "ci_high": high,
                 "fold_mean": per_fold.mean(axis=1),
                 "fold_sd": per_fold.std(axis=1, ddof=1) if per_fold.shape[1] > 1 else 0.0,
                 "n_folds": (per_fold > 0).sum(axis=1).astype(int),
@@ -602,7 +662,8 @@ class OOFShap:
         fam = pd.Series([_family(c, self._family_of()) for c in per_fold.index], index=per_fold.index)
         fold_totals = per_fold.groupby(fam).sum()
         sd = fold_totals.std(axis=1, ddof=1) if fold_totals.shape[1] > 1 else fold_totals.iloc[:, 0] * 0
-        return _family_table(self.importance(), {"fold_sd": sd})
+        families = pd.Series([_family(c, self._family_of()) for c in self.values.columns], index=self.values.columns)
+        return _family_table(self.importance(), {"fold_sd": sd, **_family_interval(self.values, families)})
 
     def explanation_for(self, case) -> tuple[ShapExplanation, object]:
         """(the fold's explanation, the row label) for a case given by index label or ``case_id``."""
@@ -647,4 +708,7 @@ def oof_shap_values(predictions, X, *, max_background: int = 50, n_permutations:
     meta = {}
     if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
         meta["case_id"] = X["case_id"].astype(str)
-    return OOFShap(folds=folds, values=values, data=data, fold=fold, meta=meta)
+    raw = None
+    if all(ex.raw_data is not None for ex in folds):
+        raw = pd.concat([ex.raw_data for ex in folds]).reindex(columns=columns).reindex(index)
+    return OOFShap(folds=folds, values=values, data=data, fold=fold, meta=meta, raw_data=raw)

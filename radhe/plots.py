@@ -33,7 +33,9 @@ __all__ = [
     "plot_beeswarm",
     "plot_waterfall",
     "new_figure",
+    "feature_value_text",
     "save_png",
+    "save_for_print",
     "to_base64_png",
 ]
 
@@ -56,6 +58,19 @@ def save_png(fig, path, *, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=dpi)
     return path
+
+
+def save_for_print(fig, stem) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` (300 dpi) and ``<stem>.svg`` (text kept as text, no timestamp); returns both paths."""
+    from matplotlib import rc_context
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, format="png", dpi=300)
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "radhe"}):
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return png, svg
 
 
 def to_base64_png(fig, *, dpi: int = 100) -> str:
@@ -155,7 +170,11 @@ def _importance_frame(source) -> pd.DataFrame:
 
 
 def plot_importance(source, *, top: int = 15, title: str | None = None):
-    """Top features by mean |SHAP| (an explanation or an importance DataFrame), SD across folds as error bars."""
+    """Top features by mean |SHAP| (an explanation or an importance DataFrame).
+
+    Error bars: the 95 % bootstrap interval of the mean over cases (``ci_low``/``ci_high``), which
+    never goes below zero; none when the table has no interval.
+    """
     from radhe.explain import FAMILIES, display_name
 
     imp = _importance_frame(source).head(top).iloc[::-1]
@@ -163,17 +182,26 @@ def plot_importance(source, *, top: int = 15, title: str | None = None):
     ax = fig.add_subplot()
     fam_colour = {f: _COLOURS[i % len(_COLOURS)] for i, f in enumerate(FAMILIES)}
     colours = [fam_colour.get(f, "grey") for f in imp.get("family", ["other"] * len(imp))]
-    xerr = imp["fold_sd"].to_numpy() if "fold_sd" in imp else None
+    xerr = _interval_error(imp)
     ax.barh(range(len(imp)), imp["mean_abs_shap"], xerr=xerr, color=colours, ecolor="#555", capsize=2)
     ax.set_yticks(range(len(imp)), [display_name(n) for n in imp.index], fontsize=8)
-    ax.set_xlabel("mean |SHAP value|" + (" (bars: SD across folds)" if xerr is not None else ""))
+    ax.set_xlabel("mean |SHAP value|" + (" (bars: 95% bootstrap interval over cases)" if xerr is not None else ""))
     ax.set_title(title or f"Top {min(top, len(imp))} features")
     from matplotlib.patches import Patch
 
     present = [f for f in FAMILIES if "family" in imp and f in set(imp["family"])]
     if present:
-        ax.legend(handles=[Patch(color=fam_colour[f], label=f) for f in present], fontsize=7, loc="lower right", frameon=False)
+        ax.legend(handles=[Patch(color=fam_colour[f], label=f) for f in present], fontsize=8, loc="lower right", frameon=False)
     return fig
+
+
+def _interval_error(table):
+    """Asymmetric error bars ``(2, n)`` from a table's ``ci_low``/``ci_high`` around ``mean_abs_shap`` (None without)."""
+    if not {"ci_low", "ci_high"} <= set(table.columns):
+        return None
+    mean = table["mean_abs_shap"].to_numpy(dtype=float)
+    return np.vstack([np.clip(mean - table["ci_low"].to_numpy(dtype=float), 0, None),
+                      np.clip(table["ci_high"].to_numpy(dtype=float) - mean, 0, None)])
 
 
 def plot_family_importance(source, *, title: str = "Importance by feature family"):
@@ -182,10 +210,10 @@ def plot_family_importance(source, *, title: str = "Importance by feature family
     fam = fam.iloc[::-1]
     fig = new_figure(6.5, 0.45 * len(fam) + 1.4)
     ax = fig.add_subplot()
-    xerr = fam["fold_sd"].to_numpy() if "fold_sd" in fam else None
+    xerr = _interval_error(fam)
     ax.barh(range(len(fam)), fam["mean_abs_shap"], xerr=xerr, color="#1f4e79", ecolor="#555", capsize=2)
     ax.set_yticks(range(len(fam)), [f"{f} ({n})" for f, n in zip(fam.index, fam["n_features"], strict=True)], fontsize=9)
-    ax.set_xlabel("sum of mean |SHAP value| (n features)")
+    ax.set_xlabel("sum of mean |SHAP value| (n features)" + ("; bars: 95% bootstrap interval" if xerr is not None else ""))
     ax.set_title(title)
     return fig
 
@@ -228,6 +256,16 @@ def plot_beeswarm(explanation, *, top: int = 15, random_state: int = 0, title: s
     return fig
 
 
+def feature_value_text(value) -> str:
+    """A feature value as a label: integers without decimals, others to 3 significant digits; "missing" for NaN."""
+    value = float(value)
+    if not np.isfinite(value):
+        return "missing"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}"
+
+
 def plot_waterfall(explanation, case, *, top: int = 10, title: str | None = None):
     """One case's contributions, from the base value to the model output (largest |SHAP| first).
 
@@ -238,14 +276,18 @@ def plot_waterfall(explanation, case, *, top: int = 10, title: str | None = None
 
     if hasattr(explanation, "explanation_for"):
         explanation, case = explanation.explanation_for(case)
-    values, data = explanation.values, explanation.data
+    values = explanation.values
     if case not in values.index and isinstance(case, (int, np.integer)):
         case = values.index[case]
     v = values.loc[case].astype(float)
-    d = data.loc[case]
+    raw = getattr(explanation, "raw_data", None)
     order = v.abs().sort_values(ascending=False).index
     shown, rest = order[:top], order[top:]
-    contrib = [(display_name(f) + f" = {d[f]:.3g}", v[f]) for f in shown]
+    if raw is not None:  # the value as the user's data gave it
+        contrib = [(f"{display_name(f)} = {feature_value_text(raw.loc[case, f])}", v[f]) for f in shown]
+    else:  # only the model's (scaled) input is known: say so
+        contrib = [(f"{display_name(f)} = {feature_value_text(explanation.data.loc[case, f])} (model scale)", v[f])
+                   for f in shown]
     if len(rest):
         contrib.append((f"{len(rest)} other features", float(v[rest].sum())))
     contrib = contrib[::-1]
@@ -258,7 +300,7 @@ def plot_waterfall(explanation, case, *, top: int = 10, title: str | None = None
         label, c = contrib[row]
         left = pos - c
         ax.barh(row, c, left=left, color="#c0392b" if c > 0 else "#1f4e79", height=0.7)
-        ax.text(max(left, pos) + 0.005 * max(abs(start - base), 1e-9), row, f"{c:+.3f}", va="center", fontsize=7)
+        ax.text(max(left, pos) + 0.005 * max(abs(start - base), 1e-9), row, f"{c:+.3f}", va="center", fontsize=8)
         pos = left
     ax.axvline(base, color="grey", ls="--", lw=0.8)
     ax.axvline(start, color="black", ls=":", lw=0.8)

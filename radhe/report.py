@@ -7,13 +7,14 @@ and no external asset, so it can be e-mailed or archived as is — and ``metrics
 from __future__ import annotations
 
 import html
-import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from radhe import plots
+from radhe._format import NOT_AVAILABLE, format_number
 
 __all__ = ["write_html", "render_html", "REPORT_CSS"]
 
@@ -51,17 +52,7 @@ _METRIC_LABELS = {
 
 
 def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return html.escape(str(v))
-    if math.isnan(f):
-        return "–"
-    if math.isinf(f):
-        return "∞" if f > 0 else "−∞"
-    return f"{f:.{digits}f}"
+    return html.escape(format_number(v, digits))
 
 
 def _table(frame: pd.DataFrame, *, index_label: str | None = None) -> str:
@@ -74,13 +65,24 @@ def _table(frame: pd.DataFrame, *, index_label: str | None = None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _figure(fig, caption: str, alt: str) -> str:
+def _figure(fig, caption: str, alt: str, figure_dir: Path | None = None) -> str:
+    """The figure inline (base64 PNG); with ``figure_dir``, also saved there as a 300 dpi PNG and an SVG."""
     data = plots.to_base64_png(fig)
+    links = ""
+    if figure_dir is not None:
+        saved = plots.save_for_print(fig, figure_dir / _slug(alt))
+        links = " " + " · ".join(
+            f'<a href="{html.escape(figure_dir.name)}/{html.escape(p.name)}">{label}</a>'
+            for label, p in zip(("PNG 300 dpi", "SVG"), saved, strict=True))
     _close(fig)
     return (
         f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        f"<figcaption>{html.escape(caption)}{links}</figcaption></figure>"
     )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
 
 
 def _close(fig) -> None:
@@ -92,15 +94,23 @@ def _metrics_table(report) -> str:
     frame = pd.DataFrame(
         {
             "Estimate": [_fmt(m.loc[k, "estimate"]) for k in m.index],
-            "95% CI": [f"{_fmt(m.loc[k, 'ci_low'])} – {_fmt(m.loc[k, 'ci_high'])}" for k in m.index],
+            "95% CI": [f"{_fmt(m.loc[k, 'ci_low'])} – {_fmt(m.loc[k, 'ci_high'])}"
+                       if np.isfinite(m.loc[k, "ci_low"]) and np.isfinite(m.loc[k, "ci_high"]) else NOT_AVAILABLE
+                       for k in m.index],
         },
         index=[_METRIC_LABELS.get(k, k) for k in m.index],
     )
     return _table(frame, index_label="Metric")
 
 
-def render_html(result, *, title: str | None = None, waterfall_cases=None, top: int = 15) -> str:
-    """The report as an HTML string (see :func:`write_html`)."""
+def render_html(result, *, title: str | None = None, waterfall_cases=None, top: int = 15,
+                figure_dir=None) -> str:
+    """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there."""
+    figure_dir = None if figure_dir is None else Path(figure_dir)
+
+    def figure(fig, caption, alt):
+        return _figure(fig, caption, alt, figure_dir)
+
     main = result.main
     meta = result.metadata or {}
     title = title or f"Haematoma expansion model report: {main.name}"
@@ -122,14 +132,15 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     rows = {
         "Cases": main.n,
         "With expansion": f"{main.n_positive} ({100 * main.n_positive / max(main.n, 1):.1f}%)",
-        "Patients (CV groups)": meta.get("n_patients", "–"),
-        "Cross-validation": meta.get("cv", "–"),
+        "Patients (CV groups)": meta.get("n_patients", NOT_AVAILABLE),
+        "Cross-validation": meta.get("cv", NOT_AVAILABLE),
         "Decision threshold": main.threshold_method,
-        "Fold thresholds": ", ".join(_fmt(t, 3) for t in main.thresholds) or "–",
-        "Pipeline": meta.get("pipeline", "–"),
-        "Bootstrap replicates": meta.get("n_bootstrap", "–"),
-        "radhe version": meta.get("radhe_version", "–"),
-        "Created": meta.get("created", "–"),
+        "Fold thresholds": ", ".join(_fmt(t, 3) for t in main.thresholds) or NOT_AVAILABLE,
+        "Pipeline": meta.get("pipeline", NOT_AVAILABLE),
+        "Features computed (fold 1)": meta.get("features") or NOT_AVAILABLE,
+        "Bootstrap replicates": meta.get("n_bootstrap", NOT_AVAILABLE),
+        "radhe version": meta.get("radhe_version", NOT_AVAILABLE),
+        "Created": meta.get("created", NOT_AVAILABLE),
     }
     parts.append(_table(pd.DataFrame({"Value": [str(v) for v in rows.values()]}, index=list(rows)), index_label="Item"))
     parts.append(
@@ -142,8 +153,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     all_reports = [main, *result.baselines.values()]
     parts.append("<h2>Discrimination</h2>")
     parts.append('<div class="figs">')
-    parts.append(_figure(plots.plot_roc(all_reports), "ROC curves (out-of-fold); shaded: 95% bootstrap band of the main model.", "ROC curve"))
-    parts.append(_figure(plots.plot_pr(all_reports), "Precision-recall curves with average precision (AP).", "Precision-recall curve"))
+    parts.append(figure(plots.plot_roc(all_reports), "ROC curves (out-of-fold); shaded: 95% bootstrap band of the main model.", "ROC curve"))
+    parts.append(figure(plots.plot_pr(all_reports), "Precision-recall curves with average precision (AP).", "Precision-recall curve"))
     parts.append("</div>")
 
     # ---- threshold metrics
@@ -152,7 +163,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     parts.append(_metrics_table(main))
     parts.append('<p class="note">Percentile bootstrap CIs (cases resampled within each class, thresholds fixed).</p>')
     parts.append("</div>")
-    parts.append(_figure(plots.plot_confusion_matrix(main), "Confusion matrix at the per-fold thresholds.", "Confusion matrix"))
+    parts.append(figure(plots.plot_confusion_matrix(main), "Confusion matrix at the per-fold thresholds.", "Confusion matrix"))
     parts.append("</div>")
 
     # ---- calibration
@@ -165,7 +176,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     else:
         parts.append('<p class="note">The main model outputs decision values, not probabilities: no calibration.</p>')
     if main.calibration is not None:
-        parts.append(_figure(plots.plot_calibration(main), "Observed vs predicted risk by decile of predicted risk (Wilson 95% CI); baselines' calibration is in metrics.json.", "Calibration plot"))
+        parts.append(figure(plots.plot_calibration(main), "Observed vs predicted risk by decile of predicted risk (Wilson 95% CI); baselines' calibration is in metrics.json.", "Calibration plot"))
 
     # ---- baselines
     if result.comparison is not None:
@@ -186,8 +197,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         parts.append("<h2>Feature importance</h2>")
         imp = ex.importance()
         parts.append('<div class="figs">')
-        parts.append(_figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: SD across folds; colour: family.", "Top features"))
-        parts.append(_figure(plots.plot_family_importance(ex), "Importance summed per feature family.", "Family importance"))
+        parts.append(figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: 95% bootstrap interval of the mean over cases; colour: family.", "Top features"))
+        parts.append(figure(plots.plot_family_importance(ex), "Importance summed per feature family.", "Family importance"))
         stacked = ex.meta.get("family_contributions")
         if stacked is not None:
             parts.append("</div><h3>Feature families of the stacked model</h3>")
@@ -205,7 +216,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
             }, index=stacked.index)
             parts.append(_table(shown, index_label="Family"))
             parts.append('<div class="figs">')
-        parts.append(_figure(plots.plot_beeswarm(ex, top=top), "SHAP value of every case (each by its own fold's model) for the top features.", "SHAP beeswarm"))
+        parts.append(figure(plots.plot_beeswarm(ex, top=top), "SHAP value of every case (each by its own fold's model) for the top features.", "SHAP beeswarm"))
         score = pd.Series(main.score, index=ex.values.index)
 
         def score_of(case):
@@ -221,7 +232,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
             label = case
             if ex.meta.get("case_id") is not None and case in ex.meta["case_id"].index:
                 label = ex.meta["case_id"].loc[case]
-            parts.append(_figure(plots.plot_waterfall(ex, case, title=f"Contributions for case {label}"),
+            parts.append(figure(plots.plot_waterfall(ex, case, title=f"Contributions for case {label}"),
                                  f"SHAP contributions for case {label} (predicted risk {_fmt(score_of(case), 2)}), "
                                  "explained by the model of the fold that held it out.", f"Waterfall {label}"))
         parts.append("</div>")
@@ -230,8 +241,12 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
             {
                 "Family": table["family"],
                 "Mean |SHAP|": [_fmt(v) for v in table["mean_abs_shap"]],
+                "95% interval": [f"{_fmt(lo)}–{_fmt(hi)}" if np.isfinite(lo) and np.isfinite(hi) else NOT_AVAILABLE
+                                 for lo, hi in zip(table.get("ci_low", pd.Series(np.nan, index=table.index)),
+                                                   table.get("ci_high", pd.Series(np.nan, index=table.index)),
+                                                   strict=True)],
                 "SD across folds": [_fmt(v) for v in table.get("fold_sd", pd.Series(np.nan, index=table.index))],
-                "Folds selecting": table.get("n_folds", pd.Series("–", index=table.index)).astype(str),
+                "Folds selecting": table.get("n_folds", pd.Series(NOT_AVAILABLE, index=table.index)).astype(str),
             },
             index=table.index,
         )
@@ -243,7 +258,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     return "\n".join(parts)
 
 
-def write_html(result, path, *, title: str | None = None, write_json: bool = True, waterfall_cases=None, top: int = 15) -> Path:
+def write_html(result, path, *, title: str | None = None, write_json: bool = True, waterfall_cases=None, top: int = 15,
+               figures: bool = True) -> Path:
     """Write the report of an :class:`~radhe.evaluation.EvaluationResult`.
 
     Parameters
@@ -253,12 +269,17 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
     path : str or path-like
         An ``.html`` file, or a folder (the file is then ``report.html`` inside it).
     write_json : bool
-        Also write ``metrics.json`` (``result.to_dict()``) beside the HTML file.
+        Also write ``metrics.json`` (``result.to_dict()``) and ``predictions.csv`` (every case's
+        out-of-fold prediction, :meth:`~radhe.evaluation.EvaluationResult.predictions_table`) beside
+        the HTML file.
     waterfall_cases : list, optional
         Row labels (or case ids) of the cases given a waterfall plot; default the highest- and
         lowest-risk cases.
     top : int
         Features shown in the importance plots (15 as in Bo 2023).
+    figures : bool
+        Also write every figure for print beside the HTML file, in ``figures/`` (300 dpi PNG and an SVG
+        whose text stays text), linked from the captions. The HTML stays self-contained.
 
     Returns
     -------
@@ -269,7 +290,11 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
     if path.suffix.lower() not in (".html", ".htm"):
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(result, title=title, waterfall_cases=waterfall_cases, top=top), encoding="utf-8")
+    figure_dir = path.parent / "figures" if figures else None
+    page = render_html(result, title=title, waterfall_cases=waterfall_cases, top=top, figure_dir=figure_dir)
+    path.write_text(page, encoding="utf-8")
     if write_json:
         result.write_json(path.parent / "metrics.json")
+        if result.main.predictions is not None:
+            result.write_predictions(path.parent / "predictions.csv")
     return path

@@ -121,3 +121,35 @@ def test_baselines_on_synthetic_cohort(cohort):
     assert hyp["auc"] == pytest.approx((hyp["sensitivity"] + hyp["specificity"]) / 2)
     assert (table["lr_pos"] > 0).all()
     assert np.isnan(table.loc["BAT score", "delong_p"]) and table["delong_p"].drop("BAT score").between(0, 1).all()
+
+
+def test_a_marker_is_a_fixed_rule_and_its_metrics_are_its_counts(cohort):
+    """Present = positive in every fold (no tuned threshold at 0): sensitivity, specificity, tp from counts."""
+    from radhe.evaluation import summarize
+
+    y = cohort["he"].to_numpy()
+    rng = np.random.default_rng(4)
+    X = cohort.copy()
+    rare = np.zeros(len(X), dtype=int)
+    rare[rng.choice(len(X), 5, replace=False)] = 1  # a rare marker: 5 of 200 cases
+    X["fluid_level"] = rare
+    for column in ("fluid_level", "blend_sign"):
+        marker = X[column].to_numpy() > 0
+        pred = cross_validate_predictions(MarkerClassifier(column), X, y, cv=5, threshold_cv=3)
+        assert (pred.frame["y_pred"].to_numpy() == marker).all()
+        assert pred.threshold_method == "the model's own rule (score >= 0.5)"
+        report = summarize(pred, name=column, n_bootstrap=50)
+        tp, fn = int((marker & (y == 1)).sum()), int((~marker & (y == 1)).sum())
+        tn, fp = int((~marker & (y == 0)).sum()), int((marker & (y == 0)).sum())
+        assert report.to_dict()["confusion_matrix"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+        assert report.metrics.loc["sensitivity", "estimate"] == pytest.approx(tp / (tp + fn))
+        assert report.metrics.loc["specificity", "estimate"] == pytest.approx(tn / (tn + fp))
+
+
+def test_the_bat_score_baseline_applies_morottis_cutoff(cohort):
+    y = cohort["he"].to_numpy()
+    pred = cross_validate_predictions(BATScore(), cohort, y, cv=5)
+    assert (pred.frame["y_pred"].to_numpy() == (bat_score(cohort).to_numpy() >= 3)).all()
+    # the logistic BAT model is a model like any other: its threshold is tuned in each training fold
+    logistic = cross_validate_predictions(BATScore(logistic=True), cohort, y, cv=5)
+    assert logistic.threshold_method.startswith("youden")

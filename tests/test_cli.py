@@ -8,13 +8,14 @@ import subprocess
 import sys
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 
 from radhe.cli import main
 from radhe.io import load_manifest
 
-COMMANDS = ["synth", "validate", "extract", "fit", "evaluate", "report", "demo"]
+COMMANDS = ["synth", "validate", "extract", "fit", "predict", "evaluate", "report", "demo"]
 
 
 def run_cli(*args):
@@ -74,8 +75,35 @@ def test_validate_ok_and_bad_file(cli_cohort, tmp_path, capsys):
     assert main(["validate", "--manifest", str(broken)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("radhe: error: case 'ich0003': file not found")
-    assert main(["validate", "--manifest", str(broken), "--skip"]) == 0
-    assert "skipped case 'ich0003': file not found" in capsys.readouterr().out
+    # skipping cases is not success: exit 3 (scripts notice), unless the user says it is fine
+    assert main(["validate", "--manifest", str(broken), "--skip"]) == 3
+    captured = capsys.readouterr()
+    assert "skipped case 'ich0003': file not found" in captured.out and "1 case(s) skipped" in captured.err
+    assert main(["validate", "--manifest", str(broken), "--skip", "--allow-skipped"]) == 0
+    capsys.readouterr()
+    # --label checks the outcome too
+    assert main(["validate", "--manifest", str(cli_cohort / "manifest.csv"), "--label", "he"]) == 0
+    assert "outcome 'he':" in capsys.readouterr().out
+    manifest = load_manifest(cli_cohort / "manifest.csv")
+    manifest["outcome"] = ["yes" if i == 4 else v for i, v in enumerate(manifest["he"])]
+    manifest.to_csv(tmp_path / "text_label.csv", index=False)
+    assert main(["validate", "--manifest", str(tmp_path / "text_label.csv"), "--label", "outcome"]) == 1
+    assert "outcome 'outcome' must be 0/1; case(s) ['ich0005'] hold ['yes']" in capsys.readouterr().err
+
+
+def test_synth_refuses_a_folder_that_is_not_empty(cli_cohort, capsys):
+    before = sorted(p.name for p in cli_cohort.iterdir())
+    assert main(["synth", "--out", str(cli_cohort), "-n", "2", "--shape", "32", "32", "8"]) == 1
+    assert "is not empty; choose another or pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in cli_cohort.iterdir()) == before
+
+
+def test_pipeline_help_lists_the_pipelines(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("default", "zhong2021", "teng2021", "bo2023", "xu2021", "ohkita"):
+        assert name in out
 
 
 def test_missing_manifest_and_missing_columns(tmp_path, capsys):
@@ -110,6 +138,17 @@ def test_extract_writes_features_and_records_failures(cli_cohort, tmp_path, caps
     assert features.filter(like="radiomics__").iloc[1].isna().all()
     assert features.filter(like="radiomics__").drop(index=1).notna().all().all()
     assert "radiomics__original_shape_MeshVolume" in features.columns
+    # the suffix names the format: .csv is CSV (not Parquet bytes), .tsv tab-separated, others refused
+    assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.csv"), "--skip",
+                 "--label", "he"]) == 0
+    table = pd.read_csv(tmp_path / "f.csv")
+    assert list(table.columns[:2]) == ["case_id", "he"] and len(table) == 4
+    assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.tsv"), "--skip"]) == 0
+    assert pd.read_csv(tmp_path / "f.tsv", sep="\t").shape == (4, features.shape[1])
+    capsys.readouterr()
+    assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.xlsx"), "--skip"]) == 1
+    assert "name a table file ending in .csv, .tsv, .parquet" in capsys.readouterr().err
+    assert not (tmp_path / "f.xlsx").exists()
 
 
 def test_fit_saves_a_model_that_predicts(cli_cohort, tmp_path):
@@ -120,6 +159,24 @@ def test_fit_saves_a_model_that_predicts(cli_cohort, tmp_path):
     manifest = load_manifest(cli_cohort / "manifest.csv")
     proba = model.predict_proba(manifest.head(5))
     assert proba.shape == (5, 2)
+
+
+def test_predict_applies_a_fitted_model_to_new_cases(cli_cohort, tmp_path, capsys):
+    manifest = load_manifest(cli_cohort / "manifest.csv")
+    manifest.iloc[:16].to_csv(tmp_path / "train.csv", index=False)
+    manifest.iloc[16:].drop(columns=["he"]).to_csv(tmp_path / "new.csv", index=False)  # new cases: no outcome
+    assert main(["fit", "--manifest", str(tmp_path / "train.csv"), "--out", str(tmp_path / "m.joblib")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "m.joblib"), "--manifest", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "preds.csv"), "--threshold", "0.3"]) == 0
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert preds["case_id"].tolist() == manifest["case_id"].iloc[16:].tolist()
+    expected = joblib.load(tmp_path / "m.joblib").predict_proba(load_manifest(tmp_path / "new.csv"))[:, 1]
+    assert np.allclose(preds["probability"], expected, atol=1e-6)
+    assert (preds["predicted_class"] == (preds["probability"] >= 0.3)).all()
+    assert "predicted 8 cases" in capsys.readouterr().out
+    assert main(["predict", "--model", str(tmp_path / "none.joblib"), "--manifest", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 1
+    assert "model file" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
 
 
 def test_custom_label_column_is_not_a_feature(cli_cohort, tmp_path):
@@ -140,12 +197,19 @@ def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
     assert 0.0 <= metrics["main"]["auc"]["auc"] <= 1.0
     assert not (tmp_path / "eval" / "report.html").exists()
     assert "AUC" in capsys.readouterr().out
+    manifest = pd.read_csv(cli_cohort / "manifest.csv")
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert list(predictions.columns) == ["case_id", "patient_id", "fold", "label", "probability", "threshold",
+                                         "predicted_class"]
+    assert predictions["case_id"].astype(str).tolist() == manifest["case_id"].astype(str).tolist()
+    assert (predictions["label"] == manifest["he"]).all() and set(predictions["fold"]) == {0, 1, 2}
 
     assert main(["report", "--manifest", str(cli_cohort / "manifest.csv"), "--folds", "3",
                  "--out", str(tmp_path / "rep")]) == 0
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "<img" in html and "BAT" in html
     assert "BAT score" in json.loads((tmp_path / "rep" / "metrics.json").read_text())["baselines"]
+    assert (tmp_path / "rep" / "predictions.csv").exists() and (tmp_path / "rep" / "figures" / "roc-curve.svg").exists()
 
 
 def test_evaluate_refuses_a_pipeline_that_is_not_a_classifier(cli_cohort, tmp_path, capsys):

@@ -21,7 +21,7 @@ _PRIVATE_IMPORT = re.compile(
 #: private methods / attributes of scikit-learn and imbalanced-learn objects
 _PRIVATE_ATTRIBUTE = re.compile(
     r"\.(?:_final_estimator|_validate_params|_get_tags|_more_tags|_check_n_features|_check_feature_names"
-    r"|_validate_data|_get_param_names|_iter)\b|__dict__\[")
+    r"|_validate_data|_get_param_names|_iter|_get_params|_set_params|_replace_estimator)\b|__dict__\[")
 
 
 def _sources():

@@ -206,3 +206,30 @@ def test_plots_render_png(tmp_path):
         path = plots.save_png(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000, name
     assert plots.to_base64_png(figs["roc"]).startswith("iVBOR")
+
+
+def test_waterfall_labels_show_the_values_the_user_gave():
+    """Not the standardised model input: onset 8.71 h reads 8.71, a 0/1 flag reads 0 or 1."""
+    import radhe
+    from radhe.explain import shap_values
+    from radhe.plots import feature_value_text, plot_waterfall
+
+    rng = np.random.default_rng(3)
+    n = 120
+    X = pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "onset_to_ct_h": rng.uniform(0.5, 24, n).round(2),
+                      "anticoagulant": (rng.random(n) < 0.3).astype(int), "age_years": rng.normal(70, 10, n)})
+    X.loc[5, "onset_to_ct_h"] = 8.71
+    X.loc[7, "age_years"] = np.nan  # missing: imputed for the model, shown as missing
+    y = (rng.random(n) < 1 / (1 + np.exp(-(3 - 0.3 * X["onset_to_ct_h"] + X["anticoagulant"])))).astype(int)
+    model = radhe.make_pipeline(radiomics=None, random_state=0).fit(X, y)
+    ex = shap_values(model, X)
+    assert ex.raw_data is not None and list(ex.raw_data.columns) == list(ex.values.columns)
+    onset = next(c for c in ex.raw_data.columns if c.endswith("onset_to_ct_h"))
+    assert np.allclose(ex.raw_data[onset], X["onset_to_ct_h"])
+    assert not np.allclose(ex.data[onset], X["onset_to_ct_h"])  # the model saw scaled values
+    fig = plot_waterfall(ex, 5, top=3)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("onset" in lbl and lbl.endswith("= 8.71") for lbl in labels), labels
+    labels = [t.get_text() for t in plot_waterfall(ex, 7, top=10).axes[0].get_yticklabels()]
+    assert any("age" in lbl and lbl.endswith("= missing") for lbl in labels), labels
+    assert feature_value_text(1.0) == "1" and feature_value_text(2.6049) == "2.6"

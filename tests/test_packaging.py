@@ -41,7 +41,7 @@ def test_wheel_holds_every_module_and_no_bare_pipelines_package(tmp_path):
     """The built wheel has every file of radhe/ and pipelines/ (as radhe_pipelines) and nothing named ``pipelines``."""
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "setup.cfg"):
+    for name in ("pyproject.toml", "README.md", "setup.cfg", "LICENSE"):
         shutil.copy(REPO_ROOT / name, source / name)
     for folder in ("radhe", "pipelines"):
         shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -55,6 +55,7 @@ def test_wheel_holds_every_module_and_no_bare_pipelines_package(tmp_path):
     expected = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "radhe").rglob("*.py")}
     expected |= {"radhe_pipelines/" + p.name for p in (REPO_ROOT / "pipelines").glob("*.py")}
     assert expected - files == set(), "modules missing from the wheel: list their package in pyproject.toml"
+    assert any(f.endswith(".dist-info/licenses/LICENSE") or f.endswith(".dist-info/LICENSE") for f in files)
     entry_points = next(f for f in files if f.endswith(".dist-info/entry_points.txt"))
     registered = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert f"[{PIPELINE_ENTRY_POINT_GROUP}]" in registered
@@ -86,7 +87,12 @@ def lab_package(tmp_path, monkeypatch):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mylab-radhe\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[{PIPELINE_ENTRY_POINT_GROUP}]\nmylab = mylab_radhe\n"
-                                           "broken = mylab_radhe_missing\n")
+                                           "broken = mylab_radhe_missing\ndup = mylab_radhe\n"
+                                           "default = mylab_radhe\n")
+    other = site / "otherlab-0.2.dist-info"  # a second package claiming the name "dup"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: otherlab\nVersion: 0.2\n")
+    (other / "entry_points.txt").write_text(f"[{PIPELINE_ENTRY_POINT_GROUP}]\ndup = otherlab_method\n")
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     return site
@@ -106,6 +112,24 @@ def test_a_lab_registers_its_own_pipeline_without_editing_radhe(lab_package, sma
     assert "pipeline 'broken' is registered as 'mylab_radhe_missing' but cannot be loaded" in err
     assert main(["fit", "--manifest", str(manifest), "--pipeline", "nosuch", "--out", str(out)]) == 1
     assert "unknown pipeline 'nosuch'; available:" in capsys.readouterr().err
+    # two packages registering one name: refused, naming both; "default" stays radhe's own
+    assert main(["fit", "--manifest", str(manifest), "--pipeline", "dup", "--out", str(out)]) == 1
+    assert "registered by more than one installed package (mylab_radhe, otherlab_method)" in capsys.readouterr().err
+    assert available_pipelines().count("default") == 1
+
+
+def test_models_pickled_under_the_old_module_paths_still_load():
+    import pickle
+
+    from radhe.features import CNNEmbedder
+    from radhe.segmentation import HematomaSegmenter
+
+    for obj, new, old in ((CNNEmbedder(epochs=3), b"radhe.nn.embedder", b"radhe.features.cnn"),
+                          (HematomaSegmenter(levels=3), b"radhe.nn.segmenter", b"radhe.segmentation.segmenter")):
+        text = pickle.dumps(obj, protocol=0)
+        assert new in text
+        loaded = pickle.loads(text.replace(new, old))
+        assert type(loaded) is type(obj) and loaded.get_params() == obj.get_params()
 
 
 def _imported_modules(path: Path, module: str, known: set[str]) -> set[str]:
@@ -150,3 +174,17 @@ def test_radhe_has_no_import_cycle_not_even_through_function_level_imports():
 
     cycles = sorted(name for name in graph if name in reachable(name))
     assert cycles == [], f"modules on an import cycle: {cycles}"
+
+
+def test_licence_citation_and_changelog_describe_this_version():
+    import yaml
+
+    import radhe
+
+    assert "BSD 3-Clause License" in (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    citation = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert str(citation["version"]) == radhe.__version__ and citation["license"] == "BSD-3-Clause"
+    assert citation["title"].startswith("radhe") and citation["authors"]
+    changelog = (REPO_ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{radhe.__version__}]" in changelog and "## [Unreleased]" in changelog

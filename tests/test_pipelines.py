@@ -31,7 +31,7 @@ def _finite(value) -> bool:
 def test_module_interface_and_documented_differences(name):
     module = _module(name)
     for attribute in ("build_pipeline", "param_grid", "main", "TINY", "TITLE", "NAME"):
-        assert hasattr(module, attribute), f"pipelines.{name} lacks {attribute}"
+        assert hasattr(module, attribute), f"radhe_pipelines.{name} lacks {attribute}"
     assert module.NAME == name
     doc = module.__doc__
     if name != "default":

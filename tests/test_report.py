@@ -96,6 +96,65 @@ def test_render_html_without_baselines_or_explanation(result):
     assert "Discrimination" in text
 
 
+def test_figures_for_print_beside_the_report(result, tmp_path):
+    """Every figure also as a 300 dpi PNG and a parseable SVG (text as text, legible sizes), linked."""
+    import struct
+    import xml.etree.ElementTree as ET
+
+    path = write_html(result, tmp_path / "report.html")
+    text = path.read_text(encoding="utf-8")
+    pngs, svgs = sorted((tmp_path / "figures").glob("*.png")), sorted((tmp_path / "figures").glob("*.svg"))
+    assert len(pngs) == len(svgs) >= 8 and {p.stem for p in pngs} == {p.stem for p in svgs}
+    for png in pngs:
+        assert f'href="figures/{png.name}"' in text
+    width_px = struct.unpack(">I", (tmp_path / "figures" / "roc-curve.png").read_bytes()[16:20])[0]
+    assert width_px == 6 * 300  # the ROC figure is 6 inches wide: 300 dpi
+    root = ET.parse(tmp_path / "figures" / "roc-curve.svg").getroot()
+    assert root.tag.endswith("svg")
+    texts = [el for el in root.iter() if el.tag.endswith("text")]
+    words = " ".join("".join(el.itertext()) for el in texts)
+    assert "False positive rate" in words or "1 − specificity" in words or "specificity" in words.lower()
+    sizes = [float(m) for el in texts for m in re.findall(r"font-size:\s*([0-9.]+)px", el.get("style", ""))]
+    sizes += [float(m) for el in texts for m in re.findall(r"font:\s*(?:\w+\s+)*([0-9.]+)px", el.get("style", ""))]
+    assert sizes and min(sizes) >= 8.0 * 0.999  # no label below 8 pt at the figure's size
+    assert not write_html(result, tmp_path / "bare" / "report.html", figures=False).with_name("figures").exists()
+
+
+def test_predictions_csv_has_every_case_out_of_fold(result, tmp_path):
+    write_html(result, tmp_path / "report.html")
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(table.columns) == ["case_id", "patient_id", "fold", "label", "probability", "threshold",
+                                   "predicted_class"]
+    assert len(table) == result.main.n and table["case_id"].is_unique
+    assert np.allclose(table["probability"], result.main.score, atol=1e-5)
+    assert ((table["probability"] >= table["threshold"]).astype(int) == table["predicted_class"]).all()
+    assert (table.groupby("fold")["threshold"].nunique() == 1).all() and table["fold"].nunique() == 4
+    # no patient in two folds
+    assert (table.groupby("patient_id")["fold"].nunique() == 1).all()
+
+
+def test_undefined_values_print_as_na_and_the_header_says_what_ran(result):
+    from dataclasses import replace
+
+    text = render_html(result)
+    assert "– (–––)" not in text and "∞" not in text and "(–" not in text
+    assert "Features computed (fold 1)" in text
+    row = re.search(r"Features computed \(fold 1\)</td><td>([^<]*)</td>", text).group(1)
+    assert "(4 features)" in row and "3 enter the classifier (median over 4 folds)" in row
+    metrics = result.main.metrics.copy()
+    metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [np.inf, np.inf, np.inf]  # LR+ with no false positive
+    text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
+    assert "∞" not in text and "n/a" in text
+
+
+def test_importance_intervals_never_go_below_zero(result):
+    imp = result.explanation.importance()
+    assert (imp["ci_low"] >= 0).all()
+    assert ((imp["ci_low"] <= imp["mean_abs_shap"] + 1e-12) & (imp["mean_abs_shap"] <= imp["ci_high"] + 1e-12)).all()
+    fam = result.explanation.family_importance()
+    assert (fam["ci_low"] >= 0).all() and (fam["ci_low"] <= fam["mean_abs_shap"] + 1e-12).all()
+
+
 def _chromium(args, tmp_path, timeout=90):
     cmd = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

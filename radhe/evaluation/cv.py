@@ -12,7 +12,7 @@ from radhe._checks import check_binary
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.metrics import select_threshold
 
-__all__ = ["CVPredictions", "cross_validate_predictions", "make_cv", "positive_score", "resolve_groups"]
+__all__ = ["CVPredictions", "cross_validate_predictions", "make_cv", "positive_score", "resolve_groups", "fixed_rule"]
 
 
 @dataclass
@@ -141,7 +141,10 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
     Xtr, ytr = _take(X, train), y[train]
     est.fit(Xtr, ytr)
     score, kind = positive_score(est, _take(X, test))
-    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+    rule = fixed_rule(est, kind)
+    if rule is not None:
+        thr = rule
+    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         thr = float(threshold)
     else:
         method = "sensitivity" if threshold == "sensitivity" else "youden"
@@ -161,6 +164,20 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
             tr_score = positive_score(est, Xtr)[0]
         thr = select_threshold(ytr, tr_score, method=method, target_sensitivity=target_sensitivity)
     return est, score, kind, thr
+
+
+def fixed_rule(model, score_kind: str = "decision") -> float | None:
+    """The threshold of a model that *is* a decision rule (a 0/1 marker, a published score cut-off).
+
+    Such a model declares ``fixed_threshold`` on its ``decision_function`` scale (e.g.
+    :class:`radhe.baselines.MarkerClassifier`: present = positive); evaluation applies it rather than
+    tuning a threshold on each training fold (which, on a 0/1 score, can land at 0: "every case
+    positive"). None for other models.
+    """
+    threshold = getattr(model, "fixed_threshold", None)
+    if threshold is None or score_kind != "decision":
+        return None
+    return float(threshold)
 
 
 def _split(cv, X, y, groups):
@@ -272,7 +289,10 @@ def cross_validate_predictions(
     frame["score"] = score
     frame["threshold"] = thr
     frame["y_pred"] = (score >= thr).astype(int)
-    if isinstance(threshold, str):
+    rule = fixed_rule(pipeline, "decision" if kinds == {"decision"} else "probability")
+    if rule is not None:
+        method = f"the model's own rule (score >= {rule:g})"
+    elif isinstance(threshold, str):
         method = "youden" if threshold == "youden" else f"sensitivity>={target_sensitivity:.2f}"
         method += f", inner {threshold_cv}-fold CV" if threshold_cv else ", training-fold scores"
     else:

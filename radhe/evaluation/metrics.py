@@ -71,7 +71,9 @@ class AUCResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.auc:.3f} ({self.ci_low:.3f}-{self.ci_high:.3f})"
+        from radhe._format import format_interval
+
+        return format_interval(self.auc, self.ci_low, self.ci_high)
 
 
 @dataclass(frozen=True)

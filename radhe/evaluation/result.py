@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from radhe._checks import check_binary, check_score
-from radhe.errors import InputError
+from radhe._format import format_interval
+from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
 from radhe.evaluation.metrics import (
     AUCResult,
@@ -258,21 +259,14 @@ def compare_models(
     return table
 
 
-def _fmt(v, digits=2):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float) and math.isinf(v):
-        return "∞"
-    return f"{v:.{digits}f}"
-
-
 def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """Display form of :func:`compare_models`' table: "0.80 (0.70–0.90)" cells, p-values to 3 places."""
     out = pd.DataFrame(index=table.index)
-    out["AUC (95% CI)"] = [f"{_fmt(a)} ({_fmt(lo)}–{_fmt(hi)})" for a, lo, hi in table[["auc", "auc_ci_low", "auc_ci_high"]].itertuples(index=False)]
+    out["AUC (95% CI)"] = [format_interval(a, lo, hi, 2)
+                           for a, lo, hi in table[["auc", "auc_ci_low", "auc_ci_high"]].itertuples(index=False)]
     for metric, label in (("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("lr_pos", "LR+"), ("lr_neg", "LR−")):
         out[label] = [
-            f"{_fmt(a)} ({_fmt(lo)}–{_fmt(hi)})"
+            format_interval(a, lo, hi, 2)
             for a, lo, hi in table[[metric, f"{metric}_ci_low", f"{metric}_ci_high"]].itertuples(index=False)
         ]
     out["DeLong p"] = ["ref." if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}") for p in table["delong_p"]]
@@ -331,6 +325,34 @@ class EvaluationResult:
                 k: _json_float(v) for k, v in self.explanation.family_importance()["mean_abs_shap"].items()
             }
         return out
+
+    def predictions_table(self) -> pd.DataFrame:
+        """The main model's out-of-fold prediction of every case, one row per case (the manifest's order).
+
+        Columns ``case_id``, ``patient_id``, ``fold`` (0-based), ``label`` (0/1), ``probability``
+        (``score`` instead for a model without probabilities), ``threshold`` (the fold's, chosen on its
+        training cases) and ``predicted_class`` (``probability >= threshold``).
+        """
+        report = self.main
+        if report.predictions is None:
+            raise ConfigurationError("this result holds no per-case predictions (it was not cross-validated)")
+        frame = report.predictions.frame
+        table = pd.DataFrame(index=frame.index)
+        table["case_id"] = frame["case_id"] if "case_id" in frame else [str(i) for i in frame.index]
+        table["patient_id"] = frame["patient_id"].astype(str)
+        table["fold"] = frame["fold"].astype(int)
+        table["label"] = frame["y"].astype(int)
+        table["probability" if report.score_kind == "probability" else "score"] = frame["score"].astype(float)
+        table["threshold"] = frame["threshold"].astype(float)
+        table["predicted_class"] = frame["y_pred"].astype(int)
+        return table.reset_index(drop=True)
+
+    def write_predictions(self, path) -> Path:
+        """Write :meth:`predictions_table` as CSV (``predictions.csv``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.predictions_table().to_csv(path, index=False, float_format="%.6g")
+        return path
 
     def write_json(self, path) -> Path:
         """Write :meth:`to_dict` as JSON (``metrics.json``)."""
@@ -453,7 +475,8 @@ def evaluate(
         random_state=random_state,
         splits=splits,
     )
-    main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=explain, name=name, **common)
+    # the fold models are kept: the report describes what they ran, and SHAP explains them
+    main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=True, name=name, **common)
     main = summarize(main_pred, name=name, n_bootstrap=n_bootstrap, random_state=random_state)
 
     if baselines is True:
@@ -480,6 +503,7 @@ def evaluate(
     metadata = {
         "model": name,
         "pipeline": _describe(pipeline),
+        "features": features_that_ran(main_pred.estimators),
         "n_cases": int(y.size),
         "n_positive": int(y.sum()),
         "n_patients": int(pd.unique(g).size),
@@ -514,6 +538,38 @@ def _family_contributions(predictions, X):
     })
     table.index.name = "family"
     return table.sort_values("mean_abs_contribution", ascending=False)
+
+
+def features_that_ran(fold_models) -> str | None:
+    """What the fitted fold models computed and used, in words (e.g. for a report's header).
+
+    ``"radiomics 14, clinical 9 (23 features); 20 enter the classifier (median over 5 folds)"``: the
+    feature step's columns per family (of the first fold's model) and the number left after the
+    pipeline's cleaning and selection. None when the models have no ``features`` step.
+    """
+    import numpy as np
+
+    from radhe.explain import feature_family
+
+    counts, used = None, []
+    for model in fold_models or []:
+        steps = dict(getattr(model, "steps", []))
+        features = steps.get("features")
+        if features is None or not hasattr(features, "get_feature_names_out"):
+            return None
+        names = [str(n) for n in features.get_feature_names_out()]
+        if counts is None:
+            counts = pd.Series([feature_family(n) for n in names]).value_counts(sort=False)
+        try:
+            used.append(len(model[:-1].get_feature_names_out()))
+        except Exception:  # noqa: BLE001 - a step without feature names (e.g. a sampler last)
+            pass
+    if counts is None:
+        return None
+    text = ", ".join(f"{family} {n}" for family, n in counts.items()) + f" ({int(counts.sum())} features)"
+    if used:
+        text += f"; {int(np.median(used))} enter the classifier (median over {len(used)} folds)"
+    return text
 
 
 def _describe(pipeline) -> str:

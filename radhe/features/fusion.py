@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.base import TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from radhe._compat import BaseComposition
+from radhe._compat import BaseComposition, get_composite_params, set_composite_params
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["FeatureFusion"]
@@ -62,10 +62,10 @@ class FeatureFusion(TransformerMixin, BaseComposition):
 
     # -- parameters (nested, like Pipeline / FeatureUnion) ---------------------------------
     def get_params(self, deep=True):
-        return self._get_params("transformers", deep=deep)
+        return get_composite_params(self, "transformers", deep=deep)
 
     def set_params(self, **params):
-        self._set_params("transformers", **params)
+        set_composite_params(self, "transformers", **params)
         return self
 
     def _branches(self):

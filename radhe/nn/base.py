@@ -91,9 +91,10 @@ def _boolean(value):
 def _window(value):
     try:
         low, high = value
+        ordered = bool(high > low)
     except (TypeError, ValueError):
-        return "(low, high) in HU"
-    return None if high > low else "(low, high) in HU with high > low"
+        return "(low, high) in HU with high > low"
+    return None if ordered else "(low, high) in HU with high > low"
 
 
 #: The ROI, network and training parameters of the deep-learning estimators, defined once.
@@ -121,7 +122,8 @@ SHARED_PARAMETERS: dict[str, SharedParameter] = {
     "pooling": SharedParameter("{\"max\", \"haar\"}", "ROI CNN downsampling: max pooling or Haar-wavelet "
                                "pooling (Ohkita's wavelet CNN, which keeps texture).", _choice("max", "haar")),
     "dropout": SharedParameter("float", "Dropout before the output layer.",
-                               lambda v: None if isinstance(v, (int, float)) and 0 <= v < 1 else "in [0, 1)"),
+                               lambda v: None if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
+                               else "a number in [0, 1)"),
     # ---- training
     "epochs": SharedParameter("int", "Maximum training epochs.", _int_at_least(1)),
     "batch_size": SharedParameter("int", "Training samples (slices or crops) per optimisation step.",

@@ -1,0 +1,39 @@
+"""How numbers are shown in radhe's tables and reports: one place, so that an undefined value reads "n/a"."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["NOT_AVAILABLE", "format_number", "format_interval"]
+
+#: What an undefined value (None, NaN, ±inf: e.g. LR+ with no false positive) prints as.
+NOT_AVAILABLE = "n/a"
+
+
+def _defined(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def format_number(value, digits: int = 3) -> str:
+    """``value`` to ``digits`` decimals; :data:`NOT_AVAILABLE` when undefined; text is returned as it is."""
+    number = _defined(value)
+    if number is None:
+        if isinstance(value, str):
+            return value
+        return NOT_AVAILABLE
+    return f"{number:.{digits}f}"
+
+
+def format_interval(estimate, low, high, digits: int = 3) -> str:
+    """``"0.812 (0.741–0.873)"``; ``"n/a"`` when the estimate is undefined, ``"0.812 (CI n/a)"`` when a bound is."""
+    if _defined(estimate) is None:
+        return NOT_AVAILABLE
+    if _defined(low) is None or _defined(high) is None:
+        return f"{format_number(estimate, digits)} (CI {NOT_AVAILABLE})"
+    return f"{format_number(estimate, digits)} ({format_number(low, digits)}–{format_number(high, digits)})"
