@@ -34,6 +34,7 @@ __all__ = [
     "plot_waterfall",
     "new_figure",
     "feature_value_text",
+    "plot_segmentation_overlay",
     "save_png",
     "save_for_print",
     "to_base64_png",
@@ -253,6 +254,47 @@ def plot_beeswarm(explanation, *, top: int = 15, random_state: int = 0, title: s
     cb = fig.colorbar(sm, ax=ax, ticks=[0, 1], aspect=40, pad=0.01)
     cb.ax.set_yticklabels(["low", "high"])
     cb.set_label("feature value", fontsize=8)
+    return fig
+
+
+def plot_segmentation_overlay(image, predicted, reference=None, *, window=(0.0, 80.0), title: str | None = None,
+                              case_id=None):
+    """The CT slice with the largest haematoma, windowed, with the predicted (and reference) mask contours.
+
+    Parameters
+    ----------
+    image, predicted, reference : path-like
+        The CT (HU), the predicted mask and, optionally, the reference mask (same grid).
+    window : (float, float)
+        HU window of the grey levels.
+    """
+    import SimpleITK as sitk
+
+    from radhe.io import read_image
+
+    ct_image = read_image(image, case_id=case_id)
+    ct = sitk.GetArrayFromImage(ct_image).astype(float)
+    pred = sitk.GetArrayFromImage(read_image(predicted, case_id=case_id)) > 0
+    ref = None if reference is None else sitk.GetArrayFromImage(read_image(reference, case_id=case_id)) > 0
+    shown = ref if ref is not None and ref.any() else pred
+    z = int(np.argmax(shown.reshape(len(shown), -1).sum(axis=1)))
+    spacing_x, spacing_y = ct_image.GetSpacing()[:2]
+    fig = new_figure(4.2, 4.6)
+    ax = fig.add_subplot()
+    ax.imshow(np.clip((ct[z] - window[0]) / (window[1] - window[0]), 0, 1), cmap="gray", aspect=spacing_y / spacing_x)
+    handles = []
+    from matplotlib.lines import Line2D
+
+    if ref is not None and ref[z].any():
+        ax.contour(ref[z].astype(float), levels=[0.5], colors="#27ae60", linewidths=1.4)
+        handles.append(Line2D([], [], color="#27ae60", label="reference"))
+    if pred[z].any():
+        ax.contour(pred[z].astype(float), levels=[0.5], colors="#c0392b", linewidths=1.2, linestyles="--")
+        handles.append(Line2D([], [], color="#c0392b", ls="--", label="predicted"))
+    ax.set_axis_off()
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=True)
+    ax.set_title(title or f"slice {z}", fontsize=10)
     return fig
 
 

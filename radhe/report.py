@@ -36,6 +36,7 @@ figure img { max-width: 100%; width: 520px; border: 1px solid #e3e3e3; }
 figcaption { font-size: 0.85em; color: #555; max-width: 560px; }
 .headline { font-size: 1.15em; background: #eef2f7; padding: 10px 14px; border-left: 4px solid #1f4e79; }
 .note { font-size: 0.85em; color: #555; }
+.warning { background: #fdecea; border-left: 4px solid #c0392b; padding: 10px 14px; font-weight: 600; }
 """
 
 _METRIC_LABELS = {
@@ -126,6 +127,9 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         f"specificity {_fmt(main.metrics.loc['specificity', 'estimate'], 2)}; "
         f"{main.n} cases, {main.n_positive} with expansion.</p>",
     ]
+    segmentation = getattr(result, "segmentation", None)
+    if segmentation is not None and segmentation.warning:
+        parts.append(f'<p class="warning">Warning: {html.escape(segmentation.warning)}</p>')
 
     # ---- cohort and method
     parts.append("<h2>Cohort and validation</h2>")
@@ -148,6 +152,9 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         "(and without other scans of the same patient). Feature selection, scaling and resampling happen "
         "inside each training fold; each fold's decision threshold is chosen on its training cases only.</p>"
     )
+
+    if segmentation is not None:
+        parts.extend(_segmentation_section(segmentation, result, figure))
 
     # ---- discrimination
     all_reports = [main, *result.baselines.values()]
@@ -256,6 +263,64 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
                      f"{html.escape(', '.join(sorted({f.explainer for f in ex.folds})))}.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _segmentation_section(quality, result, figure) -> list[str]:
+    """The "Segmentation quality" section: failures, Dice / IoU per fold, volume agreement, overlays."""
+    cases = quality.cases
+    parts = ["<h2>Segmentation quality</h2>"]
+    rows = {
+        "Held-out cases segmented": len(cases),
+        "Fell back to the most probable region": f"{quality.n_fallback} ({quality.n_fallback / max(len(cases), 1):.0%})",
+        "Empty predictions": quality.n_empty,
+        "Predicted volume, median (IQR), mL": (
+            f"{_fmt(cases['volume_pred_ml'].median(), 1)} ({_fmt(cases['volume_pred_ml'].quantile(0.25), 1)}–"
+            f"{_fmt(cases['volume_pred_ml'].quantile(0.75), 1)})"),
+    }
+    if "dice" in cases:
+        rows["Dice, mean / median (min)"] = (f"{_fmt(cases['dice'].mean())} / {_fmt(cases['dice'].median())} "
+                                              f"({_fmt(cases['dice'].min())})")
+        rows["IoU, mean / median"] = f"{_fmt(cases['iou'].mean())} / {_fmt(cases['iou'].median())}"
+    agreement = quality.volume_agreement
+    if agreement:
+        rows[f"Volume ICC ({agreement.get('icc_form', 'ICC')})"] = _fmt(agreement["icc"])
+        rows["Bland–Altman bias (95% limits), mL"] = (
+            f"{_fmt(agreement['mean_difference'], 2)} ({_fmt(agreement['loa_lower'], 2)} to "
+            f"{_fmt(agreement['loa_upper'], 2)})")
+    parts.append(_table(pd.DataFrame({"Value": [str(v) for v in rows.values()]}, index=list(rows)), index_label="Item"))
+    per_fold = quality.per_fold.copy()
+    per_fold.index = [f"fold {k + 1}" for k in per_fold.index]
+    shown = pd.DataFrame({"Cases": per_fold["n_cases"], "Fell back": per_fold["n_fallback"],
+                          "Empty": per_fold["n_empty"]}, index=per_fold.index)
+    if "dice_mean" in per_fold:
+        shown["Dice mean"] = [_fmt(v) for v in per_fold["dice_mean"]]
+        shown["Dice median"] = [_fmt(v) for v in per_fold["dice_median"]]
+        shown["IoU mean"] = [_fmt(v) for v in per_fold["iou_mean"]]
+    parts.append(_table(shown, index_label="Fold"))
+    if quality.reference_column is None:
+        parts.append('<p class="note">The manifest has no reference masks: Dice, IoU and volume agreement are '
+                     "not computed.</p>")
+    else:
+        parts.append(f'<p class="note">Out of fold: every mask comes from the segmenter of the fold that held the '
+                     f"case out; reference masks: manifest column '{html.escape(quality.reference_column)}'.</p>")
+    extremes = quality.extremes()
+    images = _case_images(result)
+    if extremes and images:
+        parts.append('<div class="figs">')
+        by_id = cases.set_index("case_id")
+        for label, case_id in extremes.items():
+            row = by_id.loc[case_id]
+            fig = plots.plot_segmentation_overlay(images[case_id], row["path"], row["reference"], case_id=case_id,
+                                                  title=f"{label}: case {case_id}, Dice {_fmt(row['dice'], 2)}")
+            parts.append(figure(fig, f"{label.capitalize()} segmentation by Dice (case {case_id}): reference "
+                                     "(solid green) and predicted (dashed red) contours on the slice with the most "
+                                     "haematoma, CT window 0–80 HU.", f"Segmentation {label}"))
+        parts.append("</div>")
+    return parts
+
+
+def _case_images(result) -> dict:
+    return dict(result.metadata.get("case_images", {}))
 
 
 def write_html(result, path, *, title: str | None = None, write_json: bool = True, waterfall_cases=None, top: int = 15,

@@ -196,3 +196,36 @@ def test_demo_like_report_on_imaging_cohort(small_cohort, tmp_path):
     assert fams & {"radiomics: shape", "radiomics: first-order", "radiomics: texture"}
     path = write_html(res, tmp_path)
     assert path.exists() and (tmp_path / "metrics.json").exists()
+
+
+def test_segmentation_quality_section_with_a_segmenter_in_the_pipeline(small_cohort, tmp_path):
+    """Out-of-fold Dice / IoU against the reference masks, fall-backs counted and warned about, overlays drawn."""
+    import radhe
+    from radhe.nn.slices import load_case
+    from radhe.segmentation import HematomaSegmenter, dice_score
+
+    segmenter = HematomaSegmenter(base_channels=4, levels=3, epochs=1, batch_size=8, n_threads=1, random_state=0,
+                                  validation_fraction=0.0, cache_dir=tmp_path / "masks")
+    pipe = radhe.make_pipeline(segmenter=segmenter, radiomics=radhe.RadiomicsFeatures(params={
+        "setting": {"binWidth": 25, "label": 1}, "imageType": {"Original": {}}, "featureClass": {"shape": None}},
+        on_error="skip"), clinical=None, fusion="concat", random_state=0)
+    result = evaluate(pipe, small_cohort, cv=3, baselines=False, explain=False, n_bootstrap=50, threshold_cv=None)
+    quality = result.segmentation
+    assert quality is not None and quality.reference_column == "mask"
+    cases = quality.cases
+    assert sorted(cases["case_id"]) == sorted(small_cohort["case_id"].astype(str))  # every case, once, out of fold
+    assert quality.per_fold["n_cases"].sum() == len(small_cohort) and len(quality.per_fold) == 3
+    # the recorded Dice is the Dice of the files on disk
+    row = cases.iloc[0]
+    truth = load_case(small_cohort.set_index("case_id").loc[row["case_id"], "image"], row["reference"],
+                      case_id=row["case_id"]).mask
+    predicted = load_case(small_cohort.set_index("case_id").loc[row["case_id"], "image"], row["path"],
+                          case_id=row["case_id"]).mask
+    assert row["dice"] == pytest.approx(dice_score(truth, predicted))
+    assert quality.n_fallback + quality.n_empty == int(cases["status"].isin(["fallback", "empty"]).sum())
+    text = render_html(result)
+    assert "<h2>Segmentation quality</h2>" in text and "Fell back to the most probable region" in text
+    assert all(f'alt="Segmentation {label}"' in text for label in ("best", "median", "worst"))
+    assert ('class="warning"' in text) == (quality.fallback_share > 0.10)
+    metrics = result.to_dict()["segmentation"]
+    assert metrics["n_cases"] == len(small_cohort) and 0 <= metrics["dice_mean"] <= 1

@@ -34,6 +34,10 @@ class CVPredictions:
     threshold_method : str
         How thresholds were chosen (``"youden"``, ``"sensitivity=0.90"``, ``"fixed=0.5"``).
     name : str
+    extra : dict
+        ``"segmentation"``: for a pipeline with a segmenter, its record of every held-out case's
+        predicted mask (:func:`radhe.evaluation.segmentation.segmentation_record`, with ``fold``), and
+        ``"segmentation_reference_column"``, the manifest column of the reference masks.
     """
 
     frame: pd.DataFrame
@@ -141,6 +145,9 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
     Xtr, ytr = _take(X, train), y[train]
     est.fit(Xtr, ytr)
     score, kind = positive_score(est, _take(X, test))
+    from radhe.evaluation.segmentation import segmentation_record
+
+    segmentation = segmentation_record(est)  # the segmenter's masks of the held-out cases, just written
     rule = fixed_rule(est, kind)
     if rule is not None:
         thr = rule
@@ -163,7 +170,7 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
         else:
             tr_score = positive_score(est, Xtr)[0]
         thr = select_threshold(ytr, tr_score, method=method, target_sensitivity=target_sensitivity)
-    return est, score, kind, thr
+    return est, score, kind, thr, segmentation
 
 
 def fixed_rule(model, score_kind: str = "decision") -> float | None:
@@ -276,9 +283,13 @@ def cross_validate_predictions(
     fold = np.empty(n, dtype=int)
     thr = np.empty(n)
     kinds = set()
-    for k, ((_, te), (_, s, kind, t)) in enumerate(zip(splits, results, strict=True)):
+    segmentation = []
+    for k, ((_, te), (_, s, kind, t, seg)) in enumerate(zip(splits, results, strict=True)):
         score[te], fold[te], thr[te] = s, k, t
         kinds.add(kind)
+        if seg is not None:
+            record, reference_column = seg
+            segmentation.append(record.assign(fold=k))
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(n)
     frame = pd.DataFrame(index=index)
     if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
@@ -304,4 +315,6 @@ def cross_validate_predictions(
         estimators=[r[0] for r in results] if return_estimators else None,
         threshold_method=method,
         name=name,
+        extra={} if not segmentation else {"segmentation": pd.concat(segmentation, ignore_index=True),
+                                           "segmentation_reference_column": reference_column},
     )

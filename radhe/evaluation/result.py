@@ -287,6 +287,8 @@ class EvaluationResult:
         Out-of-fold SHAP values of the main model.
     metadata : dict
         Cohort size, CV description, thresholds, versions, date.
+    segmentation : radhe.evaluation.segmentation.SegmentationQuality or None
+        Out-of-fold quality of the predicted masks, for a pipeline with a segmenter.
     """
 
     main: ModelReport
@@ -294,6 +296,7 @@ class EvaluationResult:
     comparison: pd.DataFrame | None = None
     explanation: object | None = None
     metadata: dict = field(default_factory=dict)
+    segmentation: object | None = None
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -311,6 +314,8 @@ class EvaluationResult:
             "main": self.main.to_dict(),
             "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
         }
+        if self.segmentation is not None:
+            out["segmentation"] = to_jsonable(self.segmentation.to_dict(), infinity_as_null=True)
         if self.comparison is not None:
             out["comparison"] = {
                 name: {k: _json_float(v) for k, v in row.items()} for name, row in self.comparison.iterrows()
@@ -504,6 +509,7 @@ def evaluate(
         "model": name,
         "pipeline": _describe(pipeline),
         "features": features_that_ran(main_pred.estimators),
+        "case_images": _case_images(main_pred, X),
         "n_cases": int(y.size),
         "n_positive": int(y.sum()),
         "n_patients": int(pd.unique(g).size),
@@ -514,7 +520,10 @@ def evaluate(
         "radhe_version": radhe.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation, metadata=metadata)
+    from radhe.evaluation.segmentation import segmentation_quality
+
+    return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation,
+                            metadata=metadata, segmentation=segmentation_quality(main_pred, X))
 
 
 def _family_contributions(predictions, X):
@@ -538,6 +547,15 @@ def _family_contributions(predictions, X):
     })
     table.index.name = "family"
     return table.sort_values("mean_abs_contribution", ascending=False)
+
+
+def _case_images(predictions, X) -> dict:
+    """``{case_id: CT path}`` of the cases whose predicted masks were recorded (for the report's overlays)."""
+    recorded = predictions.extra.get("segmentation")
+    if recorded is None or "image" not in X.columns or "case_id" not in X.columns:
+        return {}
+    images = dict(zip(X["case_id"].astype(str), X["image"].astype(str), strict=True))
+    return {str(c): images[str(c)] for c in recorded["case_id"] if str(c) in images}
 
 
 def features_that_ran(fold_models) -> str | None:
