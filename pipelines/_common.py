@@ -175,7 +175,7 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    page = render_html(result, title=title, figure_dir=out / "figures")
+    page = render_html(result, title=title, figure_dir=out / "figures", checklist_link="checklist.md")
     blocks = []
     for heading, body, _ in extras or ():
         blocks.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
@@ -191,7 +191,8 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
         metrics["pipeline"] = _jsonable(summary)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False))
-    return {"html": html_path, "metrics": metrics_path, "predictions": result.write_predictions(out / "predictions.csv")}
+    return {"html": html_path, "metrics": metrics_path, "predictions": result.write_predictions(out / "predictions.csv"),
+            "checklist": result.write_checklist(out / "checklist.md")}
 
 
 # -------------------------------------------------------------------------------------- running

@@ -416,7 +416,8 @@ def _build_pipeline(name: str, seed: int, **radiomics_options):
 def _write_outputs(result, out: Path, *, html: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": result.write_json(out / "metrics.json"),
-             "predictions": result.write_predictions(out / "predictions.csv")}
+             "predictions": result.write_predictions(out / "predictions.csv"),
+             "checklist": result.write_checklist(out / "checklist.md")}
     if html:
         from radhe.report import write_html
 

@@ -105,7 +105,7 @@ def _metrics_table(report) -> str:
 
 
 def render_html(result, *, title: str | None = None, waterfall_cases=None, top: int = 15,
-                figure_dir=None) -> str:
+                figure_dir=None, checklist_link: str | None = None) -> str:
     """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there."""
     figure_dir = None if figure_dir is None else Path(figure_dir)
 
@@ -147,6 +147,10 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         "Created": meta.get("created", NOT_AVAILABLE),
     }
     parts.append(_table(pd.DataFrame({"Value": [str(v) for v in rows.values()]}, index=list(rows)), index_label="Item"))
+    if checklist_link:
+        parts.append(f'<p>Reporting checklist of this run (TRIPOD+AI items software can fill): '
+                     f'<a href="{html.escape(checklist_link)}">{html.escape(checklist_link)}</a>; every case\'s '
+                     'out-of-fold prediction: <a href="predictions.csv">predictions.csv</a>.</p>')
     parts.append(
         '<p class="note">All predictions are out-of-fold: each case is scored by a model fitted without it '
         "(and without other scans of the same patient). Feature selection, scaling and resampling happen "
@@ -334,8 +338,9 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
     path : str or path-like
         An ``.html`` file, or a folder (the file is then ``report.html`` inside it).
     write_json : bool
-        Also write ``metrics.json`` (``result.to_dict()``) and ``predictions.csv`` (every case's
-        out-of-fold prediction, :meth:`~radhe.evaluation.EvaluationResult.predictions_table`) beside
+        Also write ``metrics.json`` (``result.to_dict()``), ``predictions.csv`` (every case's
+        out-of-fold prediction, :meth:`~radhe.evaluation.EvaluationResult.predictions_table`) and
+        ``checklist.md`` (the TRIPOD+AI reporting checklist of the run, linked from the report) beside
         the HTML file.
     waterfall_cases : list, optional
         Row labels (or case ids) of the cases given a waterfall plot; default the highest- and
@@ -356,10 +361,13 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     figure_dir = path.parent / "figures" if figures else None
-    page = render_html(result, title=title, waterfall_cases=waterfall_cases, top=top, figure_dir=figure_dir)
+    files = write_json and result.main.predictions is not None
+    page = render_html(result, title=title, waterfall_cases=waterfall_cases, top=top, figure_dir=figure_dir,
+                       checklist_link="checklist.md" if files else None)
     path.write_text(page, encoding="utf-8")
     if write_json:
         result.write_json(path.parent / "metrics.json")
-        if result.main.predictions is not None:
-            result.write_predictions(path.parent / "predictions.csv")
+    if files:
+        result.write_predictions(path.parent / "predictions.csv")
+        result.write_checklist(path.parent / "checklist.md")
     return path

@@ -229,3 +229,41 @@ def test_segmentation_quality_section_with_a_segmenter_in_the_pipeline(small_coh
     assert ('class="warning"' in text) == (quality.fallback_share > 0.10)
     metrics = result.to_dict()["segmentation"]
     assert metrics["n_cases"] == len(small_cohort) and 0 <= metrics["dice_mean"] <= 1
+
+
+def test_reporting_checklist_is_filled_from_the_run(result, tmp_path):
+    import sklearn
+
+    from radhe.evaluation.checklist import reporting_checklist
+
+    path = write_html(result, tmp_path / "report.html")
+    assert 'href="checklist.md"' in path.read_text(encoding="utf-8")
+    text = (tmp_path / "checklist.md").read_text(encoding="utf-8")
+    assert text == reporting_checklist(result)
+    main = result.main
+    assert f"| Participants / cases analysed (20a) | {main.n} cases of {main.n} patients |" in text
+    assert f"| Outcome events (20a) | {main.n_positive} (" in text
+    assert "more than 6 mL or more than 33 %" in text  # the outcome column "he" has a known definition
+    assert "4-fold PatientStratifiedKFold, grouped by patient" in text
+    assert f"scikit-learn {sklearn.__version__}" in text
+    sha = result.metadata["parameters_sha256"]
+    assert len(sha) == 64 and f"`{sha}`" in text
+    assert "| `classify__C` | `1.0` |" in text  # every hyper-parameter
+    assert f"| ROC AUC (DeLong CI) | {main.auc.auc:.3f} (" in text
+    for line in text.splitlines():  # well-formed Markdown tables: two or three cells per row
+        if line.startswith("|"):
+            assert line.replace("\\|", "").count("|") in (3, 4), line
+
+
+def test_parameter_hash_identifies_the_configuration():
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+
+    from radhe.evaluation.checklist import parameter_hash, run_facts
+
+    X = pd.DataFrame({"a": [1.0, np.nan, 3.0], "site": ["A", "B", "A"]})
+    one = run_facts(LogisticRegression(C=0.5), X, label_column=None)
+    assert one["parameters_sha256"] == run_facts(clone(LogisticRegression(C=0.5)), X, label_column=None)["parameters_sha256"]
+    assert one["parameters_sha256"] != run_facts(LogisticRegression(C=1.0), X, label_column=None)["parameters_sha256"]
+    assert one["missing_values"] == {"a": 1} and one["sites"] == {"A": 2, "B": 1}
+    assert parameter_hash({"x": "1"}) == parameter_hash({"x": "1"})

@@ -359,6 +359,15 @@ class EvaluationResult:
         self.predictions_table().to_csv(path, index=False, float_format="%.6g")
         return path
 
+    def write_checklist(self, path) -> Path:
+        """Write the TRIPOD+AI reporting checklist of this run as Markdown (``checklist.md``)."""
+        from radhe.evaluation.checklist import reporting_checklist
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reporting_checklist(self), encoding="utf-8")
+        return path
+
     def write_json(self, path) -> Path:
         """Write :meth:`to_dict` as JSON (``metrics.json``)."""
         path = Path(path)
@@ -461,6 +470,7 @@ def evaluate(
     """
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"evaluate needs the manifest as a pandas DataFrame; got {type(X).__name__}")
+    labels_from_column = y is None
     if y is None:
         if label_column not in X.columns:
             raise InputError(f"no labels: pass y or give X a {label_column!r} column")
@@ -520,6 +530,9 @@ def evaluate(
         "radhe_version": radhe.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    from radhe.evaluation.checklist import run_facts
+
+    metadata.update(run_facts(pipeline, X, label_column=label_column if labels_from_column else None))
     from radhe.evaluation.segmentation import segmentation_quality
 
     return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation,
