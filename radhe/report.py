@@ -173,6 +173,23 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     parts.append('<div class="figs"><div>')
     parts.append(_metrics_table(main))
     parts.append('<p class="note">Percentile bootstrap CIs (cases resampled within each class, thresholds fixed).</p>')
+    conformal = result.conformal_summary() if hasattr(result, "conformal_summary") else None
+    if conformal is not None:
+        confidence = float(conformal["target"].iloc[0])
+        parts.append(f"<h3>Per-patient uncertainty: conformal prediction sets at {confidence:.0%}</h3>")
+        shown = pd.DataFrame({
+            "Cases": conformal["n"].astype(int),
+            "Coverage (target)": [f"{_fmt(c, 2)} ({_fmt(t, 2)})" for c, t in zip(conformal["coverage"],
+                                                                             conformal["target"], strict=True)],
+            "Mean set size": [_fmt(v, 2) for v in conformal["mean_set_size"]],
+            "Decisive ({0} or {1})": [f"{100 * v:.0f}%" for v in conformal["singletons"]],
+            "Empty": [f"{100 * v:.0f}%" for v in conformal["empty"]],
+        }, index=conformal.index)
+        parts.append(_table(shown, index_label="Cases"))
+        parts.append('<p class="note">Each case\'s set holds the outcomes that cannot be ruled out at this '
+                     "confidence ({0, 1}: the model cannot tell). Label-conditional conformal prediction (crepes), "
+                     "calibrated in each training fold on its inner cross-validation's out-of-fold scores; "
+                     "coverage is measured out of fold. Sets per case: predictions.csv.</p>")
     parts.append("</div>")
     parts.append(figure(plots.plot_confusion_matrix(main), "Confusion matrix at the per-fold thresholds.", "Confusion matrix"))
     parts.append("</div>")

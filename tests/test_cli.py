@@ -200,7 +200,8 @@ def test_evaluate_and_report(cli_cohort, tmp_path, capsys):
     manifest = pd.read_csv(cli_cohort / "manifest.csv")
     predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert list(predictions.columns) == ["case_id", "patient_id", "fold", "label", "probability", "threshold",
-                                         "predicted_class"]
+                                         "predicted_class", "conformal_set_90"]
+    assert set(predictions["conformal_set_90"]) <= {"{}", "{0}", "{1}", "{0, 1}"}
     assert predictions["case_id"].astype(str).tolist() == manifest["case_id"].astype(str).tolist()
     assert (predictions["label"] == manifest["he"]).all() and set(predictions["fold"]) == {0, 1, 2}
 

@@ -267,3 +267,30 @@ def test_parameter_hash_identifies_the_configuration():
     assert one["parameters_sha256"] != run_facts(LogisticRegression(C=1.0), X, label_column=None)["parameters_sha256"]
     assert one["missing_values"] == {"a": 1} and one["sites"] == {"A": 2, "B": 1}
     assert parameter_hash({"x": "1"}) == parameter_hash({"x": "1"})
+
+
+def test_report_shows_out_of_fold_conformal_coverage(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    n = 200
+    X = pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "patient_id": [f"p{i}" for i in range(n)],
+                      "x": rng.normal(size=n)})
+    X["he"] = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * X["x"] - 1)))).astype(int)
+
+    class OneColumn(LogisticRegression):
+        def fit(self, X, y):
+            return super().fit(X[["x"]], y)
+
+        def predict_proba(self, X):
+            return super().predict_proba(X[["x"]])
+
+    res = evaluate(OneColumn(), X, cv=4, baselines=False, explain=False, n_bootstrap=50, conformal=0.8)
+    text = write_html(res, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Per-patient uncertainty: conformal prediction sets at 80%" in text
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert set(table["conformal_set_80"]) <= {"{}", "{0}", "{1}", "{0, 1}"}
+    covered = [str(label) in s for label, s in zip(table["label"], table["conformal_set_80"], strict=True)]
+    summary = res.to_dict()["conformal"]
+    assert summary["all"]["coverage"] == pytest.approx(np.mean(covered))
+    assert 0.65 < summary["all"]["coverage"] < 0.95

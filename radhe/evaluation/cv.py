@@ -140,7 +140,9 @@ def _take(X, idx):
     return X.iloc[idx] if hasattr(X, "iloc") else np.asarray(X)[idx]
 
 
-def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity, threshold_cv, random_state):
+def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity, threshold_cv, random_state,
+              conformal=None):
+    sets = None
     est = clone(pipeline)
     Xtr, ytr = _take(X, train), y[train]
     est.fit(Xtr, ytr)
@@ -170,7 +172,12 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
         else:
             tr_score = positive_score(est, Xtr)[0]
         thr = select_threshold(ytr, tr_score, method=method, target_sensitivity=target_sensitivity)
-    return est, score, kind, thr, segmentation
+        if threshold_cv and kind == "probability" and conformal:
+            from radhe.evaluation.conformal import conformal_sets
+
+            # calibrated on the inner out-of-fold scores of the training fold: never on held-out cases
+            sets = conformal_sets(ytr, tr_score, score, confidence=conformal)
+    return est, score, kind, thr, segmentation, sets
 
 
 def fixed_rule(model, score_kind: str = "decision") -> float | None:
@@ -210,6 +217,7 @@ def cross_validate_predictions(
     random_state=0,
     name: str = "model",
     splits=None,
+    conformal: float | None = None,
 ) -> CVPredictions:
     """Out-of-fold predictions of ``pipeline`` on (X, y).
 
@@ -241,6 +249,11 @@ def cross_validate_predictions(
         for models that fit their training data closely (random forests, boosted trees).
     return_estimators : bool
         Keep each fold's fitted model (needed for out-of-fold SHAP).
+    conformal : float or None
+        Also give every held-out case a label-conditional conformal prediction set at this confidence
+        (e.g. 0.9), calibrated on the training fold's inner out-of-fold scores
+        (:mod:`radhe.evaluation.conformal`); needs ``threshold_cv`` and probabilities. Stored in
+        ``extra["conformal_sets"]`` (``(n, 2)`` booleans).
     n_jobs : int
         Folds fitted in parallel (joblib).
     splits : list of (train, test) index arrays, optional
@@ -270,7 +283,7 @@ def cross_validate_predictions(
     if isinstance(threshold, str) and threshold not in ("youden", "sensitivity"):
         raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
 
-    args = (threshold, target_sensitivity, threshold_cv, random_state)
+    args = (threshold, target_sensitivity, threshold_cv, random_state, conformal)
     if n_jobs in (None, 1):
         results = [_fit_fold(pipeline, X, y, g, tr, te, *args) for tr, te in splits]
     else:
@@ -284,9 +297,15 @@ def cross_validate_predictions(
     thr = np.empty(n)
     kinds = set()
     segmentation = []
-    for k, ((_, te), (_, s, kind, t, seg)) in enumerate(zip(splits, results, strict=True)):
+    sets = np.zeros((n, 2), dtype=bool) if conformal else None
+    for k, ((_, te), (_, s, kind, t, seg, fold_sets)) in enumerate(zip(splits, results, strict=True)):
         score[te], fold[te], thr[te] = s, k, t
         kinds.add(kind)
+        if sets is not None:
+            if fold_sets is None:
+                sets = None
+            else:
+                sets[te] = fold_sets
         if seg is not None:
             record, reference_column = seg
             segmentation.append(record.assign(fold=k))
@@ -315,6 +334,7 @@ def cross_validate_predictions(
         estimators=[r[0] for r in results] if return_estimators else None,
         threshold_method=method,
         name=name,
-        extra={} if not segmentation else {"segmentation": pd.concat(segmentation, ignore_index=True),
-                                           "segmentation_reference_column": reference_column},
+        extra={**({} if not segmentation else {"segmentation": pd.concat(segmentation, ignore_index=True),
+                                               "segmentation_reference_column": reference_column}),
+               **({} if sets is None else {"conformal_sets": sets, "conformal_confidence": float(conformal)})},
     )

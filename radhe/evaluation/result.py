@@ -316,6 +316,9 @@ class EvaluationResult:
         }
         if self.segmentation is not None:
             out["segmentation"] = to_jsonable(self.segmentation.to_dict(), infinity_as_null=True)
+        conformal = self.conformal_summary()
+        if conformal is not None:
+            out["conformal"] = to_jsonable(conformal, infinity_as_null=True)
         if self.comparison is not None:
             out["comparison"] = {
                 name: {k: _json_float(v) for k, v in row.items()} for name, row in self.comparison.iterrows()
@@ -336,7 +339,8 @@ class EvaluationResult:
 
         Columns ``case_id``, ``patient_id``, ``fold`` (0-based), ``label`` (0/1), ``probability``
         (``score`` instead for a model without probabilities), ``threshold`` (the fold's, chosen on its
-        training cases) and ``predicted_class`` (``probability >= threshold``).
+        training cases), ``predicted_class`` (``probability >= threshold``) and, when computed,
+        ``conformal_set_<confidence %>`` (the case's conformal prediction set, e.g. ``{0, 1}``).
         """
         report = self.main
         if report.predictions is None:
@@ -350,6 +354,12 @@ class EvaluationResult:
         table["probability" if report.score_kind == "probability" else "score"] = frame["score"].astype(float)
         table["threshold"] = frame["threshold"].astype(float)
         table["predicted_class"] = frame["y_pred"].astype(int)
+        sets = report.predictions.extra.get("conformal_sets")
+        if sets is not None:
+            from radhe.evaluation.conformal import format_set
+
+            confidence = report.predictions.extra["conformal_confidence"]
+            table[f"conformal_set_{round(100 * confidence)}"] = [format_set(row) for row in sets]
         return table.reset_index(drop=True)
 
     def write_predictions(self, path) -> Path:
@@ -358,6 +368,16 @@ class EvaluationResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.predictions_table().to_csv(path, index=False, float_format="%.6g")
         return path
+
+    def conformal_summary(self) -> pd.DataFrame | None:
+        """Out-of-fold coverage and size of the main model's conformal prediction sets (None if not computed)."""
+        predictions = self.main.predictions
+        if predictions is None or "conformal_sets" not in predictions.extra:
+            return None
+        from radhe.evaluation.conformal import conformal_summary
+
+        return conformal_summary(predictions.y, predictions.extra["conformal_sets"],
+                                 predictions.extra["conformal_confidence"])
 
     def write_checklist(self, path) -> Path:
         """Write the TRIPOD+AI reporting checklist of this run as Markdown (``checklist.md``)."""
@@ -430,6 +450,7 @@ def evaluate(
     threshold="youden",
     target_sensitivity: float = 0.9,
     threshold_cv: int | None = 3,
+    conformal: float | None = 0.9,
     n_bootstrap: int = 1000,
     label_column: str = "he",
     name: str = "model",
@@ -457,6 +478,10 @@ def evaluate(
         Compute out-of-fold SHAP values of the main model (:func:`radhe.explain.oof_shap_values`).
     threshold, target_sensitivity, threshold_cv
         Threshold selection inside each training fold (see :func:`cross_validate_predictions`).
+    conformal : float or None
+        Confidence of the per-patient conformal prediction sets of the main model (default 0.9),
+        calibrated inside each training fold; None: none. Needs ``threshold_cv`` (the inner CV's
+        out-of-fold scores calibrate them) and a model with probabilities.
     n_bootstrap : int
         Bootstrap replicates for the CIs of threshold metrics and the ROC band.
     n_jobs : int
@@ -491,7 +516,8 @@ def evaluate(
         splits=splits,
     )
     # the fold models are kept: the report describes what they ran, and SHAP explains them
-    main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=True, name=name, **common)
+    main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=True, name=name,
+                                           conformal=conformal, **common)
     main = summarize(main_pred, name=name, n_bootstrap=n_bootstrap, random_state=random_state)
 
     if baselines is True:
