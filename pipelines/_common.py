@@ -23,6 +23,7 @@ __all__ = [
     "roi_cnn",
     "split_overrides",
     "published_pipeline",
+    "smoke_radiomics",
     "write_report",
     "html_table",
 ]
@@ -52,6 +53,16 @@ def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
         if key in rest:
             seg[key] = cnn[key] = rest.pop(key)
     return seg, cnn, rest
+
+
+def smoke_radiomics(image_types: dict) -> dict:
+    """pyradiomics parameters for smoke tests: shape and first-order features of ``image_types`` only."""
+    return {
+        "setting": {"binWidth": 25, "label": 1, "resampledPixelSpacing": None, "normalize": False,
+                    "minimumROIDimensions": 2},
+        "imageType": dict(image_types),
+        "featureClass": {"shape": None, "firstorder": None},
+    }
 
 
 def published_pipeline(overrides: dict, settings):

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import sys
 
+from ._common import smoke_radiomics
+
 NAME = "bo2023"
 TITLE = "Bo et al. 2023: automatic masks → radiomics + CNN + clinical → K-best → SVM"
 ABOUT = ("U-Net masks (trained in each fold) → pyradiomics features (107 at the default settings) + ROI-CNN features of the largest-area slice "
@@ -53,12 +55,7 @@ ABOUT = ("U-Net masks (trained in each fold) → pyradiomics features (107 at th
          "F1, AP and the top-15 SHAP features. Difference: a small CNN trained on the fold replaces ImageNet "
          "Inception-v3 (no pretrained weights offline).")
 #: Shape and first-order features of the original image only, for smoke tests.
-TINY_RADIOMICS = {
-    "setting": {"binWidth": 25, "label": 1, "resampledPixelSpacing": None, "normalize": False,
-                "minimumROIDimensions": 2},
-    "imageType": {"Original": {}},
-    "featureClass": {"shape": None, "firstorder": None},
-}
+TINY_RADIOMICS = smoke_radiomics({"Original": {}})
 TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8, n_threads=1,
             skull_strip=False, radiomics=TINY_RADIOMICS)
 

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import sys
 
+from ._common import smoke_radiomics
+
 NAME = "teng2021"
 TITLE = "Teng et al. 2021: dilated U-Net → radiomics (original + LoG + wavelet) + CNN → gradient boosting"
 ABOUT = ("Dilated 2-D U-Net (HU window 0–100) segments the haematoma in each training fold; ROI radiomics "
@@ -54,12 +56,7 @@ ABOUT = ("Dilated 2-D U-Net (HU window 0–100) segments the haematoma in each t
 
 #: A small radiomics configuration of the same image types, for smoke tests and CPU runs: shape
 #: (geometry, once) and first-order features of the original, LoG (2 mm) and wavelet images (194).
-TINY_RADIOMICS = {
-    "setting": {"binWidth": 25, "label": 1, "resampledPixelSpacing": None, "normalize": False,
-                "minimumROIDimensions": 2},
-    "imageType": {"Original": {}, "LoG": {"sigma": [2.0]}, "Wavelet": {}},
-    "featureClass": {"shape": None, "firstorder": None},
-}
+TINY_RADIOMICS = smoke_radiomics({"Original": {}, "LoG": {"sigma": [2.0]}, "Wavelet": {}})
 TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8, n_threads=1,
             radiomics=TINY_RADIOMICS)
 

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict haematoma expansion after ICH from admission NCCT.",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="show warnings and errors only (no progress messages)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     synth = commands.add_parser("synth", help="write a synthetic ICH cohort (CT, masks, manifest.csv, oracle.csv)")
@@ -104,12 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from radhe._log import console
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (RadheError, ValueError, FileNotFoundError) as exc:
-        print(f"radhe: error: {exc}", file=sys.stderr)
-        return 1
+    with console(logging.WARNING if args.quiet else logging.INFO):
+        try:
+            return int(args.run(args) or 0)
+        except (RadheError, ValueError, FileNotFoundError) as exc:
+            print(f"radhe: error: {exc}", file=sys.stderr)
+            return 1
 
 
 # ----------------------------------------------------------------------------- commands
@@ -119,7 +126,7 @@ def _cmd_synth(args) -> int:
 
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise RadheErrorForCli(f"output folder '{args.out}' is not empty; choose another or pass --force")
-    kwargs = {"random_state": args.seed, "compress": args.compress, "n_jobs": args.n_jobs}
+    kwargs = {"random_state": args.seed, "compress": args.compress, "n_jobs": args.n_jobs, "verbose": True}
     if args.shape:
         kwargs["shape"] = tuple(args.shape)
     start = time.perf_counter()
@@ -157,7 +164,7 @@ def _cmd_extract(args) -> int:
         raise RadheErrorForCli(f"manifest '{args.manifest}' has no mask column '{args.mask_column}'")
     extractor = RadiomicsFeatures(
         params=args.params, mask_column=args.mask_column, n_jobs=args.n_jobs, cache=args.cache,
-        on_error="skip" if args.skip else "raise", verbose=True,
+        on_error="skip" if args.skip else "raise", verbose=not args.quiet,
     )
     start = time.perf_counter()
     features = extractor.fit_transform(manifest)

@@ -218,3 +218,15 @@ def test_evaluate_refuses_a_pipeline_that_is_not_a_classifier(cli_cohort, tmp_pa
                  "--out", str(tmp_path / "x")])
     assert code == 1
     assert "pipeline 'xu2021' is not a classifier" in capsys.readouterr().err
+
+
+def test_progress_goes_to_stderr_through_logging_and_quiet_silences_it(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "a"), "-n", "2", "--shape", "32", "32", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "radhe: make_ich_cohort: 2/2 cases" in captured.err and "wrote 2 cases" in captured.out
+    assert main(["--quiet", "synth", "--out", str(tmp_path / "b"), "-n", "2", "--shape", "32", "32", "8"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "wrote 2 cases" in captured.out
+    import logging
+
+    assert not [h for h in logging.getLogger("radhe").handlers if not isinstance(h, logging.NullHandler)]

@@ -88,8 +88,12 @@ def test_set_output_pandas_and_empty_masks_give_nan(cohort, tmp_path):
     empty = write_image(np.zeros((12, 64, 64), np.uint8), tmp_path / "empty.nii", spacing=(3, 3, 6))
     test.loc[test.index[0], "mask"] = str(empty)
     test.loc[test.index[1], "mask"] = None
-    with pytest.warns(InputWarning, match="its CNN features are NaN"):
+    with pytest.warns(InputWarning, match=r"2 case\(s\) without a usable ROI; their CNN features are NaN") as caught:
         out = emb.transform(test)
+    named = [w for w in caught if issubclass(w.category, InputWarning)]
+    assert len(named) == 1  # one warning for the call, naming both cases (not one warning per case)
+    text = str(named[0].message)
+    assert f"case '{test['case_id'].iloc[0]}': empty mask" in text and f"case '{test['case_id'].iloc[1]}': no" in text
     assert isinstance(out, pd.DataFrame) and list(out.columns) == _names(4)
     assert out.iloc[:2].isna().all().all() and np.isfinite(out.iloc[2].to_numpy()).all()
     assert emb.failures_["case_id"].tolist() == test["case_id"].iloc[:2].tolist()

@@ -389,9 +389,10 @@ def test_metrics_agree_with_sklearn():
 
 def test_conformal_sets_cover_each_label_out_of_fold():
     """Label-conditional sets at 90 %: on a well-specified model, each label's coverage is near 0.9."""
+    from sklearn.linear_model import LogisticRegression
+
     from radhe.evaluation import conformal_sets, cross_validate_predictions
     from radhe.evaluation.conformal import conformal_summary, format_set
-    from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
     n = 600

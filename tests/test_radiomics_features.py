@@ -326,3 +326,31 @@ def test_parallel_equals_sequential(cohort):
     a = RadiomicsFeatures(n_jobs=1).fit_transform(cohort)
     b = RadiomicsFeatures(n_jobs=2).fit_transform(cohort)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_radhe_never_changes_the_level_of_the_radiomics_logger(cohort, capfd):
+    """pyradiomics' own console handler is kept to errors while radhe extracts; the user's logging is theirs."""
+    import logging
+
+    import radiomics
+
+    logger = logging.getLogger("radiomics")
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    mine = Collect(level=logging.DEBUG)
+    old_level = logger.level
+    logger.addHandler(mine)
+    logger.setLevel(logging.DEBUG)
+    try:
+        RadiomicsFeatures().fit_transform(cohort.iloc[:2])
+        assert logger.level == logging.DEBUG  # untouched
+        assert records, "the user's handler receives pyradiomics' messages"
+        assert not radiomics.handler.filters  # radhe's filter is gone after the extraction
+        assert "GLCM is symmetrical" not in capfd.readouterr().err  # pyradiomics' own console stayed quiet
+    finally:
+        logger.removeHandler(mine)
+        logger.setLevel(old_level)

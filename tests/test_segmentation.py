@@ -228,6 +228,16 @@ def test_no_haematoma_predicted_is_reported(trained, tmp_path):
     with pytest.raises(InputError, match="case 'c01018'.*no haematoma predicted"):
         strict.transform(case)
 
+    # many cases: one warning for the call, one line per case (not one warning per case)
+    strict.set_params(on_empty="fallback")
+    with pytest.warns(InputWarning) as caught:
+        strict.transform(test)
+    named = [w for w in caught if issubclass(w.category, InputWarning)]
+    assert len(named) == 1
+    text = str(named[0].message)
+    assert text.startswith(f"HematomaSegmenter: no haematoma predicted in {len(test)} of {len(test)} case(s):")
+    assert all(f"case '{c}': no haematoma predicted" in text for c in test["case_id"])
+
 
 def test_tiny_and_absent_haematomas(trained, tmp_path):
     seg, _, _ = trained

@@ -15,10 +15,13 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
+from radhe._log import console_if_unconfigured, get_logger
 from radhe.constants import NCCT_MARKERS, OUTCOME_COLUMNS
 from radhe.datasets import _clinical, _haematoma, _head, _outcome
 from radhe.errors import ConfigurationError
 from radhe.io.manifest import load_manifest
+
+log = get_logger(__name__)
 
 __all__ = ["make_ich_cohort", "generate_case", "MANIFEST_COLUMNS", "MARKER_COLUMNS", "OUTCOME_COLUMNS"]
 
@@ -90,10 +93,11 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
 
     if n_jobs == 1:
         results = []
-        for k, a in enumerate(args):
-            results.append(generate_case(*a))
-            if verbose and (k + 1) % 10 == 0:
-                print(f"make_ich_cohort: {k + 1}/{n_cases} cases")
+        with console_if_unconfigured(verbose):
+            for k, a in enumerate(args):
+                results.append(generate_case(*a))
+                if (k + 1) % 10 == 0 or k + 1 == n_cases:
+                    log.log(20 if verbose else 10, "make_ich_cohort: %d/%d cases", k + 1, n_cases)
     else:
         from joblib import Parallel, delayed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,8 +10,11 @@ import pandas as pd
 from sklearn.base import clone
 
 from radhe._checks import check_binary
+from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.metrics import select_threshold
+
+log = get_logger(__name__)
 
 __all__ = ["CVPredictions", "cross_validate_predictions", "make_cv", "positive_score", "resolve_groups", "fixed_rule"]
 
@@ -285,7 +289,12 @@ def cross_validate_predictions(
 
     args = (threshold, target_sensitivity, threshold_cv, random_state, conformal)
     if n_jobs in (None, 1):
-        results = [_fit_fold(pipeline, X, y, g, tr, te, *args) for tr, te in splits]
+        results = []
+        for k, (tr, te) in enumerate(splits):
+            start = time.perf_counter()
+            results.append(_fit_fold(pipeline, X, y, g, tr, te, *args))
+            log.info("%s: fold %d/%d fitted and scored in %.1f s", name, k + 1, len(splits),
+                     time.perf_counter() - start)
     else:
         from joblib import Parallel, delayed
 

@@ -35,6 +35,7 @@ matrices and feature formulas) is pyradiomics' own code called with the same set
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 
 import numpy as np
@@ -45,11 +46,33 @@ __all__ = [
 ]
 
 
-def quiet_radiomics() -> None:
-    """Silence pyradiomics' logging below ERROR (it logs every step at INFO/WARNING)."""
-    import radiomics  # noqa: F401  (its import sets the logger's level to INFO: import first)
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
 
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
+
+_QUIET = _BelowError()
+
+
+@contextlib.contextmanager
+def quiet_radiomics():
+    """While radhe extracts, keep pyradiomics' own console handler to errors (it warns on every case).
+
+    A filter on the stderr handler that pyradiomics installs (``radiomics.handler``), for the
+    duration only. No logger's level is changed and the user's own handlers are untouched: a program
+    that configured logging for ``radiomics`` still receives every message it asked for.
+    """
+    import radiomics  # its import installs the handler: import first
+
+    handler = getattr(radiomics, "handler", None)
+    if handler is None:
+        yield
+        return
+    handler.addFilter(_QUIET)
+    try:
+        yield
+    finally:
+        handler.removeFilter(_QUIET)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +121,6 @@ def resolve_params(params) -> ExtractionConfig:
     import os
     import warnings
 
-    quiet_radiomics()
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
     if params is None:
@@ -113,7 +135,7 @@ def resolve_params(params) -> ExtractionConfig:
         # extraction itself should (extract_task restores them after each case)
         tolerances = (sitk.ProcessObject.GetGlobalDefaultCoordinateTolerance(),
                       sitk.ProcessObject.GetGlobalDefaultDirectionTolerance())
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_radiomics():
             # pykwalify loads pyradiomics' schema extension with the deprecated importlib load_module()
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
@@ -654,13 +676,13 @@ def extract_task(image, mask, config: ExtractionConfig, label: int | None = None
 
     Lives here, not beside the estimator, so workers import numpy, SimpleITK and pyradiomics only.
     """
-    quiet_radiomics()
     # a "geometryTolerance" setting changes SimpleITK's process-wide tolerances (as pyradiomics does);
     # restore them so that one extraction's settings do not decide whether the next case passes
     tolerances = (sitk.ProcessObject.GetGlobalDefaultCoordinateTolerance(),
                   sitk.ProcessObject.GetGlobalDefaultDirectionTolerance())
     try:
-        features = extract_case(image, mask, config, label=label)
+        with quiet_radiomics():
+            features = extract_case(image, mask, config, label=label)
     except Exception as exc:  # pyradiomics raises ValueError, RuntimeError, AssertionError, ...
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, RuntimeError) and "ERROR:" in message:

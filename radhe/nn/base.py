@@ -248,6 +248,18 @@ def parameter_names(group) -> list[str]:
     return [f.name for f in dataclasses.fields(group)]
 
 
+#: At most this many cases are listed in one aggregated warning (the rest are counted).
+MAX_LISTED_CASES = 20
+
+
+def warn_cases(summary: str, problems: list[str], *, stacklevel: int = 2) -> None:
+    """One :class:`~radhe.errors.InputWarning` for a step's problem cases: the summary, then one line per case."""
+    listed = problems[:MAX_LISTED_CASES]
+    more = len(problems) - len(listed)
+    text = summary + ":\n  " + "\n  ".join(listed) + (f"\n  ... and {more} more" if more > 0 else "")
+    warnings.warn(text, InputWarning, stacklevel=stacklevel + 1)
+
+
 class TorchEstimatorMixin:
     """Plumbing of an estimator that trains a torch network: checks, threads, the cached eval-mode network.
 
@@ -350,9 +362,15 @@ class RoiCNNEstimator(RuntimeParameters, TrainingParameters, ImageParameters, Ro
         return case, None
 
     def _record_failure(self, case_id, problem: str) -> dict:
-        warnings.warn(f"{format_case(case_id)}: {problem}; its {self._nan_outputs} are NaN", InputWarning,
-                      stacklevel=4)
         return {"case_id": str(case_id), "problem": problem}
+
+    def _warn_failures(self, failures: list) -> None:
+        """One warning naming every case of this call without a usable ROI (not one per case)."""
+        if failures:
+            their = "its" if len(failures) == 1 else "their"
+            warn_cases(f"{type(self).__name__}: {len(failures)} case(s) without a usable ROI; {their} "
+                       f"{self._nan_outputs} are NaN", [f"{format_case(f['case_id'])}: {f['problem']}"
+                                                        for f in failures], stacklevel=4)
 
     def _roi_crops(self, X: pd.DataFrame, mask_column: str) -> list:
         """Per case an ``(n, c, crop_size, crop_size)`` float32 array of ROI crops, or None (in ``failures_``)."""
@@ -366,6 +384,7 @@ class RoiCNNEstimator(RuntimeParameters, TrainingParameters, ImageParameters, Ro
             crops.append(S.roi_crops(case, window_hu=tuple(self.window), n_slices=self.n_slices, roi_mm=self.roi_mm,
                                      size=self.crop_size, mask_channel=self.mask_channel))
         self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
+        self._warn_failures(failures)
         return crops
 
     def get_feature_names_out(self, input_features=None):

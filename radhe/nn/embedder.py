@@ -333,4 +333,5 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
                     continue
                 out[i] = features
         self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
+        self._warn_failures(failures)
         return self._frame(out, X)

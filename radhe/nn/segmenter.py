@@ -26,7 +26,7 @@ from radhe._checks import check_frame
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
 from radhe.nn import runtime
 from radhe.nn import slices as S
-from radhe.nn.base import UNetEstimator, torch_estimator
+from radhe.nn.base import UNetEstimator, torch_estimator, warn_cases
 from radhe.nn.training import minibatches, soft_dice_loss
 
 __all__ = ["HematomaSegmenter", "default_cache_dir", "postprocess", "fallback_region"]
@@ -398,7 +398,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         if case_id is None:
             case_id = Path(str(image)).name
         case = S.load_case(image, None, case_id=case_id)
-        return self._predict_case(case)
+        mask, info = self._predict_case(case)
+        if info["message"]:
+            warnings.warn(info["message"], InputWarning, stacklevel=2)
+        return mask, info
 
     def _predict_case(self, case: S.Case):
         net = self._network()
@@ -421,9 +424,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                 message += f"; using the most probable region ({int(mask.sum())} voxels) instead"
             else:
                 message += "; wrote an empty mask"
-            warnings.warn(message, InputWarning, stacklevel=3)
         info = {"voxels": int(mask.sum()), "volume_ml": float(mask.sum()) * case.voxel_ml,
-                "max_probability": max_prob, "status": status, "reference": case.reference}
+                "max_probability": max_prob, "status": status, "reference": case.reference,
+                "message": None if status == "ok" else message}
         return mask.astype(np.uint8), info
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -440,7 +443,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         # the fingerprint hashes the weights and the *current* post-processing settings
         folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
         folder.mkdir(parents=True, exist_ok=True)
-        paths, records = [], []
+        paths, records, problems = [], [], []
         written: dict[Path, object] = {}
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
@@ -454,10 +457,15 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                 mask, info = self._predict_case(case)
                 _atomic_write(mask, info["reference"], path)
                 paths.append(str(path))
+                if info["message"]:
+                    problems.append(info["message"])
                 records.append({"case_id": str(case_id), "path": str(path), "voxels": info["voxels"],
                                 "volume_ml": info["volume_ml"], "max_probability": info["max_probability"],
                                 "status": info["status"]})
         self.predictions_ = pd.DataFrame(records, index=X.index)
+        if problems:
+            warn_cases(f"HematomaSegmenter: no haematoma predicted in {len(problems)} of {len(X)} case(s)", problems,
+                       stacklevel=2)
         out = X.copy()
         out[self.output_column] = paths
         return out

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radhe._log import console_if_unconfigured, get_logger
+
+log = get_logger(__name__)
+
 __all__ = ["train_network", "TrainingResult", "minibatches", "soft_dice_loss", "cpu_state"]
 
 
@@ -86,7 +90,8 @@ def train_network(
     max_fit_time : float or None
         Seconds since ``start_time`` after which training stops (the kept weights so far are returned).
     name : str
-        Prefix of the progress lines printed with ``verbose``.
+        Prefix of the per-epoch progress messages (logger ``radhe.nn.training``: INFO with ``verbose``,
+        else DEBUG).
 
     Returns
     -------
@@ -100,6 +105,13 @@ def train_network(
     if lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=learning_rate / 10)
     start_time = time.perf_counter() if start_time is None else start_time
+    with console_if_unconfigured(verbose):
+        return _train(net, optimizer, scheduler, epoch_batches, batch_loss, epochs, validate, score_name, patience,
+                      max_fit_time, start_time, name, verbose)
+
+
+def _train(net, optimizer, scheduler, epoch_batches, batch_loss, epochs, validate, score_name, patience,
+           max_fit_time, start_time, name, verbose) -> TrainingResult:
     best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
     history = []
     for epoch in range(1, epochs + 1):
@@ -121,9 +133,8 @@ def train_network(
             record[score_name] = float(validate(net))
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
-        if verbose:
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
-            print(f"[{name}] epoch {epoch:3d}  {shown}  ({record['seconds']:.1f} s)", flush=True)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
+        log.log(20 if verbose else 10, "%s epoch %3d/%d  %s  (%.1f s)", name, epoch, epochs, shown, record["seconds"])
         if validate is not None:
             score = record[score_name]
             if score > best_score + 1e-4:
