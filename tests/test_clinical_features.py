@@ -182,8 +182,9 @@ def test_tabular_passes_numbers_through_unchanged():
     tf = TabularFeatures().fit(m)
     out = tf.transform(m)
     assert all(name.startswith("tabular__") for name in out.columns)
-    # every non-reserved, non-outcome column is a feature (site included)
-    assert {"site", "age_years", "baseline_volume_ml"} <= set(tf.columns_)
+    # every non-reserved, non-outcome column is a feature, except the site (as in ClinicalFeatures)
+    assert {"age_years", "baseline_volume_ml"} <= set(tf.columns_) and "site" not in tf.columns_
+    assert "site" in TabularFeatures(exclude=()).fit(m).columns_
     assert np.isnan(out.loc[101, "tabular__age_years"])  # NaN left for the pipeline's clean step
     assert np.isinf(out.loc[100, "tabular__baseline_volume_ml"])
     np.testing.assert_array_equal(out["tabular__gcs"], m["gcs"].astype(float))
@@ -211,3 +212,13 @@ def test_outcome_under_another_name_is_flagged(cls):
         warnings.simplefilter("error")
         cls().fit(X.drop(columns="expansion"), X["he"])
         cls(exclude=("site", "expansion")).fit(X, X["he"])
+
+
+def test_site_is_never_a_feature_by_default_on_the_tabular_path():
+    import radhe
+
+    m = manifest()
+    y = (np.arange(len(m)) % 3 == 0).astype(int)
+    pipe = radhe.make_pipeline(radiomics=None, random_state=0).fit(m, y)
+    names = list(pipe.named_steps["features"].get_feature_names_out())
+    assert names and not [n for n in names if "site" in n]

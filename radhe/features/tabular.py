@@ -309,8 +309,10 @@ class TabularFeatures(_TableTransformer):
         ``patient_id``, ``image``, ``mask``, ``mask_pred``), the outcome columns
         :data:`OUTCOME_COLUMNS`, path-like text columns, and ``exclude``. Outcome columns are refused
         even when listed explicitly (:class:`~radhe.errors.ConfigurationError`).
-    exclude : sequence of str, default ()
-        Further columns never used with ``columns="auto"``.
+    exclude : sequence of str, default ("site",)
+        Further columns never used with ``columns="auto"``. ``site`` is excluded by default, as in
+        :class:`~radhe.features.ClinicalFeatures`: a model that learns each hospital's base rate does
+        not transfer to a new hospital. Pass ``exclude=()`` to use it.
     categorical : sequence of str, optional
         Columns to one-hot encode even though they hold numbers (e.g. a numeric site code).
     max_categories : int, default 50
@@ -338,7 +340,7 @@ class TabularFeatures(_TableTransformer):
     _impute_numeric = False
     missing_indicator = False
 
-    def __init__(self, columns="auto", *, exclude=(), categorical=None, max_categories=50):
+    def __init__(self, columns="auto", *, exclude=("site",), categorical=None, max_categories=50):
         self.columns = columns
         self.exclude = exclude
         self.categorical = categorical
