@@ -216,7 +216,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
             f'<p class="note">Baselines run on the same folds. DeLong p: paired two-sided DeLong test of each '
             f"model's AUC against {html.escape(str(result.comparison.attrs.get('reference', main.name)))}. "
             "BAT score: blend sign 1 + hypodensity 2 + onset-to-CT &lt; 2.5 h 2 (Morotti 2018). "
-            "Sensitivity, specificity and likelihood ratios at thresholds chosen in the training folds.</p>"
+            "Sensitivity, specificity and likelihood ratios at thresholds chosen in the training folds; the "
+            "single NCCT markers (present = expansion) and the BAT score (≥ 3) are fixed rules, applied as they are.</p>"
         )
 
     # ---- explanation

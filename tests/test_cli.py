@@ -177,6 +177,12 @@ def test_predict_applies_a_fitted_model_to_new_cases(cli_cohort, tmp_path, capsy
     assert main(["predict", "--model", str(tmp_path / "none.joblib"), "--manifest", str(tmp_path / "new.csv"),
                  "--out", str(tmp_path / "p.csv")]) == 1
     assert "model file" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+    assert main(["predict", "--model", str(tmp_path / "m.joblib"), "--manifest", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "p.xlsx")]) == 1
+    assert "name a table file ending in .csv, .tsv, .parquet" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "m.joblib"), "--manifest", str(tmp_path / "none.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 1
+    assert "manifest file not found" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
 
 
 def test_custom_label_column_is_not_a_feature(cli_cohort, tmp_path):

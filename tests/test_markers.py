@@ -114,3 +114,17 @@ def test_bad_inputs_raise_precise_errors(cohort):
     with pytest.raises(ConfigurationError, match="pos_weight"):
         NCCTMarkerClassifier(labels=("large",), pos_weight="auto").fit(cohort.iloc[:6])
     assert MARKER_LABELS == ("hypodensity", "irregular_margin", "blend_sign", "fluid_level")
+
+
+def test_slice_level_training_matches_slices_and_refuses_misshaped_targets(cohort):
+    """slice_samples → fit_slices → predict_slices_proba (Ohkita's split study); bad targets are named."""
+    clf = NCCTMarkerClassifier(labels=("large",), epochs=1, random_state=0, **TINY)
+    data, slice_case, targets = clf.slice_samples(cohort.iloc[:10], mask_column="mask")
+    assert len(data) == len(slice_case) == len(targets) and targets.shape[1] == 1
+    assert set(slice_case) <= set(range(10))
+    proba = clf.fit_slices(data, targets).predict_slices_proba(data[:5])
+    assert proba.shape == (5, 1) and ((proba >= 0) & (proba <= 1)).all()
+    with pytest.raises(InputError, match=r"fit_slices: targets must be \(\d+, 1\)"):
+        NCCTMarkerClassifier(labels=("large",), **TINY).fit_slices(data, targets[:-1])
+    with pytest.raises(InputError, match="lacks the marker column"):
+        NCCTMarkerClassifier(labels=("nosuch",), **TINY).slice_samples(cohort.iloc[:4], mask_column="mask")
