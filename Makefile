@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml setup.cfg tools/build_pyradiomics.py
 	$(PY) tools/build_pyradiomics.py $(VENV)/sdist
 	# The CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,distributed]"
+	# docs: tests/test_docs_site.py builds the site (mkdocs --strict) in the default test run
+	$(PIP) install -q -e ".[dev,distributed,dicom,docs,mlflow]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 import sys
 import time
 from pathlib import Path
+
+from radhe._log import get_logger
+
+log = get_logger("radhe.pipelines")
 
 __all__ = [
     "main",
@@ -26,6 +31,8 @@ __all__ = [
     "smoke_radiomics",
     "write_report",
     "html_table",
+    "add_common_arguments",
+    "progress_console",
 ]
 
 def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
@@ -117,7 +124,10 @@ def load_or_make_cohort(manifest=None, out=None, *, n_cases: int = 120, shape=No
     kwargs = {"random_state": seed}
     if shape is not None:
         kwargs["shape"] = tuple(shape)
+    start = time.perf_counter()
+    log.info("generating a synthetic cohort of %d cases in %s", n_cases, folder)
     frame = make_ich_cohort(n_cases, folder, **kwargs)
+    log.info("synthetic cohort of %d cases written in %.1f s", len(frame), time.perf_counter() - start)
     return frame, folder / "manifest.csv"
 
 
@@ -177,10 +187,14 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
     summary : dict, optional
         Stored as ``metrics.json["pipeline"]`` (name, runtime, oracle AUC, ...).
 
+    When ``result`` was tracked (``run_pipeline(..., mlflow=...)``), the files written here and the
+    summary's ``oracle_auc`` and ``seconds`` (metrics ``oracle_auc``, ``pipeline_seconds``) go to its
+    MLflow run.
+
     Returns
     -------
     dict
-        ``{"html": path, "metrics": path}``.
+        ``{"html": path, "metrics": path, "predictions": path, "checklist": path}``.
     """
     from radhe.report import render_html
 
@@ -202,14 +216,22 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
         metrics["pipeline"] = _jsonable(summary)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False))
-    return {"html": html_path, "metrics": metrics_path, "predictions": result.write_predictions(out / "predictions.csv"),
-            "checklist": result.write_checklist(out / "checklist.md")}
+    paths = {"html": html_path, "metrics": metrics_path, "predictions": result.write_predictions(out / "predictions.csv"),
+             "checklist": result.write_checklist(out / "checklist.md")}
+    log.info("report: wrote %s", html_path)
+    if getattr(result, "tracking", None) is not None:
+        from radhe.tracking import log_report_files
+
+        extra = {"oracle_auc": (summary or {}).get("oracle_auc"), "pipeline_seconds": (summary or {}).get("seconds")}
+        log_report_files(result, paths.values(), figures=out / "figures",
+                         metrics={k: v for k, v in extra.items() if v is not None})
+    return paths
 
 
 # -------------------------------------------------------------------------------------- running
 def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, seed: int = 0, label: str = "he",
                  overrides=None, threshold_cv: int | None = 3, n_bootstrap: int = 1000, grid: bool = False,
-                 explain: bool | None = None, verbose: bool = True) -> dict:
+                 explain: bool | None = None, verbose: bool = True, mlflow=None) -> dict:
     """Cross-validate ``module``'s pipeline on ``manifest`` and write its report to ``out``.
 
     The pipeline is ``module.build_pipeline(random_state=seed, **overrides)``, evaluated with
@@ -218,6 +240,9 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     and written by :func:`write_report` with the sections of ``module.extra_sections`` if defined.
     ``grid=True`` wraps the pipeline in a patient-grouped ``GridSearchCV`` over ``module.param_grid()``
     (nested CV: slow). ``explain=False`` skips SHAP (None: the module's ``EXPLAIN``, default True).
+    ``mlflow``: track the run with MLflow, as :func:`radhe.evaluation.evaluate`'s ``mlflow=``
+    (parameters, metrics, the report's files). Progress goes to the ``radhe`` logger (INFO);
+    ``verbose`` prints the results' summary on stdout.
 
     Returns
     -------
@@ -230,6 +255,7 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     out = Path(out)
     start = time.perf_counter()
     y = manifest[label].astype(int)
+    log.info("%s: %s", module.NAME, module.TITLE)
     pipeline = module.build_pipeline(random_state=seed, **dict(overrides or {}))
     if grid:
         from sklearn.model_selection import GridSearchCV
@@ -240,10 +266,14 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     result = evaluate(pipeline, manifest, y, cv=cv, baselines=getattr(module, "BASELINES", True),
                       explain=bool(getattr(module, "EXPLAIN", True) if explain is None else explain) and not grid,
                       threshold_cv=threshold_cv,
-                      n_bootstrap=n_bootstrap, name=module.NAME, random_state=seed)
+                      n_bootstrap=n_bootstrap, name=module.NAME, random_state=seed, mlflow=mlflow)
     extras = []
     if hasattr(module, "extra_sections"):
-        extras = module.extra_sections(manifest, y, result, seed=seed, folds=folds, overrides=dict(overrides or {}))
+        from radhe._progress import timed
+
+        with timed(log, "%s: the report's extra sections", module.NAME,
+                   start="%s: computing the report's extra sections"):
+            extras = module.extra_sections(manifest, y, result, seed=seed, folds=folds, overrides=dict(overrides or {}))
     seconds = time.perf_counter() - start
     oracle = oracle_auc(manifest, manifest_path, label) if manifest_path is not None else None
     summary = {"name": module.NAME, "title": module.TITLE, "seconds": seconds, "folds": folds, "seed": seed,
@@ -277,7 +307,24 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--grid", action="store_true", help="nested grid search over param_grid() (slow)")
     parser.add_argument("--no-explain", action="store_true", help="skip the out-of-fold SHAP explanation")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and few epochs: a smoke test in seconds")
+    add_common_arguments(parser)
     return parser
+
+
+def add_common_arguments(parser) -> None:
+    """``-q/--quiet`` and ``--mlflow [URI]`` / ``--mlflow-experiment NAME`` of every pipeline's command line."""
+    from radhe.tracking import add_arguments
+
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="show warnings and errors only (no progress messages on stderr)")
+    add_arguments(parser)
+
+
+def progress_console(args):
+    """Progress messages (logger ``radhe``) on stderr for the command's duration; warnings only with ``--quiet``."""
+    from radhe._log import console
+
+    return console(logging.WARNING if args.quiet else logging.INFO)
 
 
 def main(module, argv=None) -> int:
@@ -287,15 +334,20 @@ def main(module, argv=None) -> int:
     doc = (module.__doc__ or "").strip().splitlines()
     parser = build_parser(module.NAME, doc[0] if doc else module.TITLE)
     args = parser.parse_args(argv)
+    from radhe.tracking import prepare, settings_from_args
+
     try:
-        manifest, path = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
-                                             seed=args.seed)
-        if args.label not in manifest.columns:
-            raise RadheError(f"manifest has no outcome column '{args.label}'")
-        run_pipeline(module, manifest, manifest_path=path, out=args.out, folds=args.folds, seed=args.seed,
-                     label=args.label, overrides=module.TINY if args.tiny else None,
-                     threshold_cv=args.threshold_cv or None, n_bootstrap=args.bootstrap, grid=args.grid,
-                     explain=False if args.no_explain else None)
+        with progress_console(args):
+            mlflow = settings_from_args(args)
+            prepare(mlflow)  # a missing mlflow or an unusable store stops here, before the cohort is made
+            manifest, path = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
+                                                 seed=args.seed)
+            if args.label not in manifest.columns:
+                raise RadheError(f"manifest has no outcome column '{args.label}'")
+            run_pipeline(module, manifest, manifest_path=path, out=args.out, folds=args.folds, seed=args.seed,
+                         label=args.label, overrides=module.TINY if args.tiny else None,
+                         threshold_cv=args.threshold_cv or None, n_bootstrap=args.bootstrap, grid=args.grid,
+                         explain=False if args.no_explain else None, mlflow=mlflow)
     except (RadheError, ValueError, FileNotFoundError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1

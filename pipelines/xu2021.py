@@ -48,6 +48,10 @@ import sys
 import time
 from pathlib import Path
 
+from radhe._log import get_logger
+
+log = get_logger("radhe.pipelines")
+
 NAME = "xu2021"
 TITLE = "Xu et al. 2021: automatic segmentation and volume quantification against ground truth and ABC/2"
 TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, n_threads=1)
@@ -88,6 +92,9 @@ def cross_validated_volumetry(manifest, *, folds: int = 5, seed: int = 0, overri
         :func:`build_pipeline` overrides.
     out : path, optional
         Folder for the predicted masks (``out/masks``); default: the segmenter's temporary folder.
+    verbose : bool
+        Show the per-fold progress lines (logger ``radhe.pipelines``, INFO) on stderr even when the
+        program configured no logging.
 
     Returns
     -------
@@ -113,14 +120,18 @@ def cross_validated_volumetry(manifest, *, folds: int = 5, seed: int = 0, overri
     groups = manifest["patient_id"].astype(str) if "patient_id" in manifest.columns else manifest["case_id"]
     splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     parts = []
-    for k, (train, test) in enumerate(splitter.split(manifest, groups=groups)):
-        seg = clone(template).fit(manifest.iloc[train])
-        predicted = seg.transform(manifest.iloc[test])
-        predicted["fold"] = k
-        parts.append(predicted)
-        if verbose:
-            print(f"[xu2021] fold {k + 1}/{folds}: trained on {len(train)} cases in {seg.fit_time_:.1f} s "
-                  f"(best epoch {seg.best_epoch_})", flush=True)
+    from radhe._log import console_if_unconfigured
+
+    with console_if_unconfigured(verbose):
+        for k, (train, test) in enumerate(splitter.split(manifest, groups=groups)):
+            seg = clone(template).fit(manifest.iloc[train])
+            fold_start = time.perf_counter()
+            predicted = seg.transform(manifest.iloc[test])
+            predicted["fold"] = k
+            parts.append(predicted)
+            log.info("xu2021: fold %d/%d: trained on %d cases in %.1f s (best epoch %s), %d held-out cases "
+                     "segmented in %.1f s", k + 1, folds, len(train), seg.fit_time_, seg.best_epoch_, len(test),
+                     time.perf_counter() - fold_start)
     predicted = pd.concat(parts).loc[manifest.index]
     cases = segmentation_metrics(predicted, pred_column="mask_pred", true_column="mask")
     cases.index = manifest.index
@@ -230,12 +241,23 @@ def write_volumetry_report(study: dict, out, *, summary: dict | None = None) -> 
     return {"html": html_path, "metrics": metrics_path, "cases": cases_path}
 
 
-def run(manifest, *, out, folds: int = 5, seed: int = 0, overrides=None, verbose: bool = True) -> dict:
-    """:func:`cross_validated_volumetry` + :func:`write_volumetry_report`; returns the study and paths."""
+def run(manifest, *, out, folds: int = 5, seed: int = 0, overrides=None, verbose: bool = True, mlflow=None) -> dict:
+    """:func:`cross_validated_volumetry` + :func:`write_volumetry_report`; returns the study and paths.
+
+    ``mlflow``: track the study with MLflow (as :func:`radhe.evaluation.evaluate`'s ``mlflow=``): the
+    segmenter's parameters, Dice / IoU and the volume agreement of the U-Net and of ABC/2
+    (``model.*``, ``abc2.*``), the per-fold mean Dice as steps (``fold_dice``), and the report's files.
+    """
+    from radhe import tracking
+
+    tracker = tracking.prepare(mlflow)  # before training: a missing mlflow or an unusable store stops here
     study = cross_validated_volumetry(manifest, folds=folds, seed=seed, overrides=overrides, out=out, verbose=verbose)
     summary = {"name": NAME, "folds": folds, "seed": seed, "seconds": study["seconds"],
                "overrides": {k: repr(v) for k, v in dict(overrides or {}).items()}}
     paths = write_volumetry_report(study, out, summary=summary)
+    log.info("xu2021: report: wrote %s", paths["html"])
+    if tracker is not None:
+        _track(tracker, study, paths, seed=seed, folds=folds, overrides=overrides)
     if verbose:
         d, m, a = study["dice"], study["model"], study["abc2"]
         print(f"Dice {d['mean']:.3f} ± {d['sd']:.3f}; ICC U-Net {m['icc']:.3f} (r {m['pearson_r']:.3f}, bias "
@@ -245,10 +267,28 @@ def run(manifest, *, out, folds: int = 5, seed: int = 0, overrides=None, verbose
     return {"study": study, "paths": paths}
 
 
+def _track(tracker, study, paths, *, seed, folds, overrides):
+    """Log a volumetry study to the MLflow run ``tracker`` prepared."""
+    from radhe.tracking import flatten_params, log_run
+
+    cases = study["cases"]
+    metrics = {f"dice_{k}": v for k, v in study["dice"].items() if k != "iou_mean"}
+    metrics["iou_mean"] = study["dice"]["iou_mean"]
+    for key in ("model", "abc2"):
+        metrics.update({f"{key}.{name}": value for name, value in study[key].items() if not isinstance(value, str)})
+    metrics["seconds"] = study["seconds"]
+    fold_dice = cases.groupby("fold")["dice"].mean().sort_index().tolist()
+    params = {"pipeline": "HematomaSegmenter", "evaluation.folds": folds, "evaluation.random_state": seed,
+              "data.n_cases": len(cases),
+              **flatten_params(build_pipeline(random_state=seed, **dict(overrides or {})).get_params(), prefix="pipeline.")}
+    log_run(tracker, run_name=NAME, params=params, metrics=metrics, steps={"fold_dice": fold_dice},
+            tags={"radhe.pipeline": NAME}, files=list(paths.values()))
+
+
 def main(argv=None) -> int:
     from radhe.errors import RadheError
 
-    from ._common import load_or_make_cohort
+    from ._common import add_common_arguments, load_or_make_cohort, progress_console
 
     parser = argparse.ArgumentParser(prog=f"python -m radhe_pipelines.{NAME}", description=TITLE)
     parser.add_argument("--manifest", type=Path, default=None,
@@ -260,11 +300,18 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
                         help="synthetic volume size in voxels (default 256 256 28)")
     parser.add_argument("--tiny", action="store_true", help="tiny network, one epoch: a smoke test")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    from radhe.tracking import prepare, settings_from_args
+
     try:
-        manifest, _ = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
-                                          seed=args.seed)
-        run(manifest, out=args.out, folds=args.folds, seed=args.seed, overrides=TINY if args.tiny else None)
+        with progress_console(args):
+            mlflow = settings_from_args(args)
+            prepare(mlflow)  # fail at once, before the cohort is made
+            manifest, _ = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
+                                              seed=args.seed)
+            run(manifest, out=args.out, folds=args.folds, seed=args.seed, overrides=TINY if args.tiny else None,
+                mlflow=mlflow)
     except (RadheError, ValueError, FileNotFoundError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1

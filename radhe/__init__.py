@@ -24,12 +24,13 @@ _EXPORTS = {
     "radhe.evaluation": ("evaluate", "cross_validate_predictions"),
     "radhe.explain": ("shap_values",),
     "radhe.report": ("write_html",),
+    "radhe.persistence": ("save_model", "load_model"),
 }
 
 # subpackages reachable as attributes (``radhe.datasets.make_ich_cohort``) without an explicit import
 _SUBMODULES = (
     "baselines", "cli", "datasets", "errors", "evaluation", "explain", "features", "io", "labels",
-    "markers", "model_selection", "nn", "plots", "report", "segmentation", "two_output", "volumetry",
+    "markers", "model_selection", "nn", "persistence", "plots", "report", "segmentation", "two_output", "volumetry",
 )
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names) + ["__version__"]

@@ -10,12 +10,27 @@ package; the module itself is internal (not part of radhe's public API).
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
 from radhe.errors import InputError
 
-__all__ = ["check_binary", "check_score", "check_probability", "check_both_classes", "check_frame"]
+__all__ = ["check_binary", "check_score", "check_probability", "check_both_classes", "check_frame",
+           "check_cases", "check_labels", "check_training_data", "MISSING_MARKERS", "is_missing", "row_names",
+           "list_cases", "list_values_by_case"]
+
+#: Text read as a missing value: the strings :func:`pandas.read_csv` reads as missing by default
+#: (its ``na_values``; surrounding whitespace ignored). Tables and labels given as DataFrames read
+#: them the same way, so a manifest gives the same result from a file and from memory.
+MISSING_MARKERS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+
+#: How many cases (and distinct values) a message lists before "and N more".
+_LISTED = 5
 
 
 def check_binary(y, name: str = "y") -> np.ndarray:
@@ -75,3 +90,180 @@ def check_frame(X, columns, where: str) -> None:
     if missing:
         raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")
 
+
+def is_missing(value) -> bool:
+    """True for None, NaN, NaT, ``pd.NA`` and the text of :data:`MISSING_MARKERS` (whitespace ignored)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() in MISSING_MARKERS
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like cells
+        return False
+
+
+def row_names(X, n: int | None = None, index=None) -> np.ndarray:
+    """How messages name each row of ``X``: its ``case_id`` (a manifest), else ``row <index label>``.
+
+    ``index`` (e.g. a label Series' index) is used when ``X`` is not a DataFrame.
+    """
+    if isinstance(X, pd.DataFrame):
+        if "case_id" in X.columns:
+            return X["case_id"].astype(str).to_numpy()
+        index = X.index
+    if index is None:
+        index = range(len(X) if n is None else n)
+    return np.asarray([f"row {label}" for label in index], dtype=object)
+
+
+def list_cases(names, limit: int = _LISTED) -> str:
+    """``"case 'a'"``, ``"cases 'a', 'b'"`` or ``"cases 'a', 'b', ... (12 in all)"``; rows stay ``row 3``."""
+    names = [str(n) for n in names]
+    quoted = [n if n.startswith("row ") else f"'{n}'" for n in names[:limit]]
+    rows = all(n.startswith("row ") for n in names)
+    noun = ("row" if rows else "case") + ("" if len(names) == 1 else "s")
+    if rows:
+        quoted = [q[4:] for q in quoted]
+    text = f"{noun} {', '.join(quoted)}"
+    if len(names) > limit:
+        text += f", ... ({len(names)} in all)"
+    return text
+
+
+def list_values_by_case(values, names, limit: int = _LISTED) -> str:
+    """``"'unknown' (cases 'a', 'b'), '150 mmHg' (case 'c')"``: each distinct value with the cases holding it."""
+    groups: dict[str, list] = {}
+    for value, name in zip(values, names, strict=True):
+        groups.setdefault(repr(value) if not isinstance(value, str) else f"'{value}'", []).append(name)
+    parts = [f"{value} ({list_cases(cases, limit)})" for value, cases in list(groups.items())[:limit]]
+    if len(groups) > limit:
+        parts.append(f"... ({len(groups)} distinct values in all)")
+    return ", ".join(parts)
+
+
+def _label_value(value) -> float:
+    """A label as a float: NaN when missing, inf when not a number."""
+    if is_missing(value):
+        return np.nan
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return np.inf
+    return np.inf
+
+
+def check_cases(X, n: int, where: str) -> None:
+    """Raise `InputError` when there are no cases (``n == 0``) or a manifest repeats a ``case_id``."""
+    if n == 0:
+        raise InputError(f"{where}: no cases (the manifest has 0 rows; a file with a header only?); "
+                         "add the cases to learn from")
+    if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
+        ids = X["case_id"].astype(str)
+        duplicated = ids[ids.duplicated()].unique().tolist()
+        if duplicated:
+            raise InputError(f"{where}: case_id must be unique (one row per scan); duplicated: "
+                             f"{list_cases(duplicated, 10)}")
+
+
+def check_labels(y, X=None, *, where: str = "fit") -> np.ndarray:
+    """The 0/1 outcome of every case as an int array, or an error saying which cases to fix.
+
+    Run where fitting starts, before any image is read or any network trained.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        The labels: 0/1, bool, 0.0/1.0 or the text "0"/"1".
+    X : pandas.DataFrame or array-like, optional
+        The manifest; its ``case_id`` names the cases in messages, and its length must be ``y``'s.
+    where : str
+        What is checking (prefixes the messages).
+
+    Returns
+    -------
+    numpy.ndarray of int
+
+    Raises
+    ------
+    radhe.errors.InputError
+        No cases; a manifest ``X`` with a repeated ``case_id``; ``y`` not one-dimensional or of
+        another length than ``X``; missing labels (naming the cases); values other than 0/1, e.g.
+        "yes"/"no" or a 3-level grade (naming the values and cases); a single class.
+    """
+    name = f"'{y.name}'" if isinstance(y, pd.Series) and y.name is not None else "y"
+    values = np.asarray(y.to_numpy(dtype=object) if isinstance(y, pd.Series | pd.DataFrame) else y, dtype=object)
+    if values.ndim != 1:
+        raise InputError(f"{where}: the outcome {name} must be one-dimensional (one label per case); "
+                         f"got shape {values.shape}")
+    if X is not None and len(X) != values.size:
+        raise InputError(f"{where}: the manifest has {len(X)} rows but the outcome {name} has {values.size} labels")
+    check_cases(X, values.size, where)
+    names = row_names(X, values.size, y.index if isinstance(y, pd.Series) else None)
+    as_float = np.asarray([_label_value(v) for v in values], dtype=float)
+    missing = np.isnan(as_float)
+    if missing.any():
+        raise InputError(
+            f"{where}: the outcome {name} is missing for {int(missing.sum())} of {values.size} cases "
+            f"({list_cases(names[missing])}); fill the labels in or leave those cases out of the manifest "
+            "(radhe drops no case itself)"
+        )
+    bad = ~np.isin(as_float, (0.0, 1.0))
+    if bad.any():
+        text = [v for v in values[bad] if isinstance(v, str) and np.isinf(_label_value(v))
+                and v.strip().lower().lstrip("+-") not in ("inf", "infinity")]
+        hint = ""
+        if text:
+            example = sorted(set(v.strip() for v in text))[-1]
+            column = name.strip("'") if name != "y" else "he"
+            hint = (f"; text labels are not guessed: convert them, e.g. "
+                    f"y = (manifest['{column}'] == '{example}').astype(int)")
+        raise InputError(
+            f"{where}: the outcome {name} must be 0/1 (1 = haematoma expansion); {int(bad.sum())} of "
+            f"{values.size} cases hold other values: {list_values_by_case(values[bad], names[bad])}{hint}"
+        )
+    labels = as_float.astype(int)
+    n_positive = int(labels.sum())
+    if n_positive in (0, labels.size):
+        raise InputError(
+            f"{where}: the outcome {name} has one class only: all {labels.size} cases are {labels[0]}; "
+            "a model needs cases with expansion (1) and without (0)"
+        )
+    return labels
+
+
+def check_training_data(estimator, X, y, *, where: str | None = None):
+    """Check what an estimator is about to be fitted on, before it reads an image or trains anything.
+
+    * ``X`` has rows, and a manifest's ``case_id`` values are unique;
+    * a classifier gets 0/1 labels of both classes, one per row (:func:`check_labels`); they are
+      returned as ints;
+    * any other estimator (a regressor, a feature pipeline) gets ``y`` back unchanged, after a
+      check that it has one value per row.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the cases concerned.
+    """
+    from sklearn.base import is_classifier
+
+    where = where or f"{type(estimator).__name__}.fit"
+    n = len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+    classifier = is_classifier(estimator)
+    if classifier and y is not None:
+        return check_labels(y, X, where=where)
+    check_cases(X, n, where)
+    if y is None:
+        if classifier:
+            raise InputError(f"{where}: no labels; pass y, the 0/1 outcome of every case (e.g. manifest['he'])")
+        return None
+    n_values = len(y) if hasattr(y, "__len__") else np.asarray(y).shape[0]
+    if n_values != n:
+        raise InputError(f"{where}: the manifest has {n} rows but y has {n_values} values")
+    return y

@@ -18,6 +18,8 @@ import :mod:`radhe.evaluation`: evaluation uses the baselines, not the other way
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -25,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_binary
+from radhe._compat import Interval, StrOptions, validate_params
 from radhe.constants import MARKER_DISPLAY_NAMES, NCCT_MARKERS
 from radhe.errors import ConfigurationError, InputError
 
@@ -101,6 +104,12 @@ class UnivariateLogistic(_ColumnClassifier):
         Inverse L2 penalty of the logistic regression (large = practically unpenalised).
     """
 
+    _parameter_constraints = {
+        "column": [str],
+        "transform": [StrOptions({"log"}), None],
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, column: str = "baseline_volume_ml", *, transform: str | None = None, C: float = 1e4):
         self.column = column
         self.transform = transform
@@ -110,11 +119,22 @@ class UnivariateLogistic(_ColumnClassifier):
         v = _column(X, self.column, type(self).__name__)
         if self.transform == "log":
             v = np.log1p(np.clip(v, 0, None))
-        elif self.transform is not None:
-            raise ConfigurationError(f"transform must be None or 'log'; got {self.transform!r}")
         return v
 
     def fit(self, X, y):
+        """Fit the logistic regression on the column (missing values: the training median).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The manifest (``column`` read by name).
+        y : array-like of 0/1
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self)
         y = self._set_classes(y)
         v = self._raw(X)
         finite = np.isfinite(v)
@@ -173,6 +193,17 @@ class BATScore(_ColumnClassifier):
         Inverse penalty of the logistic regression (``logistic=True``).
     """
 
+    _parameter_constraints = {
+        "logistic": ["boolean"],
+        "cutoff": [Interval(numbers.Real, None, None, closed="neither")],
+        "blend_column": [str],
+        "hypodensity_column": [str],
+        "time_column": [str],
+        "time_cutoff_h": [Interval(numbers.Real, 0, None, closed="neither")],
+        "points": ["array-like"],
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
     def __init__(
         self,
         *,
@@ -216,6 +247,24 @@ class BATScore(_ColumnClassifier):
         ).to_numpy()
 
     def fit(self, X, y):
+        """Fit the score's rates (or its logistic regression) on these cases.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The manifest (the three columns read by name).
+        y : array-like of 0/1
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self)
+        points = np.asarray(self.points, dtype=object).ravel()
+        if points.size != 3 or not all(isinstance(v, numbers.Real) and np.isfinite(v) for v in points):
+            raise ConfigurationError(
+                "The 'points' parameter of BATScore must be three finite numbers (blend sign, hypodensity, "
+                f"early onset-to-CT). Got {self.points!r} instead.")
         y = self._set_classes(y)
         s = self._score(X)
         if self.logistic:
@@ -266,6 +315,8 @@ class MarkerClassifier(_ColumnClassifier):
     #: a marker is a fixed rule (present = positive): evaluation applies it instead of tuning a threshold
     fixed_threshold = 0.5
 
+    _parameter_constraints = {"column": [str]}
+
     def __init__(self, column: str = "blend_sign"):
         self.column = column
 
@@ -273,6 +324,19 @@ class MarkerClassifier(_ColumnClassifier):
         return (np.nan_to_num(_column(X, self.column, type(self).__name__)) > 0).astype(float)
 
     def fit(self, X, y):
+        """Learn the expansion rate with and without the marker.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            The manifest (``column`` read by name; missing = absent).
+        y : array-like of 0/1
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self)
         y = self._set_classes(y)
         m = self._score(X)
         prior = y.mean()

@@ -20,6 +20,7 @@ the training fold) the class weights are left out.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -27,12 +28,56 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 from xgboost import XGBClassifier
 
+from radhe._compat import HasMethods, Interval, StrOptions, validate_params
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["CLASSIFIERS", "make_classifier", "classifier_name", "BalancedXGBClassifier", "CalibratedSVC",
            "is_tree_model", "PenalizedLogisticCV", "DEFAULT_CS"]
 
 CLASSIFIERS = ("logistic", "svm", "random_forest", "xgboost", "lightgbm")
+
+
+class _InputTypeError(InputError, TypeError):
+    """An :class:`~radhe.errors.InputError` for input of the wrong type (e.g. an object that is not
+    a number in X), also a ``TypeError`` as scikit-learn's own error for it is."""
+
+
+def _validated(estimator, X, y="no_validation", *, reset: bool, **kwargs):
+    """``sklearn.utils.validation.validate_data`` with its errors as :class:`~radhe.errors.InputError`.
+
+    scikit-learn's checks and messages (2-D, finite, not sparse or complex, the number and names of
+    the features seen in fit, ``y`` given and of the right length), prefixed with the estimator's
+    name; the fitted ``n_features_in_`` / ``feature_names_in_`` are set only with ``reset=True``.
+    ``y="no_validation"`` (the default) validates X alone.
+    """
+    from sklearn.utils.validation import validate_data
+
+    try:
+        return validate_data(estimator, X, y, reset=reset, **kwargs)
+    except TypeError as error:
+        raise _InputTypeError(f"{type(estimator).__name__}: {error}") from None
+    except ValueError as error:
+        raise InputError(f"{type(estimator).__name__}: {error}") from None
+
+
+def _check_targets(estimator, y) -> None:
+    """InputError unless ``y`` holds class labels (scikit-learn's check and message)."""
+    from sklearn.utils.multiclass import check_classification_targets
+
+    try:
+        check_classification_targets(y)
+    except ValueError as error:  # "Unknown label type: continuous ..."
+        raise InputError(f"{type(estimator).__name__}: {error}") from None
+
+
+def _binary_classes(estimator, y) -> np.ndarray:
+    """The two classes of ``y``; InputError for a continuous target or another number of classes."""
+    _check_targets(estimator, y)
+    classes = np.unique(y)
+    if classes.size != 2:
+        raise InputError(f"Only binary classification is supported: {type(estimator).__name__} got y with "
+                         f"{classes.size} class(es) {classes[:5].tolist()}")
+    return classes
 
 
 def make_classifier(name="logistic", *, random_state=None, balanced=True):
@@ -130,8 +175,41 @@ class BalancedXGBClassifier(XGBClassifier):
     balanced : bool, default True
         Re-weight classes (multiplies any ``sample_weight`` passed to fit).
     **kwargs
-        Any :class:`xgboost.XGBClassifier` parameter.
+        Any :class:`xgboost.XGBClassifier` parameter. The sizes and rates (``n_estimators``,
+        ``max_depth``, ``learning_rate``, ``subsample``, the ``colsample_*`` fractions, ``gamma``,
+        ``min_child_weight``, ``reg_alpha``, ``reg_lambda``, ...) are checked in :meth:`fit`
+        against XGBoost's documented ranges, with a message naming the parameter and value; the
+        rest are XGBoost's to check (``"no_validation"`` in ``_parameter_constraints``).
     """
+
+    # XGBoost's documented ranges (https://xgboost.readthedocs.io/en/stable/parameter.html); None
+    # is XGBoost's own default for each of them
+    _parameter_constraints = {
+        "balanced": ["boolean"],
+        "n_estimators": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_depth": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "max_leaves": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "max_bin": [Interval(numbers.Integral, 2, None, closed="left"), None],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "gamma": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "min_child_weight": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "max_delta_step": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "subsample": [Interval(numbers.Real, 0, 1, closed="right"), None],
+        "colsample_bytree": [Interval(numbers.Real, 0, 1, closed="right"), None],
+        "colsample_bylevel": [Interval(numbers.Real, 0, 1, closed="right"), None],
+        "colsample_bynode": [Interval(numbers.Real, 0, 1, closed="right"), None],
+        "reg_alpha": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "reg_lambda": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "scale_pos_weight": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "num_parallel_tree": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "n_jobs": [numbers.Integral, None],
+        **{name: "no_validation" for name in (
+            "base_score", "booster", "callbacks", "device", "early_stopping_rounds", "enable_categorical",
+            "eval_metric", "feature_types", "feature_weights", "grow_policy", "importance_type",
+            "interaction_constraints", "max_cat_threshold", "max_cat_to_onehot", "missing", "monotone_constraints",
+            "multi_strategy", "objective", "random_state", "sampling_method", "tree_method",
+            "validate_parameters", "verbosity")},
+    }
 
     def __init__(self, *, balanced=True, **kwargs):
         self.balanced = balanced
@@ -150,10 +228,9 @@ class BalancedXGBClassifier(XGBClassifier):
         """
         from sklearn.preprocessing import LabelEncoder
 
+        validate_params(self)
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
-            import warnings
-
             from sklearn.exceptions import DataConversionWarning
 
             warnings.warn(
@@ -195,22 +272,57 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
     (:class:`sklearn.calibration.CalibratedClassifierCV` with ``ensemble=False``). Nothing from
     the outer test rows is used. ``decision_function`` (what AUC scorers use) is the SVC's own.
 
+    With ``groups`` (the patient of each row) the internal folds never split a patient: a
+    patient's second scan in the calibration-training part would make the out-of-fold scores of
+    the first look better than they are, and the probabilities over-confident.
+    :class:`radhe.pipeline.RadhePipeline` passes the manifest's ``patient_id`` (as
+    :class:`~radhe.stacking.FamilyStackingClassifier` does to its sub-models); with scikit-learn's
+    metadata routing enabled, ``groups`` given to a meta-estimator (``GridSearchCV.fit(X, y,
+    groups=...)``, ``cross_validate(..., params={"groups": ...})``) reach it too, since it requests
+    them by default.
+
     Parameters
     ----------
-    C, kernel, gamma, class_weight :
-        As for :class:`sklearn.svm.SVC`.
-    cv : int, splitter or iterable, default 3
-        Internal folds for the calibration (an int is reduced when the minority class is smaller).
-    random_state : int or None
-        Shuffles the internal folds.
+    C : float > 0, default 1.0
+        SVC regularisation (as for :class:`sklearn.svm.SVC`).
+    kernel : {"linear", "poly", "rbf", "sigmoid"} or callable, default "rbf"
+        As for ``SVC`` ("precomputed" is not supported: the calibration folds split rows only).
+    gamma : {"scale", "auto"} or float >= 0, default "scale"
+        Kernel coefficient, as for ``SVC``.
+    class_weight : "balanced", dict or None, default "balanced"
+        As for ``SVC``.
+    cv : int >= 2, splitter or list of (train, test), default 3
+        Internal folds for the calibration. An int means stratified folds (grouped by patient with
+        ``groups``), reduced to the number of rows (patients, with ``groups``) of the rarest class
+        when that is smaller; with fewer than 2, no calibration (``calibrated_`` is None and
+        ``predict_proba`` is the logistic of the decision value). A splitter is called with the
+        groups when its ``split`` takes them; a :class:`~radhe.model_selection.PatientGroupingWarning`
+        says when its folds (or the given list's) put a patient on both sides anyway.
+    random_state : int, RandomState or None, default None
+        Shuffles the internal folds of an int ``cv``.
 
     Attributes
     ----------
     svc_ : sklearn.svm.SVC
         The SVC fitted on all rows.
-    calibrated_ : sklearn.calibration.CalibratedClassifierCV
+    calibrated_ : sklearn.calibration.CalibratedClassifierCV or None
+    calibration_folds_ : list of (ndarray, ndarray) or None
+        The ``(train, test)`` row positions of the internal calibration folds (None without calibration).
     classes_ : ndarray
+    n_features_in_ : int
     """
+
+    _parameter_constraints = {
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+        "kernel": [StrOptions({"linear", "poly", "rbf", "sigmoid"}), callable],
+        "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left"), HasMethods(["split", "get_n_splits"]), list],
+        "random_state": ["random_state"],
+    }
+
+    # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
+    __metadata_request__fit = {"groups": True}
 
     def __init__(self, C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", cv=3, random_state=None):
         self.C = C
@@ -220,22 +332,73 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the SVC and its calibration on the training rows."""
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.model_selection import StratifiedKFold
-        from sklearn.svm import SVC
-        from sklearn.utils.validation import validate_data
+    def _calibration_folds(self, X, y, groups):
+        """The internal folds (list of (train, test)) or None when a class has fewer than 2 rows/patients."""
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-        X, y = validate_data(self, X, y, reset=True)
-        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, class_weight=self.class_weight)
-        _, counts = np.unique(y, return_counts=True)
+        from radhe.model_selection import PatientGroupingWarning, grouped_splits, shared_patients
+
+        owner = "CalibratedSVC's calibration folds"
         if isinstance(self.cv, numbers.Integral):
-            n_folds = int(min(self.cv, counts.min())) if counts.size > 1 else 0
-            folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state) if n_folds >= 2 else None
-        else:  # a splitter or an iterable of (train, test)
-            n_folds, folds = 2, self.cv
-        if n_folds >= 2:
+            classes, codes = np.unique(y, return_inverse=True)
+            if classes.size < 2:
+                return None
+            if groups is None:
+                smallest = int(np.bincount(codes).min())
+            else:
+                smallest = min(len(np.unique(groups[codes == k])) for k in range(classes.size))
+            n_folds = int(min(self.cv, smallest))
+            if n_folds < 2:
+                return None
+            if groups is None:
+                splitter = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+                return [(train, test) for train, test in splitter.split(X, y)]
+            splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=self.random_state)
+            return [(train, test) for train, test in splitter.split(X, y, groups)]
+        if isinstance(self.cv, list):
+            folds = [(np.asarray(train), np.asarray(test)) for train, test in self.cv]
+        else:
+            folds = grouped_splits(self.cv, X, y, groups, owner=owner)
+        if groups is not None:
+            shared = shared_patients(groups, folds)
+            if shared.size:
+                listing = ", ".join(map(repr, shared[:10].tolist())) + (" ..." if shared.size > 10 else "")
+                warnings.warn(
+                    f"{owner} put {shared.size} patient(s) in both the calibration-training and the "
+                    f"calibration-test rows ({listing}): the calibration is over-confident; use an int cv "
+                    "(grouped by patient) or a group-aware splitter such as "
+                    "radhe.model_selection.PatientStratifiedKFold", PatientGroupingWarning, stacklevel=3,
+                )
+        return folds
+
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Fit the SVC and its calibration on the training rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+        groups : array-like of shape (n_samples,), optional
+            Patient of each row: the internal calibration folds never split a patient.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import SVC
+
+        validate_params(self)
+        X, y = _validated(self, X, y, reset=True)
+        _check_targets(self, y)
+        if groups is not None:
+            from radhe.model_selection import patient_groups
+
+            groups = patient_groups(X, groups)
+        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, class_weight=self.class_weight)
+        folds = self._calibration_folds(X, y, groups)
+        if folds is not None:
             calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
             calibrated.fit(X, y, sample_weight=sample_weight)
             self.svc_ = calibrated.calibrated_classifiers_[0].estimator
@@ -243,23 +406,20 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
             calibrated = None
             self.svc_ = svc.fit(X, y, sample_weight=sample_weight)
         self.calibrated_ = calibrated
+        self.calibration_folds_ = folds
         self.classes_ = self.svc_.classes_
         return self
 
     def decision_function(self, X):
         """Signed distance to the separating surface (larger: class ``classes_[1]``)."""
         check_is_fitted(self, "svc_")
-        from sklearn.utils.validation import validate_data
-
-        X = validate_data(self, X, reset=False)
+        X = _validated(self, X, reset=False)
         return self.svc_.decision_function(X)
 
     def predict_proba(self, X):
         """Calibrated class probabilities."""
         check_is_fitted(self, "svc_")
-        from sklearn.utils.validation import validate_data
-
-        X = validate_data(self, X, reset=False)
+        X = _validated(self, X, reset=False)
         if self.calibrated_ is None:
             score = self.svc_.decision_function(X)
             p = 1.0 / (1.0 + np.exp(-score))
@@ -269,9 +429,7 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """The SVC's prediction (the sign of :meth:`decision_function`, as for ``SVC``)."""
         check_is_fitted(self, "svc_")
-        from sklearn.utils.validation import validate_data
-
-        return self.svc_.predict(validate_data(self, X, reset=False))
+        return self.svc_.predict(_validated(self, X, reset=False))
 
 
 #: Inverse L2 strengths searched by :class:`PenalizedLogisticCV` (1e-3 to 1e2).
@@ -332,7 +490,10 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         The model refitted on all rows.
     coef_, intercept_ : ndarray
         ``model_``'s coefficients, on the scaled expanded features.
+    n_iter_ : ndarray of shape (1,)
+        ``model_``'s solver iterations.
     classes_ : ndarray
+    n_features_in_, feature_names_in_
     """
 
     def __init__(self, Cs=DEFAULT_CS, cv=5, *, spline_knots="auto", max_spline_features=20, min_unique=10,
@@ -345,20 +506,30 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
+    _parameter_constraints = {
+        "Cs": ["array-like"],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
+        "spline_knots": [StrOptions({"auto"}), Interval(numbers.Integral, 2, None, closed="left"), None],
+        "max_spline_features": [Interval(numbers.Integral, 0, None, closed="left")],
+        "min_unique": [Interval(numbers.Integral, 2, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
+    __metadata_request__fit = {"groups": True}
+
     def _check_params(self):
-        Cs = np.asarray(self.Cs, dtype=float).ravel()
+        """Validate the parameters; return the sorted candidate ``Cs``."""
+        validate_params(self)
+        try:
+            Cs = np.asarray(self.Cs, dtype=float).ravel()
+        except (TypeError, ValueError):
+            Cs = np.array([np.nan])
         if Cs.size == 0 or not np.all(np.isfinite(Cs)) or np.any(Cs <= 0):
-            raise ConfigurationError(f"Cs must be positive finite numbers, got {self.Cs!r}")
-        if not isinstance(self.cv, numbers.Integral) or isinstance(self.cv, bool) or self.cv < 2:
-            raise ConfigurationError(f"cv must be an integer >= 2, got {self.cv!r}")
-        knots = self.spline_knots
-        if not (knots is None or (isinstance(knots, str) and knots == "auto") or (
-                isinstance(knots, numbers.Integral) and not isinstance(knots, bool) and knots >= 2)):
-            raise ConfigurationError(f"spline_knots must be 'auto', None or an integer >= 2, got {knots!r}")
-        if not isinstance(self.max_spline_features, numbers.Integral) or self.max_spline_features < 0:
-            raise ConfigurationError(f"max_spline_features must be a non-negative integer, got {self.max_spline_features!r}")
-        if not isinstance(self.min_unique, numbers.Integral) or self.min_unique < 2:
-            raise ConfigurationError(f"min_unique must be an integer >= 2, got {self.min_unique!r}")
+            raise ConfigurationError(
+                f"The 'Cs' parameter of PenalizedLogisticCV must be a non-empty sequence of positive finite "
+                f"numbers. Got {self.Cs!r} instead.")
         return np.sort(Cs)
 
     def _design(self, X, *, fit: bool) -> np.ndarray:
@@ -398,10 +569,11 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         """
         from radhe.model_selection import inner_folds
 
-        self._check_params()
-        y_arr = np.asarray(y)
-        folds = inner_folds(y_arr, groups, n_splits=self.cv, random_state=self.random_state)
-        self.fit_oof(X, y, folds)
+        Cs = self._check_params()
+        X, y = _validated(self, X, y, dtype=np.float64, reset=True)
+        _binary_classes(self, y)
+        folds = inner_folds(y, groups, n_splits=self.cv, random_state=self.random_state)
+        self._fit_folds(X, y, folds, Cs)
         return self
 
     def fit_oof(self, X, y, folds):
@@ -423,17 +595,16 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             Log-odds of ``classes_[1]`` for each row, from the model of the fold holding it out.
         """
-        import warnings
+        Cs = self._check_params()
+        X, y = _validated(self, X, y, dtype=np.float64, reset=True)
+        return self._fit_folds(X, y, folds, Cs)
 
+    def _fit_folds(self, X, y, folds, Cs):
+        """:meth:`fit_oof` on validated arrays (``n_features_in_`` / ``feature_names_in_`` already set)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
-        from sklearn.utils.validation import validate_data
 
-        Cs = self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float64, reset=True)
-        self.classes_ = np.unique(y)
-        if self.classes_.size != 2:
-            raise InputError(f"PenalizedLogisticCV is binary; y has {self.classes_.size} class(es)")
+        self.classes_ = _binary_classes(self, y)
         target = (y == self.classes_[1]).astype(float)
         base = LogisticRegression(max_iter=self.max_iter)
         knots = self.spline_knots
@@ -472,27 +643,30 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
             self.model_ = clone(base).set_params(C=self.C_).fit(Z, y)
         self.coef_ = self.model_.coef_
         self.intercept_ = self.model_.intercept_
+        self.n_iter_ = self.model_.n_iter_
         return paths[chosen][:, best]
 
     def decision_function(self, X):
         """Log-odds of ``classes_[1]``."""
-        from sklearn.utils.validation import validate_data
-
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _validated(self, X, dtype=np.float64, reset=False)
         return self.model_.decision_function(self._design(X, fit=False))
 
     def predict_proba(self, X):
         """Class probabilities (columns ordered as ``classes_``)."""
-        from sklearn.utils.validation import validate_data
-
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _validated(self, X, dtype=np.float64, reset=False)
         return self.model_.predict_proba(self._design(X, fit=False))
 
     def predict(self, X):
         """The class of higher probability."""
+        check_is_fitted(self, "model_")
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def additive_terms(self, X):
         """Each input feature's term of the log-odds (its linear and spline parts together).
@@ -504,10 +678,8 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features_in_)
         """
-        from sklearn.utils.validation import validate_data
-
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = _validated(self, X, dtype=np.float64, reset=False)
         Z = self._design(X, fit=False)
         weighted = Z * self.coef_[0]
         p = X.shape[1]

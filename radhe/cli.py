@@ -17,6 +17,7 @@ from radhe.errors import RadheError
 __all__ = ["main", "build_parser"]
 
 DEFAULT_LABEL = "he"
+_NO_HU_CHECK_HELP = "accept images whose intensities do not look like CT in HU (e.g. MR or a windowed export)"
 #: Exit status of ``validate --skip`` when some cases were invalid (and skipped).
 EXIT_SKIPPED = 3
 #: Table formats written by ``--out``, by file suffix.
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--allow-skipped", action="store_true",
                           help=f"with --skip: exit 0 even when cases were skipped (default: exit {EXIT_SKIPPED})")
     validate.add_argument("--label", default=None, help="also check this outcome column (0/1, no missing value)")
+    validate.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
     validate.set_defaults(run=_cmd_validate)
 
     extract = commands.add_parser("extract", help="extract pyradiomics features to a table")
@@ -61,17 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--mask-column", default="mask", help="manifest column of mask paths")
     extract.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes")
     extract.add_argument("--skip", action="store_true", help="NaN rows + failure table instead of stopping")
+    extract.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
     extract.set_defaults(run=_cmd_extract)
 
-    fit = commands.add_parser("fit", help="fit a pipeline on a whole cohort and save it with joblib")
+    fit = commands.add_parser("fit", help="fit a pipeline on a whole cohort and save it (skops format)")
     _add_manifest(fit)
     _add_pipeline(fit)
-    fit.add_argument("--out", required=True, type=Path, help="model file (.joblib)")
+    fit.add_argument("--out", required=True, type=Path,
+                     help="model file: *.skops (safe to load; the default for any other name) or *.joblib / "
+                          "*.pkl (a pickle: loading it runs code; only for files you trust)")
     fit.set_defaults(run=_cmd_fit)
 
     predict = commands.add_parser("predict", help="apply a fitted model (from `radhe fit`) to new cases")
-    predict.add_argument("--model", required=True, type=Path, help="model file written by `radhe fit`")
+    predict.add_argument("--model", required=True, type=Path,
+                         help="model file written by `radhe fit` (skops; or *.joblib / *.pkl, a pickle)")
     _add_manifest(predict)
+    predict.add_argument("--cache", type=Path, default=None,
+                         help="per-case feature cache folder for the model's radiomics step (default: none)")
     predict.add_argument("--out", required=True, type=Path, help="predictions table (.csv, .tsv or .parquet)")
     predict.add_argument("--threshold", type=float, default=0.5,
                          help="probability from which a case is called expanding (default 0.5)")
@@ -94,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "scores (default 3)")
         if html:
             command.add_argument("--no-explain", action="store_true", help="leave out the SHAP sections")
+        from radhe.tracking import add_arguments as add_tracking_arguments
+
+        add_tracking_arguments(command)  # --mlflow [URI], --mlflow-experiment NAME
         command.set_defaults(run=_cmd_evaluate, html=html)
 
     demo = commands.add_parser("demo", help="synthetic cohort → validation → features → grouped CV → report")
@@ -143,7 +154,7 @@ def _cmd_validate(args) -> int:
     if args.label is not None:
         _manifest_and_label(args, manifest)
         print(f"outcome '{args.label}': {int(manifest[args.label].sum())} of {len(manifest)} positive")
-    report = validate_manifest(manifest, on_error="skip" if args.skip else "raise")
+    report = validate_manifest(manifest, on_error="skip" if args.skip else "raise", hu_check=not args.no_hu_check)
     print(report.summary())
     if len(report.skipped) and not args.allow_skipped:
         print(f"radhe: {len(report.skipped)} case(s) skipped (exit status {EXIT_SKIPPED}; --allow-skipped "
@@ -164,7 +175,7 @@ def _cmd_extract(args) -> int:
         raise RadheErrorForCli(f"manifest '{args.manifest}' has no mask column '{args.mask_column}'")
     extractor = RadiomicsFeatures(
         params=args.params, mask_column=args.mask_column, n_jobs=args.n_jobs, cache=args.cache,
-        on_error="skip" if args.skip else "raise", verbose=not args.quiet,
+        on_error="skip" if args.skip else "raise", hu_check=not args.no_hu_check, verbose=not args.quiet,
     )
     start = time.perf_counter()
     features = extractor.fit_transform(manifest)
@@ -182,32 +193,33 @@ def _cmd_extract(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    import joblib
+    from radhe.persistence import model_format, save_model
 
+    model_format(args.out)  # a bad --out fails now, not after the fit
     manifest, y = _manifest_and_label(args)
     start = time.perf_counter()
     with _cache_folder(args.cache) as cache:
         pipeline = _build_pipeline(args.pipeline, args.seed, n_jobs=args.n_jobs, cache=cache)
         pipeline.fit(manifest, y)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, args.out)
+    # saved without the cache folder (a run-time setting; the temporary one is gone after this run)
+    save_model(pipeline, args.out)
     print(f"fitted pipeline '{args.pipeline}' on {len(manifest)} cases in {time.perf_counter() - start:.1f} s "
           f"-> {args.out}")
     return 0
 
 
 def _cmd_predict(args) -> int:
-    import joblib
     import numpy as np
     import pandas as pd
 
     from radhe.evaluation import positive_score
     from radhe.io import load_manifest
+    from radhe.persistence import load_model
 
     _check_table_suffix(args.out)
-    if not args.model.is_file():
+    if not args.model.exists():
         raise RadheErrorForCli(f"model file '{args.model}' not found (write one with `radhe fit`)")
-    model = joblib.load(args.model)
+    model = load_model(args.model, cache=args.cache)
     manifest = load_manifest(args.manifest)
     score, kind = positive_score(model, manifest)
     table = pd.DataFrame({"case_id": manifest["case_id"].astype(str).to_numpy()})
@@ -241,6 +253,7 @@ def write_table(frame, path: Path) -> Path:
 def _cmd_evaluate(args) -> int:
     from radhe.evaluation import evaluate
     from radhe.model_selection import PatientStratifiedKFold
+    from radhe.tracking import settings_from_args
 
     manifest, y = _manifest_and_label(args)
     cv = PatientStratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
@@ -253,7 +266,8 @@ def _cmd_evaluate(args) -> int:
             )
         result = evaluate(pipeline, manifest, y, cv=cv, baselines=args.html,
                           explain=args.html and not getattr(args, "no_explain", False), n_bootstrap=args.bootstrap,
-                          threshold_cv=args.threshold_cv or None, name=f"{args.pipeline} pipeline")
+                          threshold_cv=args.threshold_cv or None, name=f"{args.pipeline} pipeline",
+                          mlflow=settings_from_args(args))
     _write_outputs(result, args.out, html=args.html)
     return 0
 
@@ -334,16 +348,11 @@ def _manifest_and_label(args, manifest=None):
             f"manifest '{args.manifest}' has no outcome column '{args.label}' (pass --label); "
             f"columns: {list(manifest.columns)}"
         )
-    y = manifest[args.label]
-    if y.isna().any():
-        missing = manifest.loc[y.isna(), "case_id"].tolist()[:5]
-        raise RadheErrorForCli(f"outcome '{args.label}' is missing for case(s) {missing}")
-    numeric = pd.to_numeric(y, errors="coerce")
-    bad = manifest.loc[~numeric.isin([0, 1]), "case_id"].tolist()
-    if bad:
-        values = sorted({str(v) for v in y[~numeric.isin([0, 1])]})[:5]
-        raise RadheErrorForCli(f"outcome '{args.label}' must be 0/1; case(s) {bad[:5]} hold {values}")
-    y = numeric
+    from radhe._checks import check_labels
+
+    # the API's label check: missing labels, non-0/1 values, a single class, no cases -- each naming the cases
+    y = pd.Series(check_labels(manifest[args.label], manifest, where=f"manifest '{args.manifest}'"),
+                  index=manifest.index, name=args.label)
     from radhe.constants import OUTCOME_COLUMNS
 
     if args.label not in OUTCOME_COLUMNS:

@@ -6,6 +6,8 @@ cohort of hundreds of scans can be traced to one row of the manifest.
 
 from __future__ import annotations
 
+import warnings
+
 __all__ = ["RadheError", "InputError", "ConfigurationError", "InputWarning", "format_case"]
 
 
@@ -55,3 +57,15 @@ class InputWarning(UserWarning):
 def format_case(case_id: object) -> str:
     """Return ``"case '<id>'"``, the prefix used in every per-case message."""
     return f"case '{case_id}'"
+
+
+#: At most this many cases are listed in one aggregated warning (the rest are counted).
+MAX_LISTED_CASES = 20
+
+
+def warn_cases(summary: str, problems: list[str], *, stacklevel: int = 2) -> None:
+    """One :class:`~radhe.errors.InputWarning` for a step's problem cases: the summary, then one line per case."""
+    listed = problems[:MAX_LISTED_CASES]
+    more = len(problems) - len(listed)
+    text = summary + ":\n  " + "\n  ".join(listed) + (f"\n  ... and {more} more" if more > 0 else "")
+    warnings.warn(text, InputWarning, stacklevel=stacklevel + 1)

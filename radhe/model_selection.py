@@ -8,6 +8,13 @@ patient rather than predict the outcome, and the cross-validated AUC would be op
 and :func:`~sklearn.model_selection.cross_val_score` that reads the patient of every row from the
 manifest's ``patient_id`` column; :func:`check_no_patient_overlap` verifies any splitter.
 
+The same holds for the folds a model makes inside its own ``fit`` (a penalty chosen by inner
+cross-validation, a stacking meta-model, Platt calibration): :func:`inner_folds` groups them by
+patient, :func:`grouped_splits` calls any splitter with the patients (and says so with a
+:class:`PatientGroupingWarning` when it cannot), and :func:`warn_ungrouped_inner_searches` finds a
+``GridSearchCV`` (or any estimator with a ``cv``) nested in a model whose splitter would put one
+patient on both sides of its inner folds.
+
 Examples
 --------
 >>> from sklearn.model_selection import cross_val_score            # doctest: +SKIP
@@ -17,15 +24,29 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, StratifiedGroupKFold, StratifiedKFold, check_cv
 
-from radhe.errors import ConfigurationError, InputError
+from radhe._compat import Interval, validate_param_values
+from radhe.errors import ConfigurationError, InputError, InputWarning
 
-__all__ = ["PatientStratifiedKFold", "check_no_patient_overlap", "patient_groups", "inner_folds"]
+__all__ = ["PatientStratifiedKFold", "PatientGroupingWarning", "check_no_patient_overlap", "patient_groups",
+           "inner_folds", "grouped_splits", "splitter_takes_groups", "shared_patients",
+           "warn_ungrouped_inner_searches"]
+
+
+class PatientGroupingWarning(InputWarning):
+    """Folds that should keep each patient's rows together cannot, or do not.
+
+    Raised as a warning (the outer evaluation stays honest: radhe's cross-validation refuses outer
+    folds that split a patient) when a model's *inner* folds — a calibration, a grid search —
+    would put rows of one patient on both sides, or when a splitter cannot take the patients.
+    """
 
 
 def patient_groups(X, groups=None, *, group_column="patient_id") -> np.ndarray:
@@ -90,23 +111,24 @@ class PatientStratifiedKFold(BaseCrossValidator):
     # declare): with routing enabled, ``groups`` given to a meta-estimator reaches ``split``
     __metadata_request__split = {"groups": True}
 
+    _parameter_constraints = {
+        "n_splits": [Interval(numbers.Integral, 2, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "group_column": [str],
+    }
+
     def __init__(self, n_splits=5, *, shuffle=True, random_state=None, group_column="patient_id"):
-        # the checks (and messages) of scikit-learn's K-fold splitters
-        if not isinstance(n_splits, numbers.Integral):
-            raise ValueError(
-                f"The number of folds must be of Integral type. {n_splits!r} of type {type(n_splits)} was passed."
-            )
-        if n_splits <= 1:
-            raise ValueError(
-                "k-fold cross-validation requires at least one train/test split by setting n_splits=2 or "
-                f"more, got n_splits={n_splits}."
-            )
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"shuffle must be True or False; got {shuffle}")
+        # validated here, as scikit-learn's splitters do (a splitter has no fit, and no set_params)
+        validate_param_values(
+            self._parameter_constraints,
+            {"n_splits": n_splits, "shuffle": shuffle, "random_state": random_state, "group_column": group_column},
+            type(self).__name__,
+        )
         if not shuffle and random_state is not None:
-            raise ValueError(
-                "Setting a random_state has no effect since shuffle is False. You should leave random_state "
-                "to its default (None), or set shuffle=True."
+            raise ConfigurationError(
+                "PatientStratifiedKFold: random_state has no effect with shuffle=False; leave random_state "
+                f"to its default (None) or set shuffle=True (got random_state={random_state!r})"
             )
         self.n_splits = int(n_splits)
         self.shuffle = shuffle
@@ -142,10 +164,34 @@ class PatientStratifiedKFold(BaseCrossValidator):
         return self.n_splits
 
 
+def shared_patients(patients, splits) -> np.ndarray:
+    """The patients that some split puts in both its training and its test rows (sorted, unique).
+
+    Parameters
+    ----------
+    patients : array-like of shape (n_samples,)
+        Patient of each row.
+    splits : iterable of (train indices, test indices)
+
+    Returns
+    -------
+    ndarray
+        Empty when every split keeps each patient on one side.
+    """
+    patients = np.asarray(patients, dtype=object).astype(str)
+    shared = [np.intersect1d(patients[np.asarray(train)], patients[np.asarray(test)]) for train, test in splits]
+    return np.unique(np.concatenate(shared)) if shared else np.array([], dtype=str)
+
+
+def _listing(values, limit=10) -> str:
+    values = list(values)
+    return ", ".join(map(repr, values[:limit])) + (" ..." if len(values) > limit else "")
+
+
 def _raise_if_shared(patients, train, test, fold):
     shared = np.intersect1d(patients[train], patients[test])
     if shared.size:
-        listing = ", ".join(map(repr, shared[:10].tolist())) + (" ..." if shared.size > 10 else "")
+        listing = _listing(shared.tolist())
         raise InputError(
             f"cross-validation fold {fold} has {shared.size} patient(s) in both its training and test rows "
             f"({listing}): scans of one patient must stay in one fold, or the evaluation is optimistic. "
@@ -237,3 +283,169 @@ def inner_folds(y, groups=None, *, n_splits=5, random_state=None) -> list[tuple[
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
         return list(splitter.split(np.zeros(len(y)), codes, groups))
     return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state).split(np.zeros(len(y)), codes))
+
+
+def splitter_takes_groups(cv) -> bool:
+    """Whether ``cv.split`` has a ``groups`` parameter (or takes ``**kwargs``), read from its signature.
+
+    A splitter whose signature cannot be read is taken to accept ``groups`` (it is then called with
+    them, and any error it raises is reported, never retried without them).
+    """
+    try:
+        parameters = inspect.signature(cv.split).parameters
+    except (TypeError, ValueError):
+        return True
+    return "groups" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _repeats(groups) -> bool:
+    values = pd.Series(np.asarray(groups, dtype=object).astype(str))
+    return bool(values.duplicated().any())
+
+
+def grouped_splits(cv, X, y=None, groups=None, *, owner="cross-validation") -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train, test)`` folds of splitter ``cv``, given the patients when its ``split`` takes ``groups``.
+
+    A splitter whose ``split`` has no ``groups`` parameter (read from its signature) is called
+    without them; when patients have several rows a :class:`PatientGroupingWarning` says that
+    grouping is not applied. Nothing is retried: an error raised by the splitter (with or without
+    the groups) reaches the caller. Whether the folds actually keep patients together is the
+    caller's check (:func:`shared_patients`), since a splitter may take ``groups`` and ignore them
+    (``StratifiedKFold`` does).
+
+    Parameters
+    ----------
+    cv : splitter
+        An object with ``split(X, y[, groups])``.
+    X : array-like or pandas.DataFrame
+    y : array-like, optional
+    groups : array-like of shape (n_samples,), optional
+        Patient of each row.
+    owner : str
+        Who is splitting, for the warning (e.g. ``"CalibratedSVC's calibration folds"``).
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        Positional row indices.
+
+    Raises
+    ------
+    radhe.errors.ConfigurationError
+        ``cv`` has no ``split`` method.
+    """
+    if not hasattr(cv, "split"):
+        raise ConfigurationError(
+            f"{owner}: cv must be a splitter with split(X, y, groups) (or an int where allowed), got {cv!r}")
+    if splitter_takes_groups(cv):
+        splits = cv.split(X, y, groups=groups)
+    else:
+        if groups is not None and _repeats(groups):
+            warnings.warn(
+                f"{owner}: {type(cv).__name__}.split takes no groups, so the folds are not grouped by patient "
+                "although some patients have several rows; use radhe.model_selection.PatientStratifiedKFold "
+                "or another group-aware splitter",
+                PatientGroupingWarning, stacklevel=2,
+            )
+        splits = cv.split(X, y)
+    return [(np.asarray(train), np.asarray(test)) for train, test in splits]
+
+
+def _nested_cv_estimators(estimator):
+    """(path, estimator) of ``estimator`` and every estimator among its deep parameters that has a ``cv``."""
+    found = []
+    candidates = [("", estimator)]
+    if hasattr(estimator, "get_params"):
+        candidates += [(key, value) for key, value in estimator.get_params(deep=True).items()
+                       if hasattr(value, "get_params") and not isinstance(value, type)]
+    seen = set()
+    for path, candidate in candidates:
+        if id(candidate) in seen or not hasattr(candidate, "fit"):
+            continue
+        seen.add(id(candidate))
+        try:
+            params = candidate.get_params(deep=False)
+        except TypeError:  # a class given as a parameter
+            continue
+        if "cv" in params:
+            found.append((path, candidate))
+    return found
+
+
+def _takes_groups_in_fit(estimator) -> bool:
+    try:
+        return "groups" in inspect.signature(estimator.fit).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def warn_ungrouped_inner_searches(estimator, X, y, groups, splits=None) -> list[str]:
+    """Warn about inner searches nested in ``estimator`` whose folds would split a patient.
+
+    A ``GridSearchCV`` (or any estimator with a ``cv`` parameter: ``RandomizedSearchCV``,
+    ``CalibratedClassifierCV``, ``StackingClassifier``, ...) inside a model fitted by radhe's
+    cross-validation gets the training rows and no patients, so its splitter must read them from
+    the manifest (:class:`PatientStratifiedKFold` does) or it mixes one patient's scans between
+    its inner training and test parts — its choices (a penalty, a calibration) are then made on
+    leaked patients. Each such search is split on every outer training fold, as it will be when
+    fitted (``split(X_train, y_train)``, no groups), and a :class:`PatientGroupingWarning` names it,
+    its splitter and the patients split. radhe's own estimators whose ``fit`` takes ``groups``
+    (they get the patients from :class:`radhe.pipeline.RadhePipeline` and group their folds
+    themselves) and ``cv`` values that are fixed folds are not checked. Nothing is fitted.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The model cross-validation will fit (a pipeline, a search, ...).
+    X : pandas.DataFrame or array-like
+        All rows.
+    y : array-like of shape (n_samples,)
+    groups : array-like of shape (n_samples,)
+        Patient of each row.
+    splits : list of (train, test), optional
+        The outer folds; each training part is checked (default: all rows, once).
+
+    Returns
+    -------
+    list of str
+        The warning messages (empty when every inner search keeps patients together, or when no
+        patient has several rows).
+    """
+    from sklearn.base import is_classifier
+
+    patients = np.asarray(groups, dtype=object).astype(str)
+    if not _repeats(patients):
+        return []
+    y = np.asarray(y)
+    parts = [np.arange(len(patients))] if splits is None else [np.asarray(train) for train, _ in splits]
+    messages = []
+    for path, nested in _nested_cv_estimators(estimator):
+        if _takes_groups_in_fit(nested):
+            continue
+        cv = nested.get_params(deep=False)["cv"]
+        if not (cv is None or isinstance(cv, numbers.Integral) or hasattr(cv, "split")):
+            continue  # fixed folds (an iterable of index pairs) are the user's own choice
+        where = "the model" if not path else f"step {path!r}"
+        shared = set()
+        problem = None
+        for train in parts:
+            Xtr = X.iloc[train] if hasattr(X, "iloc") else np.asarray(X)[train]
+            splitter = check_cv(cv, y[train], classifier=is_classifier(nested))
+            try:
+                folds = [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(Xtr, y[train])]
+            except (ValueError, TypeError, InputError) as error:
+                # e.g. GroupKFold, which needs groups that the search does not get inside cross-validation
+                problem = f"its splitter {type(splitter).__name__} cannot split the training rows without groups ({error})"
+                break
+            shared.update(shared_patients(patients[train], folds).tolist())
+        if problem is None and not shared:
+            continue
+        if problem is None:
+            problem = (f"its splitter {type(splitter).__name__} puts {len(shared)} patient(s) in both the training and "
+                       f"the test part of an inner fold ({_listing(sorted(shared))})")
+        message = (f"{type(nested).__name__} ({where}): {problem}; inside cross-validation it gets no patient ids, "
+                   "so use cv=radhe.model_selection.PatientStratifiedKFold(...), which reads them from the "
+                   "manifest's patient_id column")
+        warnings.warn(message, PatientGroupingWarning, stacklevel=2)
+        messages.append(message)
+    return messages

@@ -10,6 +10,16 @@ radhe's estimators take ``n_jobs`` and run through :func:`run_tasks`, which uses
 
 Workers run SimpleITK with one thread each: with several processes per machine, more threads
 only compete for the same cores.
+
+Local worker processes never outlive the process that started them. joblib's loky workers
+wait for work from their parent and, when the parent is killed (``SIGTERM``, ``SIGKILL``, an
+out-of-memory kill), would stay alive holding their memory. :func:`run_tasks` and
+:func:`make_parallel` start them with :func:`watch_parent` as initializer: a daemon thread in each
+worker checks every :data:`PARENT_POLL_SECONDS` that its parent is alive and ends the worker
+(``os._exit``) when it is not. A polling thread rather than Linux's ``prctl(PR_SET_PDEATHSIG)``:
+that signal fires when the *thread* that forked the worker ends, which would kill healthy workers
+started from a short-lived thread; polling also works on macOS. A worker busy in a C call that
+holds the GIL exits as soon as the call returns.
 """
 
 from __future__ import annotations
@@ -17,12 +27,96 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["run_tasks", "dask_backend", "progress", "effective_n_jobs", "single_threaded"]
+__all__ = ["run_tasks", "make_parallel", "watch_parent", "dask_backend", "progress", "effective_n_jobs",
+           "single_threaded", "PARENT_POLL_SECONDS"]
 
 #: Extractions of more than this many cases show a progress bar (when verbose).
 PROGRESS_MIN_TASKS = 5
+
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_POLL_SECONDS = 0.25
+
+#: Exit status of a worker ended by :func:`watch_parent`.
+ORPHAN_EXIT_STATUS = 75
+
+
+def watch_parent(parent_pid: int, interval: float = PARENT_POLL_SECONDS) -> None:
+    """Worker initializer: end this process as soon as the process ``parent_pid`` has died.
+
+    Starts one daemon thread (once per process) that polls, every ``interval`` seconds, whether
+    ``parent_pid`` is still this process's parent (``os.getppid()``; when it was not the parent to
+    begin with, e.g. a fork server in between, whether it still exists), and calls
+    ``os._exit(ORPHAN_EXIT_STATUS)`` when it is gone. Does nothing in the process ``parent_pid`` itself.
+
+    Parameters
+    ----------
+    parent_pid : int
+        Process id of the process that runs the parallel loop (``os.getpid()`` there).
+    interval : float, default PARENT_POLL_SECONDS
+        Seconds between checks.
+    """
+    global _WATCHDOG
+    if parent_pid == os.getpid() or _WATCHDOG is not None:
+        return
+    direct = os.getppid() == parent_pid
+
+    def parent_alive() -> bool:
+        if direct:
+            return os.getppid() == parent_pid
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by someone else
+            return True
+        return True
+
+    if not parent_alive():
+        os._exit(ORPHAN_EXIT_STATUS)
+
+    def watch():
+        while parent_alive():
+            time.sleep(interval)
+        os._exit(ORPHAN_EXIT_STATUS)
+
+    _WATCHDOG = threading.Thread(target=watch, name="radhe-parent-watchdog", daemon=True)
+    _WATCHDOG.start()
+
+
+_WATCHDOG: threading.Thread | None = None
+
+
+def _watched_backend():
+    """The active joblib backend with :func:`watch_parent` as its workers' initializer; None to keep it.
+
+    Only joblib's process pool (loky, the default) is changed, keeping its settings; a Dask or
+    threading backend, or a loky backend given an initializer of its own, is left as it is.
+    """
+    from joblib._parallel_backends import LokyBackend
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    if type(backend) is not LokyBackend or "initializer" in backend.backend_kwargs:
+        return None
+    return LokyBackend(nesting_level=backend.nesting_level, inner_max_num_threads=backend.inner_max_num_threads,
+                       **{**backend.backend_kwargs, "initializer": watch_parent, "initargs": (os.getpid(),)})
+
+
+def make_parallel(n_jobs: int | None = None, **kwargs):
+    """A :class:`joblib.Parallel` whose local worker processes end when this process dies.
+
+    Same arguments as :class:`joblib.Parallel` (without ``backend``); under a Dask or threading
+    backend (``joblib.parallel_config``) it is a plain ``joblib.Parallel``. See :func:`watch_parent`.
+    """
+    import joblib
+
+    if "backend" in kwargs:
+        raise TypeError("make_parallel chooses the backend; use joblib.Parallel for another one")
+    return joblib.Parallel(n_jobs=n_jobs, backend=_watched_backend(), **kwargs)
 
 
 def effective_n_jobs(n_jobs: int | None) -> int:
@@ -75,7 +169,7 @@ def run_tasks(
                 bar.update(1)
                 yield i, result
             return
-        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        parallel = make_parallel(n_jobs=n_jobs, return_as="generator_unordered")
         jobs = (joblib.delayed(_call_indexed)(func, i, args, True) for i, args in enumerate(tasks))
         for i, result in parallel(jobs):
             bar.update(1)

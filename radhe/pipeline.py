@@ -62,13 +62,48 @@ class RadhePipeline(ImbalancedPipeline):
         When ``X`` is a manifest with a ``patient_id`` column, the final step's ``fit`` accepts
         ``groups`` and no resampler changes the rows before it, ``classify__groups`` is set to the
         patients (unless given), so the classifier's own inner folds (a stacking meta-model, a
-        penalty chosen by cross-validation) never split a patient's scans.
+        penalty chosen by cross-validation) never split a patient's scans. Each step's duration is
+        logged (logger ``radhe.pipeline``; DEBUG when fitted inside a cross-validation fold).
         """
-        return super().fit(X, y, **self._with_patient_groups(X, params))
+        from radhe._checks import check_training_data
+        from radhe._progress import PipelineFitClock
+
+        y = check_training_data(self, X, y)  # labels and rows, before any image is read
+        with PipelineFitClock(self, len(X) if hasattr(X, "__len__") else None) as self._fit_clock:
+            try:
+                return super().fit(X, y, **self._with_patient_groups(X, params))
+            finally:
+                del self._fit_clock
+
+    def _log_message(self, step_idx):
+        # scikit-learn calls this just before fitting each step: the progress clock's cue
+        clock = getattr(self, "_fit_clock", None)
+        if clock is not None:
+            clock.step_starts(step_idx)
+        return super()._log_message(step_idx)
+
+    def _fit(self, X, y=None, *args, **kwargs):
+        # ``memory`` keys on content: joblib alone hashes a manifest's path strings, so an image
+        # overwritten at the same path would hit the old entry (radhe.cache.ContentMemory)
+        memory = self.memory
+        if memory is None:
+            return super()._fit(X, y, *args, **kwargs)
+        from radhe.cache import ContentMemory
+
+        self.memory = memory if isinstance(memory, ContentMemory) else ContentMemory(memory)
+        try:
+            return super()._fit(X, y, *args, **kwargs)
+        finally:
+            self.memory = memory  # the parameter stays as given
 
     def _with_patient_groups(self, X, params):
+        from sklearn import get_config
+
         name, final = self.steps[-1]
-        key = f"{name}__groups"
+        # with scikit-learn's metadata routing on, ``<step>__<param>`` is refused: ``groups`` is routed
+        # to the steps that request it (radhe's classifiers request it in fit by default)
+        routing = bool(get_config().get("enable_metadata_routing", False))
+        key = "groups" if routing else f"{name}__groups"
         if key in params or not isinstance(X, pd.DataFrame) or "patient_id" not in X.columns:
             return params
         if any(hasattr(step, "fit_resample") for _, step in self.steps[:-1]):
@@ -76,6 +111,8 @@ class RadhePipeline(ImbalancedPipeline):
         from radhe.stacking import _accepts
 
         if final is None or isinstance(final, str) or not _accepts(getattr(final, "fit", None), "groups"):
+            return params
+        if routing and final.get_metadata_routing().fit.requests.get("groups") is not True:
             return params
         return {**params, key: X["patient_id"].astype(str).to_numpy()}
 
@@ -276,6 +313,17 @@ def _standard_scaler():
     return StandardScaler()
 
 
+def _check_memory(memory):
+    """``memory`` as the pipeline stores it (a path-like as str); refuses what is not a cache."""
+    if memory is None or isinstance(memory, str):
+        return memory
+    if isinstance(memory, os.PathLike):
+        return os.fspath(memory)
+    if callable(getattr(memory, "cache", None)):
+        return memory
+    raise ConfigurationError(f"memory must be None, a folder or a joblib.Memory, got {memory!r}")
+
+
 def _memory_location(memory):
     if memory is None:
         return None
@@ -401,7 +449,11 @@ def make_pipeline(
         Seed of the classifier, sampler, mutual-information selector and of branches built here.
     memory : None, str, path or joblib.Memory
         Cache of fitted steps (:class:`~imblearn.pipeline.Pipeline` ``memory``), so a grid search
-        over ``k`` or ``C`` fits the feature step once per fold.
+        over ``k`` or ``C`` fits the feature step once per fold. Keyed on content: the key holds a
+        stamp (size, modification and change time) of every file the manifest names, so images
+        or masks overwritten at the same paths are refitted, never read from a stale entry (see
+        :class:`radhe.cache.ContentMemory`). A run-time setting: not saved with the model
+        (:func:`radhe.save_model`).
     radiomics_cache : "auto", None, str or path, default "auto"
         Per-case feature cache of the radiomics branch (its ``cache``), so features are extracted
         once per case over all folds and candidates. "auto": ``<memory folder>/radiomics`` when
@@ -454,6 +506,7 @@ def make_pipeline(
         clinical_branch = _add_exclusions(clinical_branch, [output_column])
         tabular_branch = _add_exclusions(tabular_branch, [output_column])
 
+    memory = _check_memory(memory)
     radiomics_branch = _with_radiomics_cache(radiomics_branch, radiomics_cache, memory)
 
     branches = [
@@ -503,8 +556,6 @@ def make_pipeline(
         step = dict(steps)[name]
         if not isinstance(step, str) and hasattr(step, "set_output"):
             step.set_output(transform="pandas")
-    if isinstance(memory, os.PathLike):
-        memory = os.fspath(memory)
     return RadhePipeline(steps, memory=memory)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ import pandas as pd
 
 from radhe import plots
 from radhe._format import NOT_AVAILABLE, format_number
+from radhe._log import get_logger
+
+log = get_logger(__name__)
 
 __all__ = ["write_html", "render_html", "REPORT_CSS"]
 
@@ -108,9 +112,16 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
                 figure_dir=None, checklist_link: str | None = None) -> str:
     """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there."""
     figure_dir = None if figure_dir is None else Path(figure_dir)
+    clock = {"since": time.perf_counter(), "n": 0, "began": time.perf_counter()}
 
     def figure(fig, caption, alt):
-        return _figure(fig, caption, alt, figure_dir)
+        # a figure is drawn just before this call: the time since the previous one is its drawing and saving
+        out = _figure(fig, caption, alt, figure_dir)
+        clock["n"] += 1
+        now = time.perf_counter()
+        log.info("report: figure %d '%s' in %.1f s", clock["n"], alt, now - clock["since"])
+        clock["since"] = now
+        return out
 
     main = result.main
     meta = result.metadata or {}
@@ -146,6 +157,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         "radhe version": meta.get("radhe_version", NOT_AVAILABLE),
         "Created": meta.get("created", NOT_AVAILABLE),
     }
+    if meta.get("mlflow"):
+        rows["MLflow run (experiment)"] = f"{meta['mlflow'].get('run_id')} ({meta['mlflow'].get('experiment_id')})"
     parts.append(_table(pd.DataFrame({"Value": [str(v) for v in rows.values()]}, index=list(rows)), index_label="Item"))
     if checklist_link:
         parts.append(f'<p>Reporting checklist of this run (TRIPOD+AI items software can fill): '
@@ -284,6 +297,9 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         parts.append(f'<p class="note">SHAP values on the {html.escape(ex.output)} scale; explainer: '
                      f"{html.escape(', '.join(sorted({f.explainer for f in ex.folds})))}.</p>")
     parts.append("</body></html>")
+    log.info("report: %d figures%s rendered in %.1f s", clock["n"],
+             f" (also saved for print in {figure_dir})" if figure_dir is not None else "",
+             time.perf_counter() - clock["began"])
     return "\n".join(parts)
 
 
@@ -346,7 +362,7 @@ def _case_images(result) -> dict:
 
 
 def write_html(result, path, *, title: str | None = None, write_json: bool = True, waterfall_cases=None, top: int = 15,
-               figures: bool = True) -> Path:
+               figures: bool = True, mlflow: bool = True) -> Path:
     """Write the report of an :class:`~radhe.evaluation.EvaluationResult`.
 
     Parameters
@@ -368,6 +384,10 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
     figures : bool
         Also write every figure for print beside the HTML file, in ``figures/`` (300 dpi PNG and an SVG
         whose text stays text), linked from the captions. The HTML stays self-contained.
+    mlflow : bool
+        When ``result`` was tracked (``evaluate(..., mlflow=...)``), upload every file written here
+        (the HTML, ``metrics.json``, ``predictions.csv``, ``checklist.md``, ``figures/``) to its MLflow
+        run (:func:`radhe.tracking.log_report_files`); False: do not. Without a tracked run: nothing.
 
     Returns
     -------
@@ -385,7 +405,15 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
     path.write_text(page, encoding="utf-8")
     if write_json:
         result.write_json(path.parent / "metrics.json")
+    written = [path]
+    if write_json:
+        written.append(path.parent / "metrics.json")
     if files:
-        result.write_predictions(path.parent / "predictions.csv")
-        result.write_checklist(path.parent / "checklist.md")
+        written += [result.write_predictions(path.parent / "predictions.csv"),
+                    result.write_checklist(path.parent / "checklist.md")]
+    log.info("report: wrote %s", path)
+    if mlflow and getattr(result, "tracking", None) is not None:
+        from radhe.tracking import log_report_files
+
+        log_report_files(result, written, figures=figure_dir)
     return path

@@ -19,7 +19,7 @@ from sklearn.feature_selection import SelectorMixin, f_classif, mutual_info_clas
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from radhe._compat import check_feature_names_in
-from radhe.errors import ConfigurationError
+from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["FeatureCleaner", "KBestSelector", "SCORE_FUNCTIONS"]
 
@@ -67,9 +67,16 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
         self.near_constant = near_constant
 
     def fit(self, X, y=None):
-        """Learn medians and the kept features from the training rows."""
+        """Learn medians and the kept features from the training rows.
+
+        Raises
+        ------
+        radhe.errors.InputError
+            No feature is left (every one constant or without a finite value in the training rows):
+            the message names each feature and why it went. Also for a table without rows or columns.
+        """
         self._check_params()
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=True)
+        X = _validated(self, X, reset=True)
         X = np.where(np.isfinite(X), X, np.nan)
         names = self._input_names()
         n_samples, n_features = X.shape
@@ -117,6 +124,8 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
                         continue
                 kept_positions.append(position)
 
+        if not keep.any():
+            raise InputError(_nothing_left(reasons, n_samples))
         self.medians_ = medians
         self.support_ = keep
         self.drop_reasons_ = reasons
@@ -125,7 +134,7 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Replace non-finite values by the training medians and keep the selected features."""
         check_is_fitted(self, "support_")
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=False)
+        X = _validated(self, X, reset=False)
         X = np.where(np.isfinite(X), X, self.medians_)
         return X[:, self.support_]
 
@@ -157,6 +166,26 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+
+def _validated(estimator, X, *, reset: bool) -> np.ndarray:
+    """``X`` as a float array (NaN and inf allowed); scikit-learn's complaints as an `InputError`."""
+    try:
+        return validate_data(estimator, X, dtype=np.float64, ensure_all_finite=False, reset=reset)
+    except ValueError as error:  # no rows, no columns, text, another number of columns than in fit
+        raise InputError(f"{type(estimator).__name__}: {error}") from None
+
+
+def _nothing_left(reasons: dict, n_samples: int, limit: int = 10) -> str:
+    """The message of a feature table in which no feature is usable."""
+    listing = "; ".join(f"{name}: {why}" for name, why in list(reasons.items())[:limit])
+    if len(reasons) > limit:
+        listing += f"; ... ({len(reasons)} features in all)"
+    return (
+        f"FeatureCleaner: no usable feature in the training data ({n_samples} sample(s)): every feature is "
+        f"missing, constant or near-constant ({listing}). Check the manifest's feature columns (are they filled in, "
+        "do they vary between cases?) and the extraction (a failed case gives a row of NaN)"
+    )
 
 
 def _safe_f_scores(X, y):

@@ -175,6 +175,9 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
+    __metadata_request__fit = {"groups": True}
+
     def __init__(self, estimator=None, *, families="auto", fusion="stack", pooled=True, final_C=1.0,
                  non_negative=True, shrink=True, cv=5, random_state=None):
         self.estimator = estimator
@@ -200,33 +203,27 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         return model
 
     def _frame(self, X, *, reset: bool) -> pd.DataFrame:
-        if isinstance(X, pd.DataFrame):
-            frame = X
-            names = np.asarray([str(c) for c in X.columns], dtype=object)
-        else:
-            array = np.asarray(X, dtype=float)
-            if array.ndim != 2:
-                raise InputError(f"FamilyStackingClassifier needs a 2-D feature table, got shape {array.shape}")
-            names = np.asarray([f"x{i}" for i in range(array.shape[1])], dtype=object)
-            frame = pd.DataFrame(array, columns=names)
-        if reset:
-            self.n_features_in_ = frame.shape[1]
-            if isinstance(X, pd.DataFrame):
-                self.feature_names_in_ = names
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        else:
-            if frame.shape[1] != self.n_features_in_:
-                raise InputError(f"X has {frame.shape[1]} features, but the model was fitted with {self.n_features_in_}")
-            expected = getattr(self, "feature_names_in_", None)
-            if expected is not None and isinstance(X, pd.DataFrame) and list(names) != list(expected):
-                raise InputError("the feature names of X differ from those seen in fit (same names, same order needed)")
-        frame = frame.set_axis(list(names), axis=1)
-        values = frame.to_numpy(dtype=float)
-        if not np.isfinite(values).all():
-            raise InputError("FamilyStackingClassifier got non-finite feature values; impute them first "
-                             "(the pipeline's 'clean' step does)")
-        return frame
+        """X as a float DataFrame (its own column names and index, else ``x0, x1, ...``), validated.
+
+        scikit-learn's checks (2-D, numeric, not sparse, the number and names of the features
+        seen in fit; ``n_features_in_`` / ``feature_names_in_`` set with ``reset``), then finite
+        values, each failure an :class:`~radhe.errors.InputError`.
+        """
+        from radhe.classifiers import _validated
+
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+        values = _validated(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        if names is None:
+            names = [f"x{i}" for i in range(values.shape[1])]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            columns = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+            listing = ", ".join(map(repr, columns[:10])) + (" ..." if len(columns) > 10 else "")
+            raise InputError(
+                f"FamilyStackingClassifier got {int(bad.sum())} non-finite feature value(s) (NaN or inf) in "
+                f"column(s) {listing}; impute them first (the pipeline's 'clean' step does)")
+        return pd.DataFrame(values, index=index, columns=names)
 
     def fit(self, X, y, groups=None):
         """Fit the family sub-models and the meta-model on these rows.
@@ -245,14 +242,20 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+        from radhe.classifiers import _binary_classes
+
         validate_params(self)
         frame = self._frame(X, reset=True)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(frame):
-            raise InputError(f"y must be 1-D with one label per row of X ({len(frame)}), got shape {y.shape}")
-        self.classes_ = np.unique(y)
-        if self.classes_.size != 2:
-            raise InputError(f"FamilyStackingClassifier is binary; y has {self.classes_.size} class(es)")
+        if y is None:
+            raise InputError("FamilyStackingClassifier requires y to be passed, but the target y is None")
+        try:  # one label per row; a column vector is ravelled with scikit-learn's DataConversionWarning
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(frame, y)
+        except ValueError as error:
+            raise InputError(f"FamilyStackingClassifier: {error}") from None
+        self.classes_ = _binary_classes(self, y)
         target = (y == self.classes_[1]).astype(int)
         grouping = "single" if self.fusion == "concat" else self.families
         families = group_features(list(frame.columns), grouping)
@@ -340,6 +343,7 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The class with probability above 0.5."""
+        check_is_fitted(self, "estimators_")
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
 
     def __sklearn_tags__(self):

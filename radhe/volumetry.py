@@ -28,13 +28,10 @@ ICC_FORM = "ICC(2,1): two-way random effects, absolute agreement, single measure
 
 
 def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float, float, float]]:
-    if isinstance(mask, (str, os.PathLike)):
-        from radhe.io.image import read_image
+    if isinstance(mask, (str, os.PathLike, sitk.Image)):
+        from radhe.io.validation import read_mask
 
-        mask = read_image(mask)
-    if isinstance(mask, sitk.Image):
-        if mask.GetDimension() != 3:
-            raise InputError(f"mask must be a 3-D image, got {mask.GetDimension()}-D")
+        mask = read_mask(mask, label=label)  # the mask checks every reader runs
         spacing = mask.GetSpacing() if spacing is None else spacing
         array = sitk.GetArrayViewFromImage(mask)
     else:

@@ -34,17 +34,17 @@ def cohort(tmp_path):
 
 @pytest.fixture
 def counter(monkeypatch):
-    """Counts calls of the extraction engine (n_jobs=1 runs it in this process)."""
+    """The image paths of the cases extracted (n_jobs=1 runs the engine's per-case task in this process)."""
     import radhe.features._radiomics_engine as engine
 
     calls = []
-    original = engine.extract_case
+    original = engine.extract_task
 
-    def counting(image, mask, config, label=None):
+    def counting(image, mask, *args, **kwargs):
         calls.append(str(image))
-        return original(image, mask, config, label=label)
+        return original(image, mask, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "extract_case", counting)
+    monkeypatch.setattr(engine, "extract_task", counting)
     return calls
 
 
@@ -106,7 +106,9 @@ def test_killed_run_resumes_without_recomputing(cohort, tmp_path, monkeypatch):
     assert not list(cache.glob("*/.tmp-*")), "no half-written file left behind"
 
     calls.clear()
-    monkeypatch.setattr(engine, "extract_case", lambda *a, **k: (calls.append(a[0]), original(*a, **k))[1])
+    monkeypatch.setattr(engine, "extract_case", original)
+    task = engine.extract_task  # receives the paths (extract_case gets the images read from them)
+    monkeypatch.setattr(engine, "extract_task", lambda *a, **k: (calls.append(a[0]), task(*a, **k))[1])
     out = RadiomicsFeatures(PARAMS, cache=cache).fit_transform(cohort)
     assert sorted(calls) == sorted(cohort["image"].iloc[2:])
     pd.testing.assert_frame_equal(out, RadiomicsFeatures(PARAMS).fit_transform(cohort))
@@ -157,3 +159,47 @@ def test_feature_cache_roundtrip(tmp_path):
     assert digest({"a": 1}) != digest({"a": 2})
     fp = file_fingerprint(tmp_path / "missing.nii")
     assert fp["missing"]
+
+
+def test_fingerprint_sees_a_rewrite_whose_modification_time_was_set_back(tmp_path):
+    """Same size, same mtime (``cp --preserve``, ``rsync -t``): the change time still differs."""
+    import time
+
+    path = tmp_path / "img.nii"
+    path.write_bytes(b"a" * 100)
+    before, st = file_fingerprint(path), os.stat(path)
+    time.sleep(0.05)
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = file_fingerprint(path)
+    assert (after["size"], after["mtime_ns"]) == (before["size"], before["mtime_ns"])
+    assert after != before
+
+
+def test_content_stamp_covers_the_files_named_by_cells_and_parameters(tmp_path):
+    import time
+
+    from radhe.cache import content_stamp
+
+    image, params, series = tmp_path / "img.nii", tmp_path / "params.yaml", tmp_path / "dicom"
+    image.write_bytes(b"ct")
+    params.write_text("setting: {binWidth: 25}")
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"slice")
+    frame = pd.DataFrame({"image": [str(image)], "series": [str(series)], "sex": ["M"], "age": [70]})
+
+    def stamp():
+        return content_stamp(frame, RadiomicsFeatures(params=str(params), cache=str(tmp_path / "cache")))
+
+    base = stamp()
+    assert stamp() == base  # deterministic
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "entry").write_text("x")
+    assert stamp() == base  # a folder parameter (the cache) is not content
+    previous = base
+    for path in (image, params, series / "1.dcm"):  # each file the inputs name is
+        time.sleep(0.05)
+        path.write_bytes(path.read_bytes() + b"!")
+        now = stamp()
+        assert now != previous
+        previous = now

@@ -88,7 +88,12 @@ def test_validate_ok_and_bad_file(cli_cohort, tmp_path, capsys):
     manifest["outcome"] = ["yes" if i == 4 else v for i, v in enumerate(manifest["he"])]
     manifest.to_csv(tmp_path / "text_label.csv", index=False)
     assert main(["validate", "--manifest", str(tmp_path / "text_label.csv"), "--label", "outcome"]) == 1
-    assert "outcome 'outcome' must be 0/1; case(s) ['ich0005'] hold ['yes']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the outcome 'outcome' must be 0/1" in err and "'yes' (case 'ich0005')" in err
+    manifest["outcome"] = 0  # a single class: refused before anything is read
+    manifest.to_csv(tmp_path / "one_class.csv", index=False)
+    assert main(["validate", "--manifest", str(tmp_path / "one_class.csv"), "--label", "outcome"]) == 1
+    assert "class" in capsys.readouterr().err
 
 
 def test_synth_refuses_a_folder_that_is_not_empty(cli_cohort, capsys):
@@ -166,6 +171,8 @@ def test_predict_applies_a_fitted_model_to_new_cases(cli_cohort, tmp_path, capsy
     manifest.iloc[:16].to_csv(tmp_path / "train.csv", index=False)
     manifest.iloc[16:].drop(columns=["he"]).to_csv(tmp_path / "new.csv", index=False)  # new cases: no outcome
     assert main(["fit", "--manifest", str(tmp_path / "train.csv"), "--out", str(tmp_path / "m.joblib")]) == 0
+    # fitted with a temporary cache folder (no --cache), saved without it
+    assert b"radhe-cache-" not in (tmp_path / "m.joblib").read_bytes()
     assert main(["predict", "--model", str(tmp_path / "m.joblib"), "--manifest", str(tmp_path / "new.csv"),
                  "--out", str(tmp_path / "preds.csv"), "--threshold", "0.3"]) == 0
     preds = pd.read_csv(tmp_path / "preds.csv")
@@ -183,6 +190,38 @@ def test_predict_applies_a_fitted_model_to_new_cases(cli_cohort, tmp_path, capsy
     assert main(["predict", "--model", str(tmp_path / "m.joblib"), "--manifest", str(tmp_path / "none.csv"),
                  "--out", str(tmp_path / "p.csv")]) == 1
     assert "manifest file not found" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+
+
+def test_fit_writes_a_skops_model_without_its_cache_folder(cli_cohort, tmp_path, capsys):
+    """skops is the default format; the cache folder of the fit is neither saved nor re-created by predict."""
+    import zipfile
+
+    from radhe.cache import FeatureCache
+    from radhe.persistence import load_model
+
+    manifest = load_manifest(cli_cohort / "manifest.csv")
+    manifest.iloc[:16].to_csv(tmp_path / "train.csv", index=False)
+    manifest.iloc[16:].drop(columns=["he"]).to_csv(tmp_path / "new.csv", index=False)
+    model, cache = tmp_path / "model.skops", tmp_path / "cache"
+    assert main(["fit", "--manifest", str(tmp_path / "train.csv"), "--cache", str(cache), "--out", str(model)]) == 0
+    assert zipfile.is_zipfile(model) and str(cache).encode() not in model.read_bytes()
+    assert len(FeatureCache(cache)) == 16  # the fit used the cache
+    shutil.rmtree(cache)
+    predict = ["predict", "--model", str(model), "--manifest", str(tmp_path / "new.csv"), "--out"]
+    assert main([*predict, str(tmp_path / "p.csv")]) == 0
+    assert not cache.exists()
+    expected = load_model(model).predict_proba(load_manifest(tmp_path / "new.csv"))[:, 1]
+    assert np.allclose(pd.read_csv(tmp_path / "p.csv")["probability"], expected, atol=1e-9)
+    assert main([*predict, str(tmp_path / "p2.csv"), "--cache", str(tmp_path / "predict-cache")]) == 0
+    assert len(FeatureCache(tmp_path / "predict-cache")) == 8
+    capsys.readouterr()
+    # a pickle under a skops name is not loaded
+    joblib.dump(load_model(model), tmp_path / "fake.skops")
+    assert main([*predict[:2], str(tmp_path / "fake.skops"), *predict[3:], str(tmp_path / "p3.csv")]) == 1
+    assert "not a skops model file" in capsys.readouterr().err and not (tmp_path / "p3.csv").exists()
+    # --out a folder is refused before fitting
+    assert main(["fit", "--manifest", str(tmp_path / "train.csv"), "--out", str(tmp_path)]) == 1
+    assert "it is a folder" in capsys.readouterr().err
 
 
 def test_custom_label_column_is_not_a_feature(cli_cohort, tmp_path):

@@ -222,3 +222,51 @@ def test_site_is_never_a_feature_by_default_on_the_tabular_path():
     pipe = radhe.make_pipeline(radiomics=None, random_state=0).fit(m, y)
     names = list(pipe.named_steps["features"].get_feature_names_out())
     assert names and not [n for n in names if "site" in n]
+
+
+@pytest.mark.parametrize("cls", [ClinicalFeatures, TabularFeatures])
+def test_free_text_is_judged_against_the_number_of_cases(cls):
+    n = 40
+    table = pd.DataFrame({
+        "x": np.arange(n, dtype=float),
+        "notes": [f"note {i}" for i in range(n)],  # 40 < max_categories, but every value seen once
+        "grade": ["a", "a", "b", "b", "c", "c", "d", "a"] * (n // 8),
+    })
+    with pytest.warns(UserWarning, match=r"'notes' \(text with 40 distinct values in 40 cases, 40 of them seen once"):
+        fitted = cls().fit(table)
+    assert fitted.columns_ == ["x", "grade"]
+    assert "notes" in fitted.dropped_columns_
+    # a genuine category keeps working in a handful of cases, also with a rare level
+    few = pd.DataFrame({"sex": ["F", "M", "M"], "location": ["deep", "deep", "lobar"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cls().fit(few).categorical_columns_ == ["sex", "location"]
+        rare = pd.DataFrame({"location": ["deep", "lobar", "deep", "lobar", "infratentorial", "cerebellar"]})
+        assert cls().fit(rare).categories_["location"] == ["cerebellar", "deep", "infratentorial", "lobar"]
+    # named explicitly, the notes are the user's categories
+    assert cls(columns=["notes"]).fit(table).categorical_columns_ == ["notes"]
+
+
+@pytest.mark.parametrize("cls", [ClinicalFeatures, TabularFeatures])
+def test_text_among_numbers_names_the_column_rows_and_values(cls):
+    array = np.array([[1.0, "a"], ["unknown", "b"], [3.0, "a"], ["5 mL", "b"]], dtype=object)
+    with pytest.raises(InputError, match=r"column 'x0' holds numbers, but 2 values are not numbers: "
+                                         r"'unknown' \(row 1\), '5 mL' \(row 3\)\. A value such as '5 mL' carries a unit"):
+        cls().fit(array)
+    # declared categorical, the same column is encoded as categories without complaint
+    assert cls(categorical=["x0"]).fit(array).categorical_columns_ == ["x0", "x1"]
+    # a number in a text column of categories is just another category
+    side = pd.DataFrame({"side": ["left", "right", "left", "2", "right", "2"]})
+    assert cls().fit(side).categories_["side"] == ["2", "left", "right"]
+
+
+def test_missing_markers_whitespace_and_infinite_values_at_transform():
+    train = pd.DataFrame({"case_id": ["a", "b", "c", "d"], "x": [1.0, 2.0, 3.0, 4.0], "sex": ["F", "M", "M", "F"]})
+    cf = ClinicalFeatures().fit(train)
+    new = pd.DataFrame({"case_id": ["e", "f", "g"], "x": [" 2 ", "NA", np.inf], "sex": [" M", "n/a", "F "]})
+    with pytest.warns(UserWarning, match=r"infinite values replaced by the training median.*'x' \(case 'g'\)"):
+        out = cf.transform(new)
+    # "NA" and inf take the training median (2.5); " M" is M; "n/a" takes the most frequent sex (F, first of a tie)
+    np.testing.assert_array_equal(out.to_numpy(), [[2.0, 1.0], [2.5, 0.0], [2.5, 0.0]])
+    with pytest.raises(InputError, match=r"column 'x' held numbers in fit, but 1 value is not a number: 'high' \(case 'h'\)"):
+        cf.transform(pd.DataFrame({"case_id": ["h"], "x": ["high"], "sex": ["F"]}))

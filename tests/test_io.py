@@ -261,13 +261,14 @@ def test_two_dimensional_image(tmp_path):
         validate_case(flat, case_id="p7")
 
 
-def test_windowed_image_warns_with_case_id(tmp_path):
+def test_windowed_image_is_refused_unless_hu_check_is_off(tmp_path):
     image, _ = make_ct_volume()
     array = np.clip((sitk.GetArrayFromImage(image) + 20) / 120 * 255, 0, 255).astype(np.uint8)
     windowed = write_image(array, tmp_path / "windowed.nii.gz", reference=image)
-    with pytest.warns(InputWarning, match=r"case 'p8': intensities 0 to 255 do not look like CT in HU"):
-        check = validate_case(windowed, case_id="p8")
-    assert check.warnings
+    with pytest.raises(InputError, match=r"case 'p8': intensities 0 to 255 do not look like CT in HU.*hu_check=False"):
+        validate_case(windowed, case_id="p8")
+    check = validate_case(windowed, case_id="p8", hu_check=False)
+    assert (check.hu_min, check.hu_max) == (0.0, 255.0)
 
 
 def test_validate_manifest_skip_records_every_failure_and_keeps_alignment(tmp_path, case_files):

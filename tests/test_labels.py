@@ -75,3 +75,41 @@ def test_two_series_are_paired_by_index_not_position():
     assert list(out.index) == ["a", "b"] and list(out) == [0.0, 0.0]
     with pytest.raises(InputError, match="different indexes"):
         haematoma_expansion(baseline, pd.Series([11.0, 31.0], index=["a", "c"]))
+
+
+@pytest.mark.parametrize(
+    "y, expected",
+    [
+        ([0, 1, 1], [0, 1, 1]),
+        ([False, True, False], [0, 1, 0]),
+        ([0.0, 1.0, 0.0], [0, 1, 0]),
+        (["0", " 1", "0"], [0, 1, 0]),
+        (pd.Series([1, 0, 1], dtype="Int64"), [1, 0, 1]),
+    ],
+    ids=["int", "bool", "float", "text", "nullable"],
+)
+def test_check_labels_accepts_every_spelling_of_0_1(y, expected):
+    from radhe._checks import check_labels
+
+    out = check_labels(y)
+    assert out.dtype.kind == "i"
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (pd.Series([0, None, 1], index=[5, 6, 7], dtype="Int64", name="he"), r"'he' is missing for 1 of 3 cases \(row 6\)"),
+        (["no", "yes", "no"], r"0/1.*'no' \(rows 0, 2\), 'yes' \(row 1\); text labels are not guessed.*== 'yes'"),
+        ([0, 1, 2, 1], r"0/1.*2 \(row 2\)$"),
+        ([1, 1, 1], r"one class only: all 3 cases are 1"),
+        ([], r"no cases \(the manifest has 0 rows"),
+        ([[0, 1], [1, 0]], r"one-dimensional"),
+    ],
+    ids=["missing", "text", "three_values", "one_class", "empty", "two_dimensional"],
+)
+def test_check_labels_refuses_and_names_the_rows(y, message):
+    from radhe._checks import check_labels
+
+    with pytest.raises(InputError, match=message):
+        check_labels(y, where="test")

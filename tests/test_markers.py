@@ -78,7 +78,7 @@ def test_case_without_mask_gets_nan_and_is_named(cohort):
     with pytest.warns(InputWarning, match=test["case_id"].iloc[1]):
         proba = clf.predict_proba(test)
     assert np.isnan(proba[1]).all() and np.isfinite(proba[[0, 2]]).all()
-    assert clf.failures_["case_id"].tolist() == [test["case_id"].iloc[1]]
+    assert clf.failures_.empty  # fit's record; prediction names its cases in the warning, keeps no state
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)
         assert clf.predict(test)[1, 0] == -1

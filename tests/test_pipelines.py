@@ -68,13 +68,27 @@ def test_cli_lists_every_pipeline():
 
 
 @pytest.mark.parametrize("name", CLASSIFIER_PIPELINES)
-def test_pipeline_runs_end_to_end(name, small_cohort, tmp_path, capsys):
+def test_pipeline_runs_end_to_end(name, small_cohort, tmp_path, capsys, monkeypatch):
     out = tmp_path / name
     argv = ["--manifest", str(_manifest_path(small_cohort)), "--out", str(out), "--tiny", "--folds", "2",
             "--threshold-cv", "0", "--bootstrap", "50"]
     if name != "default":  # SHAP is exercised once, on the cheapest pipeline
         argv.append("--no-explain")
+    store = _mlflow_store(tmp_path, monkeypatch) if name == "default" else None
+    if store is not None:  # --mlflow logs the run; --quiet leaves stderr empty (no progress lines)
+        argv += ["--mlflow", store, "--mlflow-experiment", "pipes", "--quiet"]
     assert _module(name).main(argv) == 0
+    captured = capsys.readouterr()
+    if store is not None:
+        assert captured.err == ""
+        client, run, files = _only_run(store, "pipes")
+        saved = json.loads((out / "metrics.json").read_text())
+        assert run.data.metrics["auc"] == pytest.approx(saved["main"]["auc"]["auc"])
+        assert run.data.metrics["oracle_auc"] == pytest.approx(saved["pipeline"]["oracle_auc"])
+        assert run.data.params["pipeline.classify__fusion"] == "stack"
+        assert {"report.html", "metrics.json", "predictions.csv", "checklist.md", "figures/roc-curve.svg"} <= files
+        local = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
+        assert Path(local).read_bytes() == (out / "metrics.json").read_bytes()  # the pipeline's own, with extras
     assert (out / "report.html").stat().st_size > 10_000
     metrics = json.loads((out / "metrics.json").read_text())
     main = metrics["main"]
@@ -84,7 +98,7 @@ def test_pipeline_runs_end_to_end(name, small_cohort, tmp_path, capsys):
     assert "Volume (logistic)" in metrics["baselines"] and "BAT score" in metrics["baselines"]
     assert _finite(metrics["pipeline"]["oracle_auc"])
     assert metrics["pipeline"]["name"] == name
-    printed = capsys.readouterr().out
+    printed = captured.out
     assert "oracle AUC" in printed and "report:" in printed
     if name == "default":
         assert metrics["feature_importance"], "the default pipeline's report explains the model"
@@ -97,11 +111,24 @@ def test_pipeline_runs_end_to_end(name, small_cohort, tmp_path, capsys):
         assert "Patient-level vs slice-random split" in html
 
 
-def test_xu2021_writes_a_volumetry_report(small_cohort, tmp_path):
+def test_xu2021_writes_a_volumetry_report(small_cohort, tmp_path, capsys, monkeypatch):
     out = tmp_path / "xu"
     xu = _module("xu2021")
-    assert xu.main(["--manifest", str(_manifest_path(small_cohort)), "--out", str(out), "--tiny", "--folds", "2"]) == 0
+    argv = ["--manifest", str(_manifest_path(small_cohort)), "--out", str(out), "--tiny", "--folds", "2"]
+    store = _mlflow_store(tmp_path, monkeypatch)
+    if store is not None:
+        argv += ["--mlflow", store, "--mlflow-experiment", "xu"]
+    assert xu.main(argv) == 0
+    err = capsys.readouterr().err  # progress through the radhe logger, on stderr
+    assert "radhe: xu2021: fold 1/2: trained on" in err and "radhe: xu2021: fold 2/2: trained on" in err
     metrics = json.loads((out / "metrics.json").read_text())
+    if store is not None:
+        assert "radhe: mlflow: logged" in err
+        _, run, files = _only_run(store, "xu")
+        assert run.data.metrics["dice_mean"] == pytest.approx(metrics["dice"]["mean"])
+        assert run.data.metrics["model.icc"] == pytest.approx(metrics["model_vs_reference"]["icc"])
+        assert [m for m in run.data.metrics if m == "fold_dice"] and run.data.params["pipeline.epochs"] == "1"
+        assert {"report.html", "metrics.json", "cases.csv"} <= files
     assert metrics["n_cases"] == len(small_cohort)
     assert 0 <= metrics["dice"]["mean"] <= 1
     abc2 = metrics["abc2_vs_reference"]
@@ -117,6 +144,38 @@ def test_xu2021_writes_a_volumetry_report(small_cohort, tmp_path):
 def test_bad_manifest_is_a_clean_error(tmp_path, capsys):
     assert _module("default").main(["--manifest", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def _mlflow_store(tmp_path, monkeypatch):
+    """A local MLflow file store in tmp_path, or None without the mlflow extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        return None
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow >= 3.7 refuses folder stores without it
+    return (tmp_path / "mlruns").as_uri()
+
+
+def _only_run(store, experiment):
+    """The one run of ``experiment`` and the paths of its artifacts (one folder deep)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    files = set()
+    for item in client.list_artifacts(run.info.run_id):
+        files |= {f.path for f in client.list_artifacts(run.info.run_id, item.path)} if item.is_dir else {item.path}
+    return client, run, files
+
+
+@pytest.mark.parametrize("name", ["default", "xu2021"])
+def test_pipeline_cli_mlflow_without_mlflow_stops_before_making_a_cohort(name, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
+    assert _module(name).main(["--out", str(tmp_path / "out"), "--tiny", "--mlflow"]) == 1
+    assert 'pip install "radhe[mlflow]"' in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_overrides():

@@ -156,7 +156,11 @@ def test_segmenter_learns_held_out_haematomas(trained):
     # an all-empty prediction scores 0; a trained tiny U-Net finds the bleed on held-out patients
     assert metrics["dice"].mean() > 0.75, metrics
     assert metrics["dice"].min() > 0.4, metrics
-    assert (seg.predictions_["status"] == "ok").all()
+    state = dict(vars(seg))
+    records = seg.prediction_records(test)
+    assert vars(seg).keys() == state.keys()  # transform and its records leave fitted state alone
+    assert (records["status"] == "ok").all() and list(records.index) == list(test.index)
+    assert records["path"].tolist() == out["mask_pred"].tolist()
     assert seg.history_["val_dice"].notna().all() and 1 <= seg.best_epoch_ <= len(seg.history_)
     assert set(seg.train_cases_).isdisjoint(seg.validation_cases_)
     assert seg.score(test) == pytest.approx(metrics["dice"].mean(), abs=1e-6)
@@ -215,13 +219,13 @@ def test_no_haematoma_predicted_is_reported(trained, tmp_path):
     strict.set_params(threshold=1.01, cache_dir=tmp_path / "m")  # no probability reaches it: empty prediction
     with pytest.warns(InputWarning, match=r"case 'c01018'.*no haematoma predicted.*most probable region"):
         out = strict.transform(case)
-    assert strict.predictions_["status"].tolist() == ["fallback"]
+    assert strict.prediction_records(case)["status"].tolist() == ["fallback"]
     assert _array(out["mask_pred"].iloc[0]).sum() > 0  # never an empty mask -> zero features
 
     strict.set_params(on_empty="warn")
     with pytest.warns(InputWarning, match="wrote an empty mask"):
         out = strict.transform(case)
-    assert strict.predictions_["status"].tolist() == ["empty"]
+    assert strict.prediction_records(case)["status"].tolist() == ["empty"]
     assert _array(out["mask_pred"].iloc[0]).sum() == 0
 
     strict.set_params(on_empty="raise")
@@ -248,7 +252,7 @@ def test_tiny_and_absent_haematomas(trained, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = seg.transform(tiny.drop(columns=["mask"]))
-    status = seg.predictions_.set_index("case_id")["status"]
+    status = seg.prediction_records(tiny).set_index("case_id")["status"]
     # a case without haematoma is either predicted empty (then reported, never silent) or not
     for case_id, st in status.items():
         if st != "ok":

@@ -48,7 +48,9 @@ def test_probabilities_use_the_largest_predicted_slices(fitted, cohort):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(fitted.classes_, [0, 1])
     assert set(fitted.predict(test)) <= {0, 1}
-    used = fitted.slices_
+    state = dict(vars(fitted))
+    used = fitted.selected_slices(test)
+    assert vars(fitted).keys() == state.keys()  # prediction does not change fitted state
     assert list(used.index) == list(test.index)
     assert all(len(s) == 2 * fitted.n_slices + 1 for s in used["slices"])
     # the chosen slices hold the predicted haematoma where there is one

@@ -99,9 +99,11 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
                 if (k + 1) % 10 == 0 or k + 1 == n_cases:
                     log.log(20 if verbose else 10, "make_ich_cohort: %d/%d cases", k + 1, n_cases)
     else:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        results = Parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)(delayed(generate_case)(*a) for a in args)
+        from radhe.parallel import make_parallel  # workers end when this process dies
+
+        results = make_parallel(n_jobs=n_jobs, verbose=10 if verbose else 0)(delayed(generate_case)(*a) for a in args)
 
     rows = [r["row"] for r in results]
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from radhe._checks import check_binary
+from radhe._checks import check_labels
 from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.metrics import select_threshold
@@ -131,10 +131,7 @@ def make_cv(cv=5, *, random_state=0):
     except ImportError:
         PatientStratifiedKFold = None
     if PatientStratifiedKFold is not None:
-        try:
-            return PatientStratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
-        except TypeError:
-            return PatientStratifiedKFold(n_splits=int(cv))
+        return PatientStratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
     from sklearn.model_selection import StratifiedGroupKFold
 
     return StratifiedGroupKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
@@ -153,7 +150,7 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
     score, kind = positive_score(est, _take(X, test))
     from radhe.evaluation.segmentation import segmentation_record
 
-    segmentation = segmentation_record(est)  # the segmenter's masks of the held-out cases, just written
+    segmentation = segmentation_record(est, _take(X, test))  # the held-out cases' masks, just written
     rule = fixed_rule(est, kind)
     if rule is not None:
         thr = rule
@@ -199,11 +196,15 @@ def fixed_rule(model, score_kind: str = "decision") -> float | None:
 
 
 def _split(cv, X, y, groups):
-    try:
-        splits = list(cv.split(X, y, groups))
-    except TypeError:
-        splits = list(cv.split(X, y))
-    return [(np.asarray(tr), np.asarray(te)) for tr, te in splits]
+    """The splitter's folds, given the patients when its ``split`` takes ``groups`` (by its signature).
+
+    A splitter without a ``groups`` parameter is called without them, with a
+    :class:`~radhe.model_selection.PatientGroupingWarning` when patients repeat; any error the
+    splitter raises propagates (no retry). :func:`radhe.model_selection.grouped_splits`.
+    """
+    from radhe.model_selection import grouped_splits
+
+    return grouped_splits(cv, X, y, groups, owner="cross-validation")
 
 
 def cross_validate_predictions(
@@ -267,9 +268,7 @@ def cross_validate_predictions(
     -------
     CVPredictions
     """
-    y = check_binary(y)
-    if len(X) != y.size:
-        raise InputError(f"X has {len(X)} rows but y has {y.size} labels")
+    y = check_labels(y, X, where="cross_validate_predictions")  # names the cases; checks the length
     g = resolve_groups(X, groups)
     if splits is None:
         splits = _split(make_cv(cv, random_state=random_state), X, y, g)
@@ -284,21 +283,33 @@ def cross_validate_predictions(
     patients = np.asarray(g).astype(str)
     for k, (tr, te) in enumerate(splits):
         _raise_if_shared(patients, tr, te, k)
+    from radhe.model_selection import warn_ungrouped_inner_searches
+
+    warn_ungrouped_inner_searches(pipeline, X, y, patients, splits)  # a nested GridSearchCV's folds
     if isinstance(threshold, str) and threshold not in ("youden", "sensitivity"):
         raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
 
     args = (threshold, target_sensitivity, threshold_cv, random_state, conformal)
+    from radhe import _progress
+
+    lvl = _progress.level()  # INFO; DEBUG for a model whose folds are part of a step reported as a whole
     if n_jobs in (None, 1):
         results = []
         for k, (tr, te) in enumerate(splits):
             start = time.perf_counter()
-            results.append(_fit_fold(pipeline, X, y, g, tr, te, *args))
-            log.info("%s: fold %d/%d fitted and scored in %.1f s", name, k + 1, len(splits),
-                     time.perf_counter() - start)
+            with _progress.inner():  # the fold's pipeline fit and inner CV report at DEBUG: one line per fold
+                results.append(_fit_fold(pipeline, X, y, g, tr, te, *args))
+            log.log(lvl, "%s: fold %d/%d fitted and scored in %.1f s", name, k + 1, len(splits),
+                    time.perf_counter() - start)
     else:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        results = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(pipeline, X, y, g, tr, te, *args) for tr, te in splits)
+        from radhe.parallel import make_parallel  # workers that end when this process is killed
+
+        start = time.perf_counter()
+        results = make_parallel(n_jobs=n_jobs)(delayed(_fit_fold)(pipeline, X, y, g, tr, te, *args) for tr, te in splits)
+        log.log(lvl, "%s: %d folds fitted and scored in parallel (n_jobs=%s) in %.1f s", name, len(splits), n_jobs,
+                time.perf_counter() - start)
 
     n = y.size
     score = np.empty(n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 
 from radhe._checks import check_binary, check_score
 from radhe._format import format_interval
+from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
 from radhe.evaluation.metrics import (
@@ -30,6 +32,8 @@ from radhe.evaluation.metrics import (
     roc_curve_band,
     select_threshold,
 )
+
+log = get_logger(__name__)
 
 __all__ = ["ModelReport", "Report", "EvaluationResult", "summarize", "compare_models", "format_comparison",
            "evaluate", "to_jsonable"]
@@ -289,6 +293,8 @@ class EvaluationResult:
         Cohort size, CV description, thresholds, versions, date.
     segmentation : radhe.evaluation.segmentation.SegmentationQuality or None
         Out-of-fold quality of the predicted masks, for a pipeline with a segmenter.
+    tracking : radhe.tracking.TrackedRun or None
+        The MLflow run the evaluation was logged to (``evaluate(..., mlflow=...)``).
     """
 
     main: ModelReport
@@ -297,6 +303,7 @@ class EvaluationResult:
     explanation: object | None = None
     metadata: dict = field(default_factory=dict)
     segmentation: object | None = None
+    tracking: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -457,6 +464,7 @@ def evaluate(
     n_jobs: int | None = 1,
     random_state=0,
     explain_kwargs: dict | None = None,
+    mlflow=None,
 ) -> EvaluationResult:
     """Cross-validate a pipeline, its baselines on the same folds, and explain it — in one call.
 
@@ -488,6 +496,13 @@ def evaluate(
         Folds fitted in parallel.
     explain_kwargs : dict
         Passed to :func:`radhe.explain.oof_shap_values` (e.g. ``max_background``, ``n_permutations``).
+    mlflow : None, bool, str or mapping
+        Track the evaluation with MLflow (:mod:`radhe.tracking`; ``pip install "radhe[mlflow]"``):
+        ``True`` mlflow's current tracking URI and active run (else a new run), a string a tracking
+        URI, a mapping ``tracking_uri`` / ``experiment`` / ``run_name`` / ``tags``. Parameters,
+        metrics and ``metrics.json`` / ``predictions.csv`` / ``checklist.md`` are logged; the run is
+        ``result.tracking`` and :func:`radhe.report.write_html` adds the report to it. The store is
+        opened before anything is fitted (:class:`~radhe.errors.ConfigurationError` when it cannot be).
 
     Returns
     -------
@@ -500,12 +515,20 @@ def evaluate(
         if label_column not in X.columns:
             raise InputError(f"no labels: pass y or give X a {label_column!r} column")
         y = X[label_column]
-    y = check_binary(y)
+    from radhe._checks import check_labels
+
+    y = check_labels(y, X, where="evaluate")  # names the cases; before anything is fitted
+    from radhe import _progress, tracking
+
+    tracker = tracking.prepare(mlflow)  # before any fit: a missing mlflow or an unusable store stops here
+    began = time.perf_counter()
     g = resolve_groups(X, groups)
     splitter = make_cv(cv, random_state=random_state)
     from radhe.evaluation.cv import _split
 
     splits = _split(splitter, X, y, g)
+    log.log(_progress.level(), "%s: evaluating on %d cases (%d with expansion), %d folds", name, y.size, int(y.sum()),
+            len(splits))
     common = dict(
         groups=g,
         threshold=threshold,
@@ -518,7 +541,8 @@ def evaluate(
     # the fold models are kept: the report describes what they ran, and SHAP explains them
     main_pred = cross_validate_predictions(pipeline, X, y, return_estimators=True, name=name,
                                            conformal=conformal, **common)
-    main = summarize(main_pred, name=name, n_bootstrap=n_bootstrap, random_state=random_state)
+    with _progress.timed(log, "%s: metrics with %d bootstrap replicates", name, n_bootstrap):
+        main = summarize(main_pred, name=name, n_bootstrap=n_bootstrap, random_state=random_state)
 
     if baselines is True:
         from radhe.baselines import default_baselines
@@ -526,8 +550,10 @@ def evaluate(
         baselines = default_baselines(X)
     base_reports: dict[str, ModelReport] = {}
     for bname, est in dict(baselines or {}).items():
-        pred = cross_validate_predictions(est, X, y, name=bname, **{**common, "n_jobs": 1})
-        base_reports[bname] = summarize(pred, name=bname, n_bootstrap=n_bootstrap, roc_band=False, random_state=random_state)
+        with _progress.timed(log, "baseline '%s' cross-validated and summarised", bname), _progress.inner():
+            pred = cross_validate_predictions(est, X, y, name=bname, **{**common, "n_jobs": 1})
+            base_reports[bname] = summarize(pred, name=bname, n_bootstrap=n_bootstrap, roc_band=False,
+                                            random_state=random_state)
     comparison = None
     if base_reports:
         comparison = compare_models({name: main, **base_reports}, reference=name)
@@ -536,7 +562,9 @@ def evaluate(
     if explain:
         from radhe.explain import oof_shap_values
 
-        explanation = oof_shap_values(main_pred, X, **dict(explain_kwargs or {}))
+        with _progress.timed(log, "%s: out-of-fold SHAP values of the %d fold models", name, len(splits),
+                             start="%s: computing out-of-fold SHAP values of the %d fold models"):
+            explanation = oof_shap_values(main_pred, X, **dict(explain_kwargs or {}))
         explanation.meta["family_contributions"] = _family_contributions(main_pred, X)
 
     import radhe
@@ -561,8 +589,16 @@ def evaluate(
     metadata.update(run_facts(pipeline, X, label_column=label_column if labels_from_column else None))
     from radhe.evaluation.segmentation import segmentation_quality
 
-    return EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation,
-                            metadata=metadata, segmentation=segmentation_quality(main_pred, X))
+    result = EvaluationResult(main=main, baselines=base_reports, comparison=comparison, explanation=explanation,
+                              metadata=metadata, segmentation=segmentation_quality(main_pred, X))
+    seconds = time.perf_counter() - began
+    log.log(_progress.level(), "%s: evaluated in %.1f s: AUC %s", name, seconds, main.auc)
+    if tracker is not None:
+        tracking.log_evaluation(tracker, result, pipeline=pipeline, seconds=seconds, settings={
+            "folds": len(splits), "threshold": threshold, "target_sensitivity": target_sensitivity,
+            "threshold_cv": threshold_cv, "conformal": conformal, "n_bootstrap": n_bootstrap, "explain": bool(explain),
+            "random_state": random_state, "label_column": label_column if labels_from_column else "(y given)"})
+    return result
 
 
 def _family_contributions(predictions, X):

@@ -94,16 +94,17 @@ class SegmentationQuality:
         return out
 
 
-def segmentation_record(fitted_pipeline) -> tuple[pd.DataFrame, str] | None:
-    """The last ``transform`` record of the pipeline's segmentation step, and its reference mask column.
+def segmentation_record(fitted_pipeline, X) -> tuple[pd.DataFrame, str] | None:
+    """The predicted masks of ``X``'s cases by the pipeline's segmentation step, and its reference mask column.
 
-    Called right after the held-out fold is scored, so the record is of the held-out cases. None when
-    the pipeline has no step with a ``predictions_`` record of predicted masks.
+    Called right after the held-out fold ``X`` is scored: the step's ``prediction_records(X)`` (what
+    its ``transform`` wrote beside each mask; transform keeps no state). None when the pipeline has
+    no step with prediction records.
     """
     for _, step in getattr(fitted_pipeline, "steps", []):
-        record = getattr(step, "predictions_", None)
-        if isinstance(record, pd.DataFrame) and {"path", "status"} <= set(record.columns):
-            return record.copy(), getattr(step, "mask_column", "mask")
+        records = getattr(step, "prediction_records", None)
+        if callable(records):
+            return records(X), getattr(step, "mask_column", "mask")
     return None
 
 

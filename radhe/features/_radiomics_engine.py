@@ -671,18 +671,36 @@ def _run_class(cls, prefix, image, mask, names, kwargs, out):
         out[f"{prefix}_{feature}"] = value
 
 
-def extract_task(image, mask, config: ExtractionConfig, label: int | None = None):
-    """One case, for a parallel worker: ``("ok", {name: float})`` or ``("error", message)``.
+def extract_task(image, mask, config: ExtractionConfig, label: int | None = None, hu_check: bool = True,
+                 case_id: object = None):
+    """One case, for a parallel worker: ``("ok", {name: float})``, ``("input", (file, problem))`` or ``("error", message)``.
 
-    Lives here, not beside the estimator, so workers import numpy, SimpleITK and pyradiomics only.
+    The case is first read and checked by :func:`radhe.io.load_checked_case` (radhe's one validation
+    path, with pyradiomics' ``geometryTolerance`` and ``minimumROIDimensions`` when set): "input" is a
+    case that check refused, naming the file (the mask file for a mask problem); "error" one that
+    pyradiomics could not process. Lives here, not beside the estimator, so workers import numpy,
+    SimpleITK and pyradiomics only.
     """
+    from radhe.errors import InputError
+    from radhe.io.validation import GEOMETRY_TOLERANCE_MM, load_checked_case
+
+    settings = config.settings
+    tolerance = settings.get("geometryTolerance")
+    try:
+        loaded = load_checked_case(
+            image, mask, case_id=case_id, label=int(settings.get("label", 1) if label is None else label),
+            tolerance=GEOMETRY_TOLERANCE_MM if tolerance is None else float(tolerance), hu_check=hu_check,
+            min_roi_dimensions=int(settings.get("minimumROIDimensions", 2)),
+        )
+    except InputError as exc:
+        return "input", (exc.path, exc.problem)
     # a "geometryTolerance" setting changes SimpleITK's process-wide tolerances (as pyradiomics does);
     # restore them so that one extraction's settings do not decide whether the next case passes
     tolerances = (sitk.ProcessObject.GetGlobalDefaultCoordinateTolerance(),
                   sitk.ProcessObject.GetGlobalDefaultDirectionTolerance())
     try:
         with quiet_radiomics():
-            features = extract_case(image, mask, config, label=label)
+            features = extract_case(loaded.image, loaded.mask, config, label=label)
     except Exception as exc:  # pyradiomics raises ValueError, RuntimeError, AssertionError, ...
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, RuntimeError) and "ERROR:" in message:

@@ -16,7 +16,15 @@ class ClinicalFeatures(_TableTransformer):
       is often informative, e.g. an INR measured only in anticoagulated patients);
     * text / categorical columns (``sex``, ``location``): missing values take the most frequent
       training category, then one-hot encoding (a single 0/1 column for a two-level variable such as
-      ``sex``); a category unseen in training gives zeros in every column of the variable.
+      ``sex``); a category unseen in training gives zeros in every column of the variable. Text is
+      read without surrounding whitespace (``"M "`` is ``"M"``).
+
+    Missing values are NaN, None and the text :func:`pandas.read_csv` reads as missing ("NA",
+    "NaN", "n/a", "" ...), so a manifest gives the same features from a file and from a DataFrame.
+    A column of numbers with text among them ("unknown", "150 mmHg", "1,2") is refused with an
+    :class:`~radhe.errors.InputError` naming the column, the values and the cases — in ``fit``
+    and, for new cases, in ``transform`` — rather than one-hot encoded (every blood pressure its
+    own category). Pass ``categorical=[column]`` if its values really are categories.
 
     Everything is learnt in :meth:`fit`, so inside a cross-validation fold nothing leaks from the
     test rows.
@@ -30,9 +38,15 @@ class ClinicalFeatures(_TableTransformer):
           ``mask_pred``),
         - the outcome columns :data:`OUTCOME_COLUMNS` = ``("followup_volume_ml", "he")``,
         - text columns whose values look like file paths,
-        - text columns with more than ``max_categories`` distinct values (identifiers, free text;
-          a warning names them),
+        - identifiers by name (``id``, ``*_id``, ``studyID``, ``mrn``, ``accession``),
+        - free text and identifiers by their values, judged against the number of cases: text
+          columns with more than two distinct values of which more than half occur only once
+          (40 distinct notes in 40 cases), or with more than ``max_categories`` distinct values,
+        - date/time columns (datetime dtype, or text such as ``2021-03-04 14:30``),
+        - columns without any value,
         - the columns in ``exclude``.
+
+        Every column left out for what it holds is named in a warning and in ``dropped_columns_``.
 
         Outcome columns are refused even when listed explicitly
         (:class:`~radhe.errors.ConfigurationError`): they are not known at admission.
@@ -45,7 +59,8 @@ class ClinicalFeatures(_TableTransformer):
     missing_indicator : bool, default True
         Add ``<column>_missing`` indicators for numeric columns with missing training values.
     max_categories : int, default 50
-        See ``columns``.
+        See ``columns``. Neither this limit nor the free-text rule applies to columns listed in
+        ``columns`` or ``categorical``.
 
     Attributes
     ----------
@@ -59,7 +74,7 @@ class ClinicalFeatures(_TableTransformer):
     modes_ : dict
         Imputation category of each categorical column.
     dropped_columns_ : dict
-        Columns "auto" considered but did not use, with the reason.
+        Columns considered but not used, with the reason.
     feature_names_out_ : ndarray of str
 
     Examples

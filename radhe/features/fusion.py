@@ -23,6 +23,32 @@ def _n_rows(X) -> int:
     return int(np.asarray(X).shape[0])
 
 
+def _table_branches_first(branches) -> list[int]:
+    """Positions of ``branches``, those that only read the table (cheap, no image) first."""
+    from radhe.features.tabular import _TableTransformer
+
+    return sorted(range(len(branches)), key=lambda i: not isinstance(branches[i][1], _TableTransformer))
+
+
+def _no_features(fitted, X) -> str:
+    """The message of a fusion whose branches produced no column."""
+    parts = []
+    for name, branch in fitted:
+        dropped = getattr(branch, "dropped_columns_", None)
+        if dropped:
+            listing = "; ".join(f"'{k}' ({v})" for k, v in dropped.items())
+            parts.append(f"branch '{name}' left out {listing}")
+        else:
+            parts.append(f"branch '{name}' found no column to use")
+    columns = list(X.columns) if isinstance(X, pd.DataFrame) else None
+    present = f"; the table's columns: {columns}" if columns is not None else ""
+    return (
+        f"FeatureFusion: the feature branches produced no feature for the {_n_rows(X)} cases: {', '.join(parts)}"
+        f"{present}. Identifiers (case_id, patient_id, *_id), file paths, outcome columns and (by default) the site "
+        "are never features; add feature columns, or name them with columns=[...]"
+    )
+
+
 class FeatureFusion(TransformerMixin, BaseComposition):
     """Give the whole manifest to every branch and concatenate their outputs column-wise.
 
@@ -30,6 +56,10 @@ class FeatureFusion(TransformerMixin, BaseComposition):
     (it chooses its own columns: image paths, masks, clinical variables), and unlike
     :class:`sklearn.pipeline.FeatureUnion` rows are checked for alignment instead of silently
     joined on the index.
+
+    The branches that only read the table (:class:`~radhe.features.ClinicalFeatures`,
+    :class:`~radhe.features.TabularFeatures`) are fitted and applied first, so a bad clinical
+    column is reported before any image is read; the output keeps the order of ``transformers``.
 
     Parameters
     ----------
@@ -52,7 +82,9 @@ class FeatureFusion(TransformerMixin, BaseComposition):
     Raises
     ------
     radhe.errors.InputError
-        A branch returned a different number of rows, or a DataFrame whose index differs from X's.
+        A branch returned a different number of rows, or a DataFrame whose index differs from X's;
+        in fit, the branches produced no feature at all (the message names the columns the table
+        branches left out and why).
     radhe.errors.ConfigurationError
         Duplicated branch names or output names.
     """
@@ -102,17 +134,21 @@ class FeatureFusion(TransformerMixin, BaseComposition):
         pandas.DataFrame
             Same index as X; columns ``<family>__<name>``.
         """
-        fitted, outputs = [], []
-        for name, transformer in self._branches():
+        branches = self._branches()
+        fitted, outputs = [None] * len(branches), [None] * len(branches)
+        for i in _table_branches_first(branches):
+            name, transformer = branches[i]
             branch = clone(transformer)
             if hasattr(branch, "fit_transform"):
                 out = branch.fit_transform(X, y, **fit_params)
             else:
                 out = branch.fit(X, y, **fit_params).transform(X)
-            fitted.append((name, branch))
-            outputs.append(self._as_frame(name, branch, out, X))
+            fitted[i] = (name, branch)
+            outputs[i] = self._as_frame(name, branch, out, X)
         self.transformers_ = fitted
         result = self._concat(outputs, X)
+        if result.shape[1] == 0:
+            raise InputError(_no_features(fitted, X))
         self.feature_names_out_ = np.asarray(result.columns, dtype=object)
         sizes = [frame.shape[1] for frame in outputs]
         ends = np.cumsum(sizes)
@@ -128,7 +164,10 @@ class FeatureFusion(TransformerMixin, BaseComposition):
     def transform(self, X):
         """Transform ``X`` with every fitted branch; a DataFrame with X's index."""
         check_is_fitted(self, "transformers_")
-        outputs = [self._as_frame(name, branch, branch.transform(X), X) for name, branch in self.transformers_]
+        outputs = [None] * len(self.transformers_)
+        for i in _table_branches_first(self.transformers_):
+            name, branch = self.transformers_[i]
+            outputs[i] = self._as_frame(name, branch, branch.transform(X), X)
         result = self._concat(outputs, X)
         if list(result.columns) != list(self.feature_names_out_):
             raise InputError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from radhe._compat import Interval, StrOptions, validate_params
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["RadiomicsFeatures", "PRESETS", "preset_params", "ENGINE_VERSION"]
 
-#: Bumped when the engine's output could change; part of every cache key.
-ENGINE_VERSION = "1"
+#: Bumped when the engine's output or the checks a case passes before it could change; part of every
+#: cache key (2: every case goes through radhe.io.load_checked_case).
+ENGINE_VERSION = "2"
 
 _ALL_CLASSES = {c: None for c in ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")}
 
@@ -99,7 +102,12 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
     on_error : {"raise", "skip"}, default "raise"
         A case pyradiomics cannot process (empty or one-voxel mask, label absent, image/mask
         geometry mismatch, unreadable file): "raise" an :class:`~radhe.errors.InputError` naming
-        it; "skip" gives it a row of NaN and a record in ``failures_``.
+        it; "skip" gives it a row of NaN and a record in ``failures_``. Every case goes through
+        :func:`radhe.io.load_checked_case` first, the checks ``radhe validate`` runs (corrupt or
+        truncated files, NaN voxels, non-HU intensities, masks that are not masks, geometry).
+    hu_check : bool, default True
+        Refuse a CT whose intensities do not look like Hounsfield units (a raw 0..4095, a 0..255
+        windowed or a normalised export). False for images deliberately not in HU (e.g. MR).
     verbose : bool, default False
         Show a progress bar when extracting more than a handful of cases.
 
@@ -108,7 +116,9 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
     feature_names_out_ : ndarray of str
         ``radiomics__<pyradiomics name>``, e.g. ``radiomics__original_glcm_Contrast``.
     failures_ : pandas.DataFrame
-        ``case_id``, ``file``, ``problem`` of the cases skipped by the last fit/transform.
+        ``case_id``, ``file``, ``problem`` of the cases skipped by ``fit``/``fit_transform``. Cases
+        skipped by ``transform`` are named in an :class:`~radhe.errors.InputWarning` (transform
+        never changes fitted state).
     n_features_in_ : int
         Columns of the manifest seen in fit.
 
@@ -118,6 +128,18 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
     names (from the first case that extracts). Caching across cross-validation folds therefore
     leaks nothing.
     """
+
+    _parameter_constraints: dict = {
+        "params": [None, str, os.PathLike, dict],
+        "image_column": [str],
+        "mask_column": [str],
+        "label": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "cache": [None, str, os.PathLike],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "hu_check": ["boolean"],
+        "verbose": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -129,6 +151,7 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         n_jobs: int | None = 1,
         cache=None,
         on_error: str = "raise",
+        hu_check: bool = True,
         verbose: bool = False,
     ):
         self.params = params
@@ -138,6 +161,7 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.cache = cache
         self.on_error = on_error
+        self.hu_check = hu_check
         self.verbose = verbose
 
     # -- scikit-learn API ------------------------------------------------------------------
@@ -163,7 +187,11 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "feature_names_out_")
         self._check_manifest(X)
         features, failures = self._extract(X, self._config_)
-        self.failures_ = failures
+        if len(failures):  # transform never changes fitted state: the skipped cases go in a warning
+            from radhe.errors import warn_cases
+
+            warn_cases(f"RadiomicsFeatures: {len(failures)} of {len(X)} case(s) skipped; their features are NaN",
+                       [f"case '{row.case_id}': {row.problem}" for row in failures.itertuples()], stacklevel=2)
         return self._frame(X, features)
 
     def get_feature_names_out(self, input_features=None):
@@ -183,8 +211,7 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
     # -- internals -------------------------------------------------------------------------
 
     def _setup(self, X):
-        if self.on_error not in ("raise", "skip"):
-            raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        validate_params(self)
         self._check_manifest(X)
         self._config_ = _resolve(self.params)
         self.n_features_in_ = X.shape[1]
@@ -235,7 +262,7 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         return cache.key(
             image=file_fingerprint(image), mask=file_fingerprint(mask), label=int(self.label),
             params=config_digest, radhe=radhe.__version__, pyradiomics=radiomics.__version__,
-            engine=ENGINE_VERSION,
+            engine=ENGINE_VERSION, hu_check=bool(self.hu_check),
         )
 
     def _extract(self, X, config, first_only=False):
@@ -277,6 +304,8 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
                 results[i] = value
                 if cache is not None:
                     cache.store(keys[i], value)
+            elif status == "input":
+                problem(i, *value)
             else:
                 problem(i, str(images[i]), value, from_pyradiomics=True)
 
@@ -284,12 +313,13 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
             # fit: the first case that extracts gives the names; try cases in order until one does.
             for i in range(len(X)):
                 if lookup(i):
-                    handle(i, extract_task(images[i], masks[i], config, self.label))
+                    handle(i, extract_task(images[i], masks[i], config, self.label, hu_check=self.hu_check,
+                                           case_id=case_ids[i]))
                 if results[i] is not None:
                     break
         else:
             todo = [i for i in range(len(X)) if lookup(i)]
-            tasks = [(images[i], masks[i], config, self.label) for i in todo]
+            tasks = [(images[i], masks[i], config, self.label, bool(self.hu_check), case_ids[i]) for i in todo]
             for pos, outcome in run_tasks(extract_task, tasks, n_jobs=self.n_jobs, verbose=self.verbose,
                                           desc="radiomics"):
                 handle(todo[pos], outcome)

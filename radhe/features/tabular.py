@@ -8,8 +8,19 @@ Both transformers take the whole case manifest and choose their columns from it.
   :data:`radhe.io.RESERVED_COLUMNS`) nor a segmenter's ``mask_pred`` column,
 * the outcome columns :data:`OUTCOME_COLUMNS` (``followup_volume_ml``, ``he``): predicting the
   outcome from the outcome would be leakage, so these are refused even when named explicitly,
-* path-like text columns (values that look like file paths), and
+* path-like text columns (values that look like file paths),
+* identifier columns: named like one (``id``, ``*_id``, ``studyID``, ``mrn``, ``accession``) or
+  text whose values mostly occur once (free text, accession numbers: their number of distinct
+  values grows with the number of cases),
+* date/time columns (datetime dtype or text such as ``2021-03-04 14:30``), and
 * the columns named in ``exclude``.
+
+Hostile values are refused, not encoded: a column of numbers with text among them ("unknown",
+"150 mmHg", "1,2") raises :class:`~radhe.errors.InputError` naming the column, the values and the
+cases, in :meth:`fit` and in :meth:`transform` (one-hot encoding it would turn every number into a
+category). The strings :func:`pandas.read_csv` reads as missing ("NA", "NaN", "" ...; see
+:data:`radhe._checks.MISSING_MARKERS`) are missing values here too, and text values are read with
+surrounding whitespace removed, so a table gives the same features from a file and from memory.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from radhe._checks import is_missing, list_cases, list_values_by_case, row_names
 from radhe.constants import OUTCOME_COLUMNS
 from radhe.errors import ConfigurationError, InputError
 
@@ -41,28 +53,95 @@ def outcome_columns_in(columns: Sequence[str]) -> list[str]:
 
 def _looks_like_paths(values: pd.Series) -> bool:
     """True when every non-missing value of a text column looks like a file path."""
-    present = values.dropna()
+    present = values[~values.map(is_missing).to_numpy(dtype=bool)]
     if present.empty or not all(isinstance(v, str) for v in present):
         return False
     sample = present.iloc[:200]
     return bool(sample.map(lambda v: ("/" in v or "\\" in v) or bool(_PATH_SUFFIX.search(v.strip()))).all())
 
 
-def _is_numeric(series: pd.Series) -> tuple[bool, pd.Series | None]:
-    """Whether ``series`` holds numbers (numeric/bool dtype, or objects that all convert)."""
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-        return True, series.astype(float)
-    if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_datetime64_any_dtype(series):
-        return False, None
-    present = series.dropna()
-    try:
-        converted = pd.to_numeric(present, errors="coerce")
-    except (TypeError, ValueError):
-        return False, None
-    if len(present) and converted.notna().all():
-        return True, pd.to_numeric(series, errors="coerce").astype(float)
-    return False, None
+#: Column names of identifiers (case-insensitive; ``*_id`` also with a space or hyphen).
+_IDENTIFIER_NAME = re.compile(r"^(id|uid|uuid|mrn|accession([ _-]?(number|no|nr))?)$|[ _-](id|uid|uuid)$", re.I)
+#: camelCase identifier names: ``studyID``, ``SeriesInstanceUID``, ``patientId``.
+_CAMEL_IDENTIFIER_NAME = re.compile(r"[a-z0-9](ID|Id|UID|Uid)$")
 
+#: Text dates and times: ISO ``2021-03-04[ 14:30[:00]]``, ``04.03.2021``, ``3/4/21``, ``14:30``.
+_DATE = re.compile(
+    r"^(\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{1,2}[./]\d{1,2}[./]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?"
+    r"|\d{1,2}:\d{2}(:\d{2})?)$"
+)
+
+#: Text that is a number written with a unit ("150 mmHg", "37.5°C", "8%", "5 h"), a comparison
+#: ("<5") or a decimal comma / thousands separator ("1,2", "1,000").
+_NUMBER_IN_TEXT = re.compile(
+    r"^[<>≤≥~]?\s*[-+]?(\d+([.,]\d+)?|\d{1,3}(,\d{3})+(\.\d+)?|[.,]\d+)"
+    r"(\s*%|\s*°\w*|\s+[^\W\d_][\w/^·µ°%.-]*|[^\W\d_][\w/^·µ°%.-]+)?$"
+)
+
+#: A text column whose levels mostly (more than this share) occur once is free text or an identifier.
+_SINGLETON_SHARE = 0.5
+
+
+def _is_identifier_name(name) -> bool:
+    name = str(name)
+    return bool(_IDENTIFIER_NAME.search(name) or _CAMEL_IDENTIFIER_NAME.search(name))
+
+
+class _Parsed:
+    """A column read as numbers: ``values`` (float, NaN where missing or not a number), ``missing``
+    (no value: NaN, None, or a missing-value marker such as "NA"), ``bad`` (a value that is not a
+    number) and ``text`` (the bad values that are strings); the last three are boolean arrays."""
+
+    def __init__(self, values, missing, bad, text):
+        self.values, self.missing, self.bad, self.text = values, missing, bad, text
+
+    @property
+    def n_present(self) -> int:
+        return int((~self.missing).sum())
+
+
+#: Cell types read as numbers (strings are parsed).
+_NUMBER_TYPES = (int, float, np.integer, np.floating, bool, np.bool_)
+
+
+def _parse_numbers(series: pd.Series) -> _Parsed | None:
+    """``series`` read as numbers (see :class:`_Parsed`); None for a categorical or date/time dtype."""
+    n = len(series)
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.astype(float)
+        return _Parsed(values, values.isna().to_numpy(), np.zeros(n, bool), np.zeros(n, bool))
+    if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_datetime64_any_dtype(series) or \
+            pd.api.types.is_timedelta64_dtype(series):
+        return None
+    cells = series.astype(object)
+    missing = cells.map(is_missing).to_numpy(dtype=bool)
+    is_text = cells.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    stripped = cells.map(lambda v: v.strip() if isinstance(v, str) else v)
+    candidates = stripped.where(~missing, np.nan)
+    # numbers and number strings; anything else (text, a dict, a list) becomes NaN here
+    numbers = pd.to_numeric(candidates.map(lambda v: v if isinstance(v, (str, *_NUMBER_TYPES)) else np.nan),
+                            errors="coerce").astype(float)
+    bad = ~missing & numbers.isna().to_numpy()
+    return _Parsed(numbers.where(~missing & ~bad), missing, bad, bad & is_text)
+
+
+def _text_levels(column: pd.Series) -> pd.Series:
+    """The non-missing values of a text column as stripped strings (index kept)."""
+    present = column[~column.map(is_missing).to_numpy(dtype=bool)]
+    return present.map(lambda v: v.strip() if isinstance(v, str) else str(v))
+
+
+def _looks_like_dates(levels: pd.Series) -> bool:
+    return len(levels) > 0 and bool(levels.map(lambda v: bool(_DATE.match(v))).all())
+
+
+def _mostly_numbers(column: pd.Series, parsed: _Parsed) -> bool:
+    """True when at least half of the present values are numbers or numbers written as text ("150 mmHg")."""
+    numbers = int((~parsed.missing & ~parsed.bad).sum())
+    text = column.astype(object)[parsed.text]
+    written = int(text.map(lambda v: bool(_NUMBER_IN_TEXT.match(v.strip()))).sum())
+    return numbers + written >= 0.5 * parsed.n_present
 
 class _TableTransformer(TransformerMixin, BaseEstimator):
     """Shared implementation: column choice, numeric handling, one-hot encoding, names."""
@@ -71,17 +150,25 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
 
     # -- input handling --------------------------------------------------------------------
     def _frame(self, X, *, reset: bool) -> pd.DataFrame:
+        where = type(self).__name__
         if isinstance(X, pd.DataFrame):
             if reset:
                 # Records n_features_in_ / feature_names_in_ without converting mixed dtypes.
                 validate_data(self, X, skip_check_array=True, reset=True)
-            if X.shape[0] == 0:
-                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
-            return X
-        array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
-        return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+            frame = X
+        else:
+            try:
+                array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+            except ValueError as error:  # no rows, no columns, another number of columns than in fit
+                raise InputError(f"{where}: {error}") from None
+            frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+        if frame.shape[0] == 0:
+            raise InputError(f"{where}: the table has no cases: Found array with 0 sample(s) (shape={frame.shape}) "
+                             "while a minimum of 1 is required.")
+        return frame
 
-    def _choose_columns(self, frame: pd.DataFrame) -> list[str]:
+    def _choose_columns(self, frame: pd.DataFrame, dropped: dict) -> list[str]:
+        """The columns to read; with "auto", identifier names left out are recorded in ``dropped``."""
         exclude = self._excluded()
         if isinstance(self.columns, str):
             if self.columns != "auto":
@@ -92,6 +179,9 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                     continue
                 column = frame[name]
                 if not pd.api.types.is_numeric_dtype(column) and _looks_like_paths(column):
+                    continue
+                if _is_identifier_name(name):
+                    dropped[name] = "an identifier, by its name"
                     continue
                 chosen.append(name)
             return chosen
@@ -125,39 +215,65 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         ----------
         X : pandas.DataFrame or array-like of shape (n_samples, n_columns)
             The case manifest (or any table). Arrays get column names ``x0, x1, ...``.
-        y : ignored
+        y : array-like, optional
+            Only used to warn about a column equal to the outcome.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        radhe.errors.InputError
+            The table has no rows; a column of numbers holds text ("unknown", "150 mmHg", "1,2"):
+            the message names the column, the values and the cases.
         """
         frame = self._frame(X, reset=True)
-        columns = self._choose_columns(frame)
+        dropped: dict = {}
+        columns = self._choose_columns(frame, dropped)
         forced = set(self._forced_categorical())
         auto = isinstance(self.columns, str)
-        numeric, categorical, medians, indicators, categories, dropped = [], [], {}, [], {}, {}
+        numeric, categorical, medians, indicators, categories, infinite = [], [], {}, [], {}, {}
         for name in columns:
             column = frame[name]
-            is_num, values = (False, None) if name in forced else _is_numeric(column)
-            if is_num:
-                values = values.replace([np.inf, -np.inf], np.nan)
+            parsed = None if name in forced else _parse_numbers(column)
+            if parsed is not None and parsed.n_present == 0:
+                dropped[name] = f"no value in any of the {len(frame)} rows"
+                continue
+            if parsed is not None and not parsed.bad.any():
+                values = parsed.values
+                inf = np.isinf(values.to_numpy(dtype=float))
+                if inf.any():
+                    infinite[name] = row_names(frame)[inf]
+                values = values.mask(inf)
                 numeric.append(name)
-                median = float(values.median()) if values.notna().any() else 0.0
-                medians[name] = median
+                medians[name] = float(values.median()) if values.notna().any() else 0.0
                 if self._impute_numeric and self.missing_indicator and values.isna().any():
                     indicators.append(name)
                 continue
-            if pd.api.types.is_datetime64_any_dtype(column):
+            if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
                 dropped[name] = "date/time column"
                 continue
-            levels = column.dropna().map(str)
+            levels = _text_levels(column)
+            if levels.empty:
+                dropped[name] = f"no value in any of the {len(frame)} rows"
+                continue
+            if _looks_like_dates(levels):
+                dropped[name] = f"dates/times such as '{levels.iloc[0]}'"
+                continue
+            if parsed is not None and parsed.text.any() and _mostly_numbers(column, parsed):
+                raise self._not_numbers_error(frame, name, parsed, "fit")
             counts = levels.value_counts(sort=False)
-            if auto and name not in forced and len(counts) > self.max_categories:
-                dropped[name] = f"text column with {len(counts)} distinct values (> max_categories={self.max_categories})"
-                continue
-            if counts.empty:
-                dropped[name] = "no value present"
-                continue
+            if auto and name not in forced:
+                if len(counts) > self.max_categories:
+                    dropped[name] = (f"text column with {len(counts)} distinct values "
+                                     f"(> max_categories={self.max_categories})")
+                    continue
+                once = int((counts == 1).sum())
+                if len(counts) > 2 and once > _SINGLETON_SHARE * len(counts):
+                    dropped[name] = (f"text with {len(counts)} distinct values in {len(levels)} cases, {once} of them "
+                                     "seen once: free text or an identifier, not a category")
+                    continue
             order = sorted(counts.index)
             # most frequent level (ties: first in sorted order) imputes missing values
             mode = max(order, key=lambda v: (counts[v], -order.index(v)))
@@ -173,6 +289,7 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        self._warn_infinite(infinite)
         self.columns_ = numeric + categorical
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
@@ -184,13 +301,42 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(self._names(), dtype=object)
         return self
 
+    def _not_numbers_error(self, frame: pd.DataFrame, name, parsed: _Parsed, step: str) -> InputError:
+        """The error for a column of numbers holding text (``step``: "fit" or "transform")."""
+        cells = frame[name].astype(object)[parsed.bad]
+        values = [v.strip() if isinstance(v, str) else v for v in cells]
+        names = row_names(frame)[parsed.bad]
+        what = "holds numbers" if step == "fit" else "held numbers in fit"
+        hint = ""
+        with_unit = [v for v in values if isinstance(v, str) and _NUMBER_IN_TEXT.match(v)]
+        if with_unit:
+            hint = (f" A value such as '{with_unit[0]}' carries a unit, a comparison or a decimal comma: write the "
+                    "number alone, with a decimal point (a unit belongs in the column name).")
+        return InputError(
+            f"{type(self).__name__}: column '{name}' {what}, but "
+            f"{'1 value is not a number' if len(values) == 1 else f'{len(values)} values are not numbers'}: "
+            f"{list_values_by_case(values, names)}.{hint} Leave a cell empty (or NA) where the value is "
+            f"unknown; to read the column as categories instead, pass categorical=['{name}']."
+        )
+
+    def _warn_infinite(self, infinite: dict) -> None:
+        if infinite:
+            listing = "; ".join(f"'{k}' ({list_cases(v)})" for k, v in infinite.items())
+            what = ("replaced by the training median, as missing values" if self._impute_numeric else
+                    "passed on (the pipeline's clean step replaces them by the training median)")
+            warnings.warn(
+                f"{type(self).__name__}: infinite values {what}: {listing}",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _warn_if_outcome(self, frame: pd.DataFrame, numeric: list[str], y) -> None:
         """Warn about an automatically chosen column that equals ``y`` (an outcome under another name)."""
         target = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").to_numpy(dtype=float)
         if target.shape[0] != len(frame) or np.isnan(target).any() or np.unique(target).size < 2:
             return
         same = [name for name in numeric
-                if np.array_equal(_is_numeric(frame[name])[1].to_numpy(dtype=float), target)]
+                if np.array_equal(_parse_numbers(frame[name]).values.to_numpy(dtype=float), target)]
         if same:
             warnings.warn(
                 f"{type(self).__name__}: column(s) {same} equal the outcome y on every training row and are used "
@@ -235,26 +381,36 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__}: column(s) {missing} seen in fit are missing from X; "
                 f"columns present: {list(frame.columns)}"
             )
-        blocks = []
+        blocks, indicators, infinite = [], {}, {}
         for name in self.numeric_columns_:
-            ok, values = _is_numeric(frame[name])
-            if not ok:
-                values = pd.to_numeric(frame[name], errors="coerce").astype(float)
+            column = frame[name]
+            parsed = _parse_numbers(column)
+            if parsed is None:  # e.g. a categorical dtype now: read its values
+                parsed = _parse_numbers(column.astype(object))
+            if parsed.bad.any():
+                raise self._not_numbers_error(frame, name, parsed, "transform")
+            values = parsed.values.to_numpy(dtype=float)
+            inf = np.isinf(values)
+            if inf.any():
+                infinite[name] = row_names(frame)[inf]
             if self._impute_numeric:
-                values = values.replace([np.inf, -np.inf], np.nan).fillna(self.medians_[name])
-            blocks.append(values.to_numpy(dtype=float))
-        for name in self.indicator_columns_:
-            values = pd.to_numeric(frame[name], errors="coerce").astype(float)
-            blocks.append((~np.isfinite(values.to_numpy(dtype=float))).astype(float))
+                values = np.where(np.isfinite(values), values, self.medians_[name])
+            blocks.append(values)
+            if name in self.indicator_columns_:
+                indicators[name] = (~np.isfinite(parsed.values.to_numpy(dtype=float))).astype(float)
+        blocks += [indicators[name] for name in self.indicator_columns_]
         for name in self.categorical_columns_:
             column = frame[name]
             levels = self.categories_[name]
-            text = np.asarray([self.modes_[name] if _missing(v) else str(v) for v in column], dtype=object)
+            mode = self.modes_[name]
+            text = np.asarray([mode if is_missing(v) else (v.strip() if isinstance(v, str) else str(v)) for v in column],
+                              dtype=object)
             if len(levels) == 2:
                 blocks.append((text == levels[1]).astype(float))
             else:
                 # unseen categories get zeros in every one-hot column of the variable
                 blocks += [(text == level).astype(float) for level in levels]
+        self._warn_infinite(infinite)
         n = len(frame)
         data = np.column_stack(blocks) if blocks else np.empty((n, 0))
         index = X.index if isinstance(X, pd.DataFrame) else None
@@ -284,31 +440,28 @@ def mixed_table_tags(tags):
     return tags
 
 
-def _missing(value) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 class TabularFeatures(_TableTransformer):
     """Pass a table's precomputed features through, named ``tabular__<column>``.
 
     For users who already have feature tables (radiomics computed elsewhere, scores, lab values):
     numeric columns are passed through unchanged (missing and infinite values are left to the
-    pipeline's ``"clean"`` step, which imputes them with training-fold medians); text columns are
-    one-hot encoded (missing values take the most frequent category; categories unseen in fit give
-    zeros).
+    pipeline's ``"clean"`` step, which imputes them with training-fold medians; infinite values get
+    a warning naming the cases); text columns are one-hot encoded (missing values take the most
+    frequent category; categories unseen in fit give zeros). Hostile values are handled as in
+    :class:`~radhe.features.ClinicalFeatures`: text among numbers ("unknown", "150 mmHg", "1,2") is
+    an :class:`~radhe.errors.InputError` naming the column, values and cases; the text
+    :func:`pandas.read_csv` reads as missing ("NA", "NaN", "") is missing; whitespace around text
+    is ignored.
 
     Parameters
     ----------
     columns : "auto" or list of str, default "auto"
         Columns to use. "auto": every column except the reserved manifest columns (``case_id``,
         ``patient_id``, ``image``, ``mask``, ``mask_pred``), the outcome columns
-        :data:`OUTCOME_COLUMNS`, path-like text columns, and ``exclude``. Outcome columns are refused
-        even when listed explicitly (:class:`~radhe.errors.ConfigurationError`).
+        :data:`OUTCOME_COLUMNS`, path-like text columns, identifiers (by name, ``*_id``, or by
+        values: free text whose distinct values mostly occur once), dates/times, columns without a
+        value, and ``exclude``; those left out for what they hold are named in a warning. Outcome
+        columns are refused even when listed explicitly (:class:`~radhe.errors.ConfigurationError`).
     exclude : sequence of str, default ("site",)
         Further columns never used with ``columns="auto"``. ``site`` is excluded by default, as in
         :class:`~radhe.features.ClinicalFeatures`: a model that learns each hospital's base rate does
@@ -317,7 +470,8 @@ class TabularFeatures(_TableTransformer):
         Columns to one-hot encode even though they hold numbers (e.g. a numeric site code).
     max_categories : int, default 50
         With ``columns="auto"``, a text column with more distinct values is not used (an identifier
-        or free text, not a category); a warning names it.
+        or free text, not a category); a warning names it. Smaller cohorts are judged by the share
+        of distinct values seen once (see ``columns``).
 
     Attributes
     ----------
@@ -326,7 +480,7 @@ class TabularFeatures(_TableTransformer):
     feature_names_out_ : ndarray of str
         Output names.
     dropped_columns_ : dict
-        Columns "auto" considered but did not use, with the reason.
+        Columns considered but not used, with the reason.
 
     Examples
     --------

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from radhe.errors import InputError
 
-__all__ = ["read_image", "write_image", "read_dicom_series", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_problem", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
@@ -51,15 +51,80 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
         raise InputError("file not found", case_id=case_id, path=path)
     if path.is_dir():
         return read_dicom_series(path, case_id=case_id)
+    problem = file_integrity_problem(path)
+    if problem:
+        raise InputError(f"cannot read image '{path}': {problem}", case_id=case_id, path=path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"cannot read image '{path}': {_first_line(exc)}", case_id=case_id, path=path) from None
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        problem = _nifti_truncation(path)
-        if problem:
-            raise InputError(f"cannot read image '{path}': {problem}", case_id=case_id, path=path)
     return image
+
+
+#: (resolved path, size, mtime) of files whose compressed stream and length were verified in this process
+_VERIFIED: dict[tuple[str, int, int], None] = {}
+_VERIFIED_MAX = 4096
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def file_integrity_problem(path: str | os.PathLike) -> str | None:
+    """Describe why an image file's bytes cannot be trusted, or return None.
+
+    SimpleITK neither verifies a gzip stream's CRC (a ``.nii.gz`` with flipped bytes but the
+    right length reads as a scan of garbage) nor notices a truncated NIfTI (it fills the missing
+    voxels with zeros), so radhe checks, before SimpleITK reads the file:
+
+    - a name ending in ``.gz`` holds a gzip stream (not, say, an uncompressed NIfTI renamed);
+    - the whole gzip stream decompresses and its CRC-32 and length match its trailer;
+    - a NIfTI file holds as many voxel bytes as its header declares.
+
+    A file that passed is remembered by (path, size, modification time) for the life of the
+    process, so repeated reads across folds cost one check.
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return f"cannot open file: {exc.strerror or exc}"
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return None
+    name = path.name.lower()
+    compressed = name.endswith(".gz")
+    if compressed:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        if magic != _GZIP_MAGIC:
+            return ("the file name ends in '.gz' but the file is not gzip-compressed (an uncompressed file "
+                    "renamed? name it by its real format, e.g. '.nii')")
+    problem = None
+    if name.endswith((".nii", ".nii.gz")):
+        problem = _nifti_truncation(path)
+    elif compressed:
+        problem = _gzip_problem(path)[0]
+    if problem is None:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = None
+    return problem
+
+
+def _gzip_problem(path: Path) -> tuple[str | None, int]:
+    """Decompress the whole gzip stream (which verifies its CRC-32 and length): (problem or None, bytes)."""
+    size = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                size += len(chunk)
+    except EOFError:
+        return f"compressed stream ends early (after {size} bytes): file truncated", size
+    except (OSError, zlib.error) as exc:
+        detail = str(exc) or type(exc).__name__
+        if "crc" in detail.lower():
+            return ("compressed data is corrupt (gzip CRC check failed): the file was damaged after it was "
+                    "written", size)
+        return f"compressed data is corrupt ({detail})", size
+    return None, size
 
 
 def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> sitk.Image:
@@ -139,47 +204,78 @@ def write_image(
 
 
 def _nifti_truncation(path: Path) -> str | None:
-    """Describe how a NIfTI file is truncated, or return None when its voxel data is complete.
+    """Describe how a NIfTI file is corrupt, truncated or holds non-finite voxels, or return None.
 
-    SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros instead of
-    failing, which would silently corrupt a scan; this reads the header and checks the data length.
+    Reads the header, then streams the voxel data once (through gzip for ``.nii.gz``, which verifies
+    the CRC): SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros and
+    turns NaN and infinite voxels into 0, both of which would silently corrupt a scan.
     """
     compressed = path.name.lower().endswith(".gz")
     opener = gzip.open if compressed else open
-    with opener(path, "rb") as fh:
-        header = fh.read(540)
-    expected = _nifti_data_end(header)
-    if expected is None:
+    size, non_finite = 0, [0, 0]
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(540)
+            size = len(header)
+            layout = _nifti_layout(header)
+            dtype = layout[2] if layout is not None else None
+            offset = layout[1] if layout is not None else size
+            pending = header[offset:] if dtype is not None else b""
+            while True:
+                chunk = fh.read(1 << 22)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if dtype is not None:
+                    pending += chunk
+                    usable = len(pending) - len(pending) % dtype.itemsize
+                    _count_non_finite(np.frombuffer(pending[:usable], dtype), non_finite)
+                    pending = pending[usable:]
+            if dtype is not None and pending:
+                _count_non_finite(np.frombuffer(pending[: len(pending) - len(pending) % dtype.itemsize], dtype),
+                                  non_finite)
+    except EOFError:
+        return f"compressed stream ends early (after {size} bytes): file truncated"
+    except (OSError, zlib.error) as exc:
+        detail = str(exc) or type(exc).__name__
+        if "crc" in detail.lower():
+            return "compressed data is corrupt (gzip CRC check failed): the file was damaged after it was written"
+        return f"compressed data is corrupt ({detail})"
+    if layout is None:
         return None
-    if not compressed:
-        actual = path.stat().st_size
-    else:
-        with open(path, "rb") as fh:
-            fh.seek(-4, os.SEEK_END)
-            trailer_size = struct.unpack("<I", fh.read(4))[0]
-        if trailer_size == expected % 2**32:
-            return None  # gzip trailer records the full uncompressed length
-        actual = 0
-        try:
-            with gzip.open(path, "rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    actual += len(chunk)
-        except (EOFError, OSError, zlib.error):
-            return f"compressed stream ends early (after {actual} of {expected} bytes): file truncated"
-    if actual < expected:
-        return f"voxel data ends early ({actual} of {expected} bytes): file truncated"
+    expected = layout[0]
+    if size < expected:
+        return f"voxel data ends early ({size} of {expected} bytes): file truncated"
+    if any(non_finite):
+        return (f"image holds {non_finite[0]} NaN and {non_finite[1]} infinite voxel(s); radhe does not guess "
+                "their values (fill them, e.g. with -1000 HU outside the head, before use)")
     return None
 
 
-def _nifti_data_end(header: bytes) -> int | None:
-    """Return vox_offset + data bytes declared by a NIfTI-1/2 header, or None if not recognised."""
+def _count_non_finite(values: np.ndarray, counts: list[int]) -> None:
+    if values.size:
+        bad = ~np.isfinite(values)
+        if bad.any():
+            nan = int(np.isnan(values).sum())
+            counts[0] += nan
+            counts[1] += int(bad.sum()) - nan
+
+
+#: NIfTI datatype codes of floating-point voxels (float32, float64), whose NaN/inf SimpleITK zeroes
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nifti_layout(header: bytes) -> tuple[int, int, np.dtype | None] | None:
+    """(vox_offset + data bytes, vox_offset, float dtype or None) of a NIfTI-1/2 header, or None if not one."""
     for order in "<>":
         if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            datatype = struct.unpack(order + "h", header[70:72])[0]
             dims = struct.unpack(order + "8h", header[40:56])
             bitpix = struct.unpack(order + "h", header[72:74])[0]
             offset = int(struct.unpack(order + "f", header[108:112])[0])
             break
         if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            datatype = struct.unpack(order + "h", header[12:14])[0]
             bitpix = struct.unpack(order + "h", header[14:16])[0]
             dims = struct.unpack(order + "8q", header[16:80])
             offset = struct.unpack(order + "q", header[168:176])[0]
@@ -192,7 +288,10 @@ def _nifti_data_end(header: bytes) -> int | None:
     voxels = 1
     for d in dims[1 : n_dims + 1]:
         voxels *= max(int(d), 1)
-    return max(offset, 348) + voxels * bitpix // 8
+    offset = max(int(offset), 348)
+    code = _NIFTI_FLOAT_TYPES.get(int(datatype))
+    dtype = np.dtype(order + code) if code else None
+    return offset + voxels * bitpix // 8, offset, dtype
 
 
 def _first_line(exc: BaseException) -> str:

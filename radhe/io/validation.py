@@ -17,7 +17,8 @@ import SimpleITK as sitk
 from radhe.errors import InputError, InputWarning, format_case
 from radhe.io.image import read_image
 
-__all__ = ["CaseCheck", "ValidationReport", "validate_case", "validate_manifest", "check_on_error"]
+__all__ = ["CaseCheck", "LoadedCase", "ValidationReport", "load_checked_case", "validate_case", "validate_manifest",
+           "check_on_error", "read_mask", "GEOMETRY_TOLERANCE_MM"]
 
 #: Below this maximum (HU) a "CT" holds no bone or blood: a windowed or normalised image.
 CT_MAX_AT_LEAST_HU = 100.0
@@ -86,16 +87,160 @@ def check_on_error(on_error: str) -> str:
     return on_error
 
 
+#: Largest difference (mm, and direction cosines) between a mask's geometry and its image's that is
+#: accepted as the same grid; within it the mask takes the image's geometry exactly, so that every
+#: later step (pyradiomics included) sees one grid. One tolerance for validation and every estimator.
+GEOMETRY_TOLERANCE_MM = 1e-3
+#: A label mask with more distinct values than this is not a mask (a CT or a probability map saved
+#: as integers).
+MAX_MASK_VALUES = 256
+
+
+@dataclass
+class LoadedCase:
+    """A case's CT and mask as read and checked by :func:`load_checked_case`.
+
+    Attributes
+    ----------
+    image : SimpleITK.Image
+        The CT volume (HU).
+    mask : SimpleITK.Image or None
+        The mask, on exactly the image's grid (its geometry snapped to the image's when it differed
+        by less than the tolerance).
+    check : CaseCheck
+        What was measured.
+    """
+
+    image: sitk.Image
+    mask: sitk.Image | None
+    check: CaseCheck
+
+
+def load_checked_case(
+    image: str | os.PathLike | sitk.Image,
+    mask: str | os.PathLike | sitk.Image | None = None,
+    *,
+    case_id: object = None,
+    label: int = 1,
+    tolerance: float = GEOMETRY_TOLERANCE_MM,
+    hu_check: bool = True,
+    require_label: bool = True,
+    min_roi_dimensions: int = 2,
+) -> LoadedCase:
+    """Read a case's CT and optional mask and check that they can be used: radhe's one validation path.
+
+    Every estimator that reads images (radiomics, the segmenter, the CNN embedder, the marker
+    classifier, the two-output network), :func:`validate_case`, :func:`validate_manifest` and
+    ``radhe validate`` read cases through this function, so a file refused by one is refused by all.
+
+    Parameters
+    ----------
+    image, mask : path-like or SimpleITK.Image
+        The CT volume (HU) and its haematoma mask; ``mask=None`` checks the image alone.
+    case_id : object, optional
+        Named in every message.
+    label : int, default 1
+        Mask value of the haematoma. Other positive values (a label map) are allowed but ignored.
+    tolerance : float, default 1e-3
+        Largest allowed difference between image and mask spacing and origin (mm) and direction
+        cosines.
+    hu_check : bool, default True
+        Refuse an image whose range does not look like CT in Hounsfield units (maximum below
+        100 HU, or minimum above -500 HU: a raw 0..4095 export, a 0..255 windowed one, a normalised
+        volume). Pass False for images that are deliberately not HU (e.g. MR).
+    require_label : bool, default True
+        Refuse a mask without any ``label`` voxel. False lets an empty mask through (the ROI
+        estimators record such a case as without a usable ROI).
+    min_roi_dimensions : int, default 2
+        The haematoma must extend over more than one voxel along at least this many axes
+        (pyradiomics' ``minimumROIDimensions``; a single voxel has none). 0 disables the check.
+
+    Returns
+    -------
+    LoadedCase
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the case, the file (the mask file for a mask problem) and the problem: missing,
+        unreadable, corrupt or truncated file; a file name lying about its format; an image that is
+        not a 3-D scalar volume (2-D, single slice, 4-D, vector); NaN or infinite voxels; intensities
+        that are not HU; a mask on another grid, with non-integer, negative or too many distinct
+        values (a CT or probability map given as mask), identical to the image, without the
+        label, or with an ROI too small for features.
+    """
+    image_path = None if isinstance(image, sitk.Image) else image
+    img = image if isinstance(image, sitk.Image) else read_image(image, case_id=case_id)
+    _check_volume(img, case_id, image_path, "image")
+    values = sitk.GetArrayViewFromImage(img)
+    _check_finite(values, case_id, image_path, "image")
+    check = CaseCheck(
+        case_id=None if case_id is None else str(case_id),
+        size=tuple(int(s) for s in img.GetSize()),
+        spacing_mm=tuple(round(float(s), 6) for s in img.GetSpacing()),
+        hu_min=float(values.min()),
+        hu_max=float(values.max()),
+    )
+    if hu_check and (check.hu_max < CT_MAX_AT_LEAST_HU or check.hu_min > CT_MIN_AT_MOST_HU):
+        raise InputError(
+            f"intensities {check.hu_min:g} to {check.hu_max:g} do not look like CT in HU (expected air near "
+            f"-1000 HU and bone above {CT_MAX_AT_LEAST_HU:g} HU): a raw, windowed or normalised export? Convert it "
+            "to HU, or pass hu_check=False (CLI: --no-hu-check) if the image is deliberately not in HU",
+            case_id=case_id, path=image_path,
+        )
+    if mask is None:
+        return LoadedCase(img, None, check)
+
+    mask_path = None if isinstance(mask, sitk.Image) else mask
+    if image_path is not None and mask_path is not None and _same_file(image_path, mask_path):
+        raise InputError("the mask column names the image file itself", case_id=case_id, path=mask_path)
+    msk = mask if isinstance(mask, sitk.Image) else read_image(mask, case_id=case_id)
+    _check_volume(msk, case_id, mask_path, "mask")
+    _check_geometry(img, msk, case_id, mask_path, tolerance)
+    if not _identical_geometry(img, msk):
+        msk = sitk.Image(msk)  # a copy: the caller's image keeps its own geometry
+        msk.CopyInformation(img)
+    voxels = _count_label(msk, label, case_id, mask_path, require_label, image_values=values)
+    if voxels and min_roi_dimensions:
+        _check_roi_extent(msk, label, voxels, min_roi_dimensions, case_id, mask_path)
+    check.mask_voxels = voxels
+    check.mask_volume_ml = voxels * float(np.prod(msk.GetSpacing())) / 1000.0
+    return LoadedCase(img, msk, check)
+
+
+def read_mask(mask: str | os.PathLike | sitk.Image, *, case_id: object = None, label: int | None = 1) -> sitk.Image:
+    """Read a mask on its own (no image to compare with) and check that it is a mask.
+
+    The mask checks of :func:`load_checked_case` that need no image: a 3-D scalar volume of
+    non-negative integer labels on a background of 0, with few distinct values. An empty mask, or
+    one without ``label``, is allowed (a volume of 0 mL is a measurement). Used wherever radhe reads
+    a mask alone (volumetry, segmentation metrics).
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the case and the mask file.
+    """
+    path = None if isinstance(mask, sitk.Image) else mask
+    msk = mask if isinstance(mask, sitk.Image) else read_image(mask, case_id=case_id)
+    _check_volume(msk, case_id, path, "mask")
+    _count_label(msk, 1 if label is None else label, case_id, path, require_label=False)
+    return msk
+
+
 def validate_case(
     image: str | os.PathLike | sitk.Image,
     mask: str | os.PathLike | sitk.Image | None = None,
     *,
     case_id: object = None,
     label: int = 1,
-    tolerance: float = 1e-3,
-    check_intensity: bool = True,
+    tolerance: float = GEOMETRY_TOLERANCE_MM,
+    hu_check: bool = True,
+    min_roi_dimensions: int = 2,
 ) -> CaseCheck:
     """Check one case's CT volume and (optional) haematoma mask.
+
+    The checks of :func:`load_checked_case`, the path every estimator reads images through.
 
     Parameters
     ----------
@@ -108,9 +253,10 @@ def validate_case(
     tolerance : float, default 1e-3
         Largest allowed difference between image and mask spacing and origin (mm) and
         direction cosines.
-    check_intensity : bool, default True
-        Warn (:class:`~radhe.errors.InputWarning`) when the range does not look like CT in HU
-        (maximum < 100 HU or minimum > -500 HU, e.g. a 0-255 windowed export).
+    hu_check : bool, default True
+        Refuse intensities that do not look like CT in HU (see :func:`load_checked_case`).
+    min_roi_dimensions : int, default 2
+        Axes along which the haematoma must extend over more than one voxel.
 
     Returns
     -------
@@ -119,41 +265,10 @@ def validate_case(
     Raises
     ------
     radhe.errors.InputError
-        Missing or unreadable file; image not a 3-D scalar volume; mask geometry (size, spacing,
-        origin, direction) differing from the image's; mask values not integer labels; ``label``
-        absent from the mask; empty mask.
+        See :func:`load_checked_case`.
     """
-    image_path = None if isinstance(image, sitk.Image) else image
-    img = image if isinstance(image, sitk.Image) else read_image(image, case_id=case_id)
-    _check_volume(img, case_id, image_path, "image")
-    stats = sitk.MinimumMaximumImageFilter()
-    stats.Execute(img)
-    check = CaseCheck(
-        case_id=None if case_id is None else str(case_id),
-        size=tuple(int(s) for s in img.GetSize()),
-        spacing_mm=tuple(round(float(s), 6) for s in img.GetSpacing()),
-        hu_min=float(stats.GetMinimum()),
-        hu_max=float(stats.GetMaximum()),
-    )
-    if check_intensity and (check.hu_max < CT_MAX_AT_LEAST_HU or check.hu_min > CT_MIN_AT_MOST_HU):
-        message = (
-            f"{format_case(case_id)}: intensities {check.hu_min:g} to {check.hu_max:g} do not look like CT "
-            f"in HU (expected air near -1000 HU and bone above {CT_MAX_AT_LEAST_HU:g} HU); "
-            f"a windowed or normalised export? (file '{image_path}')"
-        )
-        check.warnings.append(message)
-        warnings.warn(message, InputWarning, stacklevel=2)
-
-    if mask is None:
-        return check
-    mask_path = None if isinstance(mask, sitk.Image) else mask
-    msk = mask if isinstance(mask, sitk.Image) else read_image(mask, case_id=case_id)
-    _check_volume(msk, case_id, mask_path, "mask")
-    _check_geometry(img, msk, case_id, mask_path, tolerance)
-    voxels = _count_label(msk, label, case_id, mask_path)
-    check.mask_voxels = voxels
-    check.mask_volume_ml = voxels * float(np.prod(msk.GetSpacing())) / 1000.0
-    return check
+    return load_checked_case(image, mask, case_id=case_id, label=label, tolerance=tolerance, hu_check=hu_check,
+                             min_roi_dimensions=min_roi_dimensions).check
 
 
 def validate_manifest(
@@ -163,8 +278,9 @@ def validate_manifest(
     image_column: str = "image",
     mask_column: str = "mask",
     label: int = 1,
-    tolerance: float = 1e-3,
-    check_intensity: bool = True,
+    tolerance: float = GEOMETRY_TOLERANCE_MM,
+    hu_check: bool = True,
+    min_roi_dimensions: int = 2,
 ) -> ValidationReport:
     """Run :func:`validate_case` on every row of a manifest (see :func:`radhe.io.load_manifest`).
 
@@ -174,6 +290,10 @@ def validate_manifest(
         With ``case_id``, the image column and optionally the mask column.
     on_error : {"raise", "skip"}, default "raise"
         "raise" stops at the first invalid case; "skip" records it in ``report.skipped``.
+    image_column, mask_column : str
+        Manifest columns of the CT and mask paths.
+    label, tolerance, hu_check, min_roi_dimensions
+        As in :func:`load_checked_case`.
 
     Returns
     -------
@@ -191,7 +311,7 @@ def validate_manifest(
                 warnings.simplefilter("always", InputWarning)
                 check = validate_case(
                     case[image_column], mask, case_id=case["case_id"], label=label,
-                    tolerance=tolerance, check_intensity=check_intensity,
+                    tolerance=tolerance, hu_check=hu_check, min_roi_dimensions=min_roi_dimensions,
                 )
         except InputError as exc:
             if on_error == "raise":
@@ -251,7 +371,33 @@ def _check_geometry(img: sitk.Image, msk: sitk.Image, case_id, path, tolerance: 
             )
 
 
-def _count_label(msk: sitk.Image, label: int, case_id, path) -> int:
+def _check_finite(values: np.ndarray, case_id, path, what: str) -> None:
+    if np.issubdtype(values.dtype, np.floating):
+        finite = np.isfinite(values)
+        if not finite.all():
+            n_nan = int(np.isnan(values).sum())
+            n_inf = int(values.size - finite.sum()) - n_nan
+            raise InputError(
+                f"{what} holds {n_nan} NaN and {n_inf} infinite voxel(s); radhe does not guess their values "
+                "(fill them, e.g. with -1000 HU outside the head, before use)",
+                case_id=case_id, path=path,
+            )
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _identical_geometry(img: sitk.Image, msk: sitk.Image) -> bool:
+    return (img.GetSpacing() == msk.GetSpacing() and img.GetOrigin() == msk.GetOrigin()
+            and img.GetDirection() == msk.GetDirection())
+
+
+def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool = True,
+                 image_values: np.ndarray | None = None) -> int:
     values = sitk.GetArrayViewFromImage(msk)
     if not np.issubdtype(values.dtype, np.integer):
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
@@ -259,8 +405,33 @@ def _count_label(msk: sitk.Image, label: int, case_id, path) -> int:
                 "mask holds non-integer values; a binary or label mask is required (a probability map?)",
                 case_id=case_id, path=path,
             )
+    low = values.min()
+    if low < 0:
+        raise InputError(
+            f"mask holds negative values (minimum {low.item():g}); a mask labels voxels with 0 (background) and "
+            "positive integers (is this file a CT?)",
+            case_id=case_id, path=path,
+        )
+    if image_values is not None and image_values.shape == values.shape and np.array_equal(image_values, values):
+        raise InputError("mask holds the same voxel values as the image: the CT given as its own mask?",
+                         case_id=case_id, path=path)
+    if low > 0:
+        raise InputError(
+            f"mask holds no background voxel (no 0; values from {low.item():g} to {values.max().item():g}); a mask "
+            "labels the haematoma inside a background of 0 (is this file a CT?)",
+            case_id=case_id, path=path,
+        )
     count = int(np.count_nonzero(values == label))
-    if count:
+    high = values.max()
+    if high >= MAX_MASK_VALUES:
+        distinct = np.unique(values).size
+        if distinct > MAX_MASK_VALUES:
+            raise InputError(
+                f"mask holds {distinct} distinct values from {low.item():g} to {high.item():g}; a binary or label "
+                "mask is required (is this file a CT?)",
+                case_id=case_id, path=path,
+            )
+    if count or not require_label:
         return count
     present = np.unique(values)
     if present.size == 1 and present[0] == 0:
@@ -270,3 +441,14 @@ def _count_label(msk: sitk.Image, label: int, case_id, path) -> int:
         f"label {label} not present in mask (values found: {found}); pass the haematoma's label",
         case_id=case_id, path=path,
     )
+
+
+def _check_roi_extent(msk: sitk.Image, label: int, voxels: int, min_dimensions: int, case_id, path) -> None:
+    selected = np.nonzero(sitk.GetArrayViewFromImage(msk) == label)
+    extended = sum(int(axis.max() > axis.min()) for axis in selected)
+    if extended < min_dimensions:
+        raise InputError(
+            f"the haematoma (label {label}) covers {voxels} voxel(s) extending along {extended} axis/axes; "
+            f"at least {min_dimensions} are needed (pyradiomics' minimumROIDimensions): a stray or single-voxel mask?",
+            case_id=case_id, path=path,
+        )

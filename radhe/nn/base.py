@@ -21,16 +21,17 @@ import dataclasses
 import inspect
 import re
 import textwrap
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from radhe.errors import ConfigurationError, InputWarning, format_case
+from radhe._compat import HasMethods, Interval, StrOptions, validate_params
+from radhe.errors import ConfigurationError, format_case, warn_cases
 from radhe.nn import runtime
 from radhe.nn import slices as S
 from radhe.nn.training import train_network
@@ -47,6 +48,8 @@ class SharedParameter:
     type: str
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
+    #: scikit-learn ``_parameter_constraints`` entry (``sklearn.utils._param_validation`` form)
+    constraints: list = field(default_factory=lambda: [object])
 
 
 def _int_at_least(low: int):
@@ -134,6 +137,9 @@ SHARED_PARAMETERS: dict[str, SharedParameter] = {
                                "of the training samples.", _boolean),
     "image_column": SharedParameter("str", "Manifest column of the CT (HU)."),
     "mask_column": SharedParameter("str", "Manifest column of the haematoma mask."),
+    "hu_check": SharedParameter("bool", "Refuse a CT whose intensities do not look like Hounsfield units (a raw, "
+                                "windowed or normalised export; see :func:`radhe.io.load_checked_case`). False "
+                                "for images deliberately not in HU.", _boolean),
     # ---- run time
     "device": SharedParameter("str", "\"auto\": CUDA when available, else CPU; or a torch device name. No "
                               "weights are ever downloaded."),
@@ -144,6 +150,38 @@ SHARED_PARAMETERS: dict[str, SharedParameter] = {
                                     "None means 0, so repeated fits give the same result."),
     "verbose": SharedParameter("bool", "Print one line per training epoch."),
 }
+
+_INT = Integral
+_CONSTRAINTS = {
+    "crop_size": [Interval(_INT, 8, None, closed="left")],
+    "roi_mm": [Interval(Real, 0, None, closed="neither")],
+    "n_slices": [Interval(_INT, 0, None, closed="left")],
+    "mask_channel": ["boolean"],
+    "window": [tuple, list],
+    "base_channels": [Interval(_INT, 1, None, closed="left")],
+    "depth": [Interval(_INT, 1, None, closed="left")],
+    "levels": [Interval(_INT, 2, None, closed="left")],
+    "dilation": [Interval(_INT, 1, None, closed="left")],
+    "n_features": [Interval(_INT, 1, None, closed="left")],
+    "pooling": [StrOptions({"max", "haar"})],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "epochs": [Interval(_INT, 1, None, closed="left")],
+    "batch_size": [Interval(_INT, 2, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "augment": ["boolean"],
+    "image_column": [str],
+    "mask_column": [str],
+    "hu_check": ["boolean"],
+    "device": [str, HasMethods(["type"])],
+    "n_threads": [Interval(_INT, 1, None, closed="left"), None],
+    "random_state": ["random_state"],
+    "verbose": ["boolean"],
+}
+for _name, _constraints in _CONSTRAINTS.items():
+    SHARED_PARAMETERS[_name] = dataclasses.replace(SHARED_PARAMETERS[_name], constraints=_constraints)
+assert set(_CONSTRAINTS) == set(SHARED_PARAMETERS), "every shared parameter has its constraints"
+
 
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)\[shared: (?P<names>[a-z_, ]+)\][ \t]*$", re.MULTILINE)
 
@@ -177,8 +215,21 @@ def shared_parameters(cls):
 
 def torch_estimator(cls):
     """Class decorator of a deep-learning estimator: a keyword-only dataclass (no generated repr / eq:
-    scikit-learn's are kept) whose ``[shared: ...]`` docstring lines are expanded."""
-    return shared_parameters(dataclass(kw_only=True, repr=False, eq=False)(cls))
+    scikit-learn's are kept) whose ``[shared: ...]`` docstring lines are expanded.
+
+    Its ``_parameter_constraints`` (scikit-learn's declarative validation) are those of the shared
+    parameters it takes plus the class's own ``_own_parameter_constraints``; every parameter must
+    have one.
+    """
+    cls = shared_parameters(dataclass(kw_only=True, repr=False, eq=False)(cls))
+    names = [f.name for f in dataclasses.fields(cls)]
+    own = dict(cls.__dict__.get("_own_parameter_constraints", {}))
+    cls._parameter_constraints = {name: own.get(name, SHARED_PARAMETERS[name].constraints if name in
+                                                SHARED_PARAMETERS else None) for name in names}
+    missing = [name for name, constraint in cls._parameter_constraints.items() if constraint is None]
+    if missing:
+        raise TypeError(f"{cls.__name__}: no parameter constraints for {missing}")
+    return cls
 
 
 _parameter_group = dataclass(kw_only=True, repr=False, eq=False)
@@ -220,6 +271,7 @@ class ImageParameters:
     window: tuple[float, float] = (0.0, 80.0)
     image_column: str = "image"
     mask_column: str = "mask"
+    hu_check: bool = True
 
 
 @_parameter_group
@@ -248,18 +300,6 @@ def parameter_names(group) -> list[str]:
     return [f.name for f in dataclasses.fields(group)]
 
 
-#: At most this many cases are listed in one aggregated warning (the rest are counted).
-MAX_LISTED_CASES = 20
-
-
-def warn_cases(summary: str, problems: list[str], *, stacklevel: int = 2) -> None:
-    """One :class:`~radhe.errors.InputWarning` for a step's problem cases: the summary, then one line per case."""
-    listed = problems[:MAX_LISTED_CASES]
-    more = len(problems) - len(listed)
-    text = summary + ":\n  " + "\n  ".join(listed) + (f"\n  ... and {more} more" if more > 0 else "")
-    warnings.warn(text, InputWarning, stacklevel=stacklevel + 1)
-
-
 class TorchEstimatorMixin:
     """Plumbing of an estimator that trains a torch network: checks, threads, the cached eval-mode network.
 
@@ -269,6 +309,11 @@ class TorchEstimatorMixin:
     """
 
     def _check_shared_parameters(self) -> None:
+        """Check every parameter: ``_parameter_constraints``, then what they cannot say (window order)."""
+        validate_params(self)
+        self._check_shared_values()
+
+    def _check_shared_values(self) -> None:
         for name, spec in SHARED_PARAMETERS.items():
             if spec.check is None or name not in self.get_params(deep=False):
                 continue
@@ -356,7 +401,7 @@ class RoiCNNEstimator(RuntimeParameters, TrainingParameters, ImageParameters, Ro
         mask_path = row[mask_column]
         if S.is_missing(mask_path):
             return None, f"no '{mask_column}' path"
-        case = S.load_case(row[self.image_column], mask_path, case_id=row["case_id"])
+        case = S.load_case(row[self.image_column], mask_path, case_id=row["case_id"], hu_check=self.hu_check)
         if not case.mask.any():
             return None, f"empty mask '{mask_path}'"
         return case, None
@@ -372,8 +417,12 @@ class RoiCNNEstimator(RuntimeParameters, TrainingParameters, ImageParameters, Ro
                        f"{self._nan_outputs} are NaN", [f"{format_case(f['case_id'])}: {f['problem']}"
                                                         for f in failures], stacklevel=4)
 
-    def _roi_crops(self, X: pd.DataFrame, mask_column: str) -> list:
-        """Per case an ``(n, c, crop_size, crop_size)`` float32 array of ROI crops, or None (in ``failures_``)."""
+    def _roi_crops(self, X: pd.DataFrame, mask_column: str, *, record: bool = False) -> list:
+        """Per case an ``(n, c, crop_size, crop_size)`` float32 array of ROI crops, or None.
+
+        Cases without a usable ROI are named in one warning; ``record=True`` (fit only: transform and
+        predict never change fitted state) also keeps them in ``failures_``.
+        """
         crops, failures = [], []
         for row in X.to_dict("records"):
             case, problem = self._load_roi_case(row, mask_column)
@@ -383,7 +432,8 @@ class RoiCNNEstimator(RuntimeParameters, TrainingParameters, ImageParameters, Ro
                 continue
             crops.append(S.roi_crops(case, window_hu=tuple(self.window), n_slices=self.n_slices, roi_mm=self.roi_mm,
                                      size=self.crop_size, mask_channel=self.mask_channel))
-        self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
+        if record:
+            self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
         self._warn_failures(failures)
         return crops
 

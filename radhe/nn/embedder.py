@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -34,6 +35,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_frame
+from radhe._compat import HasMethods, StrOptions
 from radhe.errors import ConfigurationError, InputError
 from radhe.nn import runtime
 from radhe.nn.base import RoiCNNEstimator, torch_estimator
@@ -76,7 +78,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     [shared: epochs, batch_size, learning_rate, weight_decay]
     class_weight : {"balanced", None}, default "balanced"
         "balanced" weights positive samples by ``n_negative / n_positive`` in the loss.
-    [shared: augment, image_column, mask_column]
+    [shared: augment, image_column, mask_column, hu_check]
         (:func:`radhe.make_pipeline` points ``mask_column`` at the segmenter's predicted masks.)
     [shared: device, n_threads, random_state, verbose]
 
@@ -93,8 +95,20 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     history_ : pandas.DataFrame
         Training loss per epoch (trained kinds).
     failures_ : pandas.DataFrame
-        ``case_id`` and ``problem`` of cases given NaN features by the last ``fit``/``transform``.
+        ``case_id`` and ``problem`` of the training cases given NaN features by ``fit``/``fit_transform``.
+        Cases given NaN features by ``transform`` are named in an :class:`~radhe.errors.InputWarning`
+        (``transform`` never changes fitted state).
     """
+
+    _own_parameter_constraints = {
+        "kind": [StrOptions({"roi_cnn", "unet_bottleneck", "backbone"})],
+        "segmenter": [HasMethods(["fit", "region_features"]), None],
+        "backbone": [callable, None],
+        "backbone_weights": [str, os.PathLike, None],
+        "finetune_backbone": ["boolean"],
+        "backbone_normalize": ["boolean"],
+        "class_weight": [StrOptions({"balanced"}), None],
+    }
 
     _nan_outputs = "CNN features"
 
@@ -134,7 +148,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     def fit_transform(self, X: pd.DataFrame, y=None, **fit_params) -> pd.DataFrame:
         crops = self._fit(X, y)
         if crops is None:
-            return self.transform(X)
+            return self._bottleneck_features(X, record=True)
         return self._features_from_crops(X, crops)
 
     def _fit(self, X, y):
@@ -144,6 +158,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
         seed = runtime.seed_from(self.random_state)
         self.model_state_, self.segmenter_, self.backbone_ = None, None, None
         self.history_ = pd.DataFrame(columns=["epoch", "loss", "seconds"])
+        self.failures_ = pd.DataFrame(columns=["case_id", "problem"])
         if self._needs_label():
             if y is None:
                 raise ConfigurationError(f"CNNEmbedder(kind={self.kind!r}) is trained on the outcome: fit needs y")
@@ -157,7 +172,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
             self._finish(start)
             return None
 
-        crops = self._roi_crops(X, self.mask_column)
+        crops = self._roi_crops(X, self.mask_column, record=True)
         with runtime.torch_runtime(self._threads(), seed):
             if self.kind == "backbone":
                 self.backbone_ = self._load_backbone()
@@ -321,7 +336,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
         return tags
 
     # ---------------------------------------------------------------------------------- data prep
-    def _bottleneck_features(self, X) -> pd.DataFrame:
+    def _bottleneck_features(self, X, *, record: bool = False) -> pd.DataFrame:
         out = np.full((len(X), self.n_features_out_), np.nan, dtype=np.float64)
         failures = []
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
@@ -332,6 +347,7 @@ class CNNEmbedder(RoiCNNEstimator, TransformerMixin, BaseEstimator):
                     failures.append(self._record_failure(row["case_id"], problem or "mask vanishes at the bottleneck"))
                     continue
                 out[i] = features
-        self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
+        if record:  # fit_transform only: transform never changes fitted state
+            self.failures_ = pd.DataFrame(failures, columns=["case_id", "problem"])
         self._warn_failures(failures)
         return self._frame(out, X)

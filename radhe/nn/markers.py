@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_frame
+from radhe._compat import HasMethods, StrOptions
 from radhe.constants import MARKER_LABELS
 from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.nn import runtime
@@ -76,7 +77,7 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     pos_weight : "balanced" or None, default "balanced"
         "balanced": each label's positive term weighted by negatives / positives of the training
         slices (Ohkita's weighted BCE); None: plain BCE.
-    [shared: augment, image_column, mask_column]
+    [shared: augment, image_column, mask_column, hu_check]
         (``mask_column`` defines the ROI at prediction: a segmenter's ``mask_pred`` inside a pipeline.)
     train_mask_column : str or None, default None
         Mask defining the ROI in ``fit``; None: ``mask_column``. Ohkita train on reference masks
@@ -96,7 +97,9 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     history_ : pandas.DataFrame
         Training loss per epoch.
     failures_ : pandas.DataFrame
-        Cases given NaN probabilities by the last call (no or empty mask).
+        Training cases without a usable ROI (no or empty mask), left out of training. Cases given
+        NaN probabilities by ``predict_proba``/``transform`` are named in an
+        :class:`~radhe.errors.InputWarning` (prediction never changes fitted state).
     feature_names_out_ : list of str
         ``marker__<label>``.
 
@@ -105,6 +108,13 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
     ``fit(X, y)`` ignores ``y``: the targets are ``X[labels]``, so the estimator can sit in a
     haematoma-expansion pipeline whose ``y`` is the expansion label.
     """
+
+    _own_parameter_constraints = {
+        "labels": [str, tuple, list],
+        "pos_weight": [StrOptions({"balanced"}), None],
+        "segmenter": [HasMethods(["fit", "transform"]), None],
+        "train_mask_column": [str, None],
+    }
 
     _nan_outputs = "marker probabilities"
 
@@ -117,6 +127,7 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------- checks
     def _check_params(self) -> list[str]:
+        self._check_shared_parameters()
         labels = [self.labels] if isinstance(self.labels, str) else list(self.labels)
         if not labels:
             raise ConfigurationError("labels must name at least one marker column")
@@ -124,7 +135,6 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
             raise ConfigurationError(f"labels must be distinct, got {labels}")
         if self.pos_weight not in ("balanced", None):
             raise ConfigurationError(f"pos_weight must be 'balanced' or None, got {self.pos_weight!r}")
-        self._check_shared_parameters()
         return labels
 
     # -------------------------------------------------------------------------------------- data
@@ -180,7 +190,7 @@ class NCCTMarkerClassifier(RoiCNNEstimator, TransformerMixin, BaseEstimator):
             extra = np.nan_to_num((raw - self.unet_mean_) / self.unet_scale_, nan=0.0).astype(np.float32)
         else:
             extra = np.zeros((len(X), 0), dtype=np.float32)
-        crops = self._roi_crops(X, train_mask)
+        crops = self._roi_crops(X, train_mask, record=True)
         data, _, slice_targets, slice_extra = S.slice_samples(crops, targets, extra)
         if data is None:
             raise InputError("NCCTMarkerClassifier.fit: no case has a non-empty mask to train on")

@@ -40,6 +40,8 @@ def conv_block(in_channels: int, out_channels: int, *, dilation: int = 1) -> nn.
 class UNet2d(nn.Module):
     """A 2-D U-Net for binary segmentation.
 
+    The output is one channel of logits at the input resolution.
+
     Parameters
     ----------
     in_channels : int, default 1
@@ -50,8 +52,6 @@ class UNet2d(nn.Module):
         Resolution levels (``levels - 1`` poolings): inputs must be divisible by ``2 ** (levels - 1)``.
     dilation : int, default 2
         Dilation of the second convolution in each encoder block (1 disables it).
-
-    The output is one channel of logits at the input resolution.
     """
 
     def __init__(self, in_channels: int = 1, base_channels: int = 16, levels: int = 4, dilation: int = 2):

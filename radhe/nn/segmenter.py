@@ -10,10 +10,12 @@ that never saw the held-out cases.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
 import warnings
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_frame
+from radhe._compat import Interval, StrOptions
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
 from radhe.nn import runtime
 from radhe.nn import slices as S
@@ -91,8 +94,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         thresholded halfway between the median and the peak), so downstream features are computed
         from *something* and the case is named; "warn": warn and write the empty mask (downstream
         radiomics will then fail or skip it); "raise": raise :class:`~radhe.errors.InputError`.
-        Every case's outcome is recorded in ``predictions_``.
-    [shared: image_column, mask_column]
+        Every case's outcome is recorded beside its mask (:meth:`prediction_records`).
+    [shared: image_column, mask_column, hu_check]
         (The ground-truth mask is used by ``fit`` only.)
     output_column : str, default "mask_pred"
         Column added by ``transform`` with the predicted masks' paths.
@@ -130,9 +133,6 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     train_cases_, validation_cases_ : list of str
     fit_time_ : float
         Seconds spent in ``fit``.
-    predictions_ : pandas.DataFrame
-        Set by each ``transform``: per case ``case_id``, ``path``, ``voxels``, ``volume_ml``,
-        ``max_probability``, ``status`` ("ok", "fallback" or "empty").
 
     Examples
     --------
@@ -141,6 +141,27 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     >>> test["mask_pred"].iloc[0]                                                # doctest: +SKIP
     '/tmp/radhe-masks/3f2a.../ich0031.nii'
     """
+
+    _own_parameter_constraints = {
+        "skull_strip": ["boolean"],
+        "input_size": [Interval(Integral, 8, None, closed="left"), None],
+        "context": [Interval(Integral, 0, None, closed="left")],
+        "negative_ratio": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "max_fit_time": [Interval(Real, 0, None, closed="neither"), None],
+        "threshold": [Interval(Real, 0, None, closed="neither")],
+        "min_component_ml": [Interval(Real, 0, None, closed="left")],
+        "max_components": [Interval(Integral, 1, None, closed="left"), None],
+        "fill_holes": ["boolean"],
+        "on_empty": [StrOptions({"fallback", "warn", "raise"})],
+        "output_column": [str],
+        "cache_dir": [str, os.PathLike, None],
+        "output_format": [StrOptions({"nii", "nii.gz", "nrrd"})],
+        "inference_precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "training_precision": [StrOptions({"auto", "float32", "bfloat16"})],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
 
     context: int = 0
     skull_strip: bool = False
@@ -269,7 +290,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         images, masks, case_ids = [], [], []
         for row in rows.to_dict("records"):
             case = S.load_case(row[self.image_column], row[self.mask_column], case_id=row["case_id"],
-                               require_mask=True)
+                               require_mask=True, hu_check=self.hu_check)
             image, _ = self._prepared(case)
             mask, _ = S.to_network_grid(case.mask, self.input_size, self._multiple, is_mask=True)
             if image.shape[1:] != (images[0].shape[1:] if images else image.shape[1:]):
@@ -397,7 +418,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         """
         if case_id is None:
             case_id = Path(str(image)).name
-        case = S.load_case(image, None, case_id=case_id)
+        case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
         mask, info = self._predict_case(case)
         if info["message"]:
             warnings.warn(info["message"], InputWarning, stacklevel=2)
@@ -443,7 +464,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         # the fingerprint hashes the weights and the *current* post-processing settings
         folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
         folder.mkdir(parents=True, exist_ok=True)
-        paths, records, problems = [], [], []
+        paths, problems = [], []
         written: dict[Path, object] = {}
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
@@ -453,16 +474,16 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                     raise InputError(f"case_id is not unique in X (images '{written[path]}' and '{image}'); "
                                      "predicted masks are stored by case_id", case_id=case_id)
                 written[path] = image
-                case = S.load_case(image, None, case_id=case_id)
+                case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
                 mask, info = self._predict_case(case)
                 _atomic_write(mask, info["reference"], path)
                 paths.append(str(path))
                 if info["message"]:
                     problems.append(info["message"])
-                records.append({"case_id": str(case_id), "path": str(path), "voxels": info["voxels"],
-                                "volume_ml": info["volume_ml"], "max_probability": info["max_probability"],
-                                "status": info["status"]})
-        self.predictions_ = pd.DataFrame(records, index=X.index)
+                record = {"case_id": str(case_id), "image": str(image), "path": str(path), "voxels": info["voxels"],
+                          "volume_ml": info["volume_ml"], "max_probability": info["max_probability"],
+                          "status": info["status"]}
+                _atomic_write_text(json.dumps(record), _record_path(path))
         if problems:
             warn_cases(f"HematomaSegmenter: no haematoma predicted in {len(problems)} of {len(X)} case(s)", problems,
                        stacklevel=2)
@@ -473,13 +494,46 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y).transform(X)
 
+    def prediction_records(self, X: pd.DataFrame) -> pd.DataFrame:
+        """What the last :meth:`transform` of each case of ``X`` predicted (``transform`` keeps no state).
+
+        Each predicted mask has a small JSON record beside it in ``cache_dir``; this reads them.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Same index as ``X``: ``case_id``, ``path`` (the predicted mask), ``voxels``,
+            ``volume_ml`` (mL), ``max_probability``, ``status`` ("ok", "fallback" or "empty").
+
+        Raises
+        ------
+        radhe.errors.InputError
+            A case of ``X`` this fitted segmenter has not predicted, or predicted from another image.
+        """
+        check_is_fitted(self, "model_state_")
+        check_frame(X, (self.image_column,), "HematomaSegmenter.prediction_records")
+        folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
+        records = []
+        for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
+            path = _record_path(folder / f"{_safe_name(case_id)}.{self.output_format}")
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                raise InputError("no prediction of this case by this fitted segmenter: call transform first",
+                                 case_id=case_id, path=path) from None
+            if record.get("image") != str(image):
+                raise InputError(f"the recorded prediction is of image '{record.get('image')}', not '{image}'",
+                                 case_id=case_id, path=path)
+            records.append({k: record[k] for k in PREDICTION_RECORD_COLUMNS})
+        return pd.DataFrame(records, index=X.index, columns=list(PREDICTION_RECORD_COLUMNS))
+
     def score(self, X: pd.DataFrame, y=None) -> float:
         """Mean per-case Dice of the predicted masks against ``mask_column``."""
         from radhe.segmentation.metrics import dice_score
 
         scores = []
         for case_id, image, mask in zip(X["case_id"], X[self.image_column], X[self.mask_column], strict=True):
-            case = S.load_case(image, mask, case_id=case_id, require_mask=True)
+            case = S.load_case(image, mask, case_id=case_id, require_mask=True, hu_check=self.hu_check)
             pred, _ = self._predict_case(case)
             scores.append(dice_score(case.mask, pred))
         return float(np.mean(scores))
@@ -558,6 +612,20 @@ def _safe_name(case_id) -> str:
         # "a/b" and "a_b" must not share a file: ids that needed changing get a digest of the original
         name = f"{name.strip('.') or 'case'}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
     return name
+
+
+#: Columns of :meth:`HematomaSegmenter.prediction_records`.
+PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_probability", "status")
+
+
+def _record_path(mask_path: Path) -> Path:
+    return mask_path.with_name(mask_path.name + ".json")
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _atomic_write(mask: np.ndarray, reference, path: Path) -> None:

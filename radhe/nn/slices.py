@@ -16,7 +16,6 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radhe.errors import ConfigurationError, InputError
-from radhe.io.image import read_image
 
 #: HU above which a voxel is taken as bone by :func:`skull_strip`.
 BONE_HU = 300.0
@@ -43,23 +42,26 @@ def is_missing(value) -> bool:
     )
 
 
-def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, require_mask: bool = False) -> Case:
-    """Read a case's CT (HU) and optional mask as arrays; the mask must match the image's size."""
-    image = read_image(image_path, case_id=case_id)
-    if image.GetDimension() != 3:
-        raise InputError(f"image is {image.GetDimension()}-D; a 3-D volume is required", case_id=case_id,
-                         path=image_path)
-    hu = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
-    mask = None
-    if mask_path is not None and not is_missing(mask_path):
-        msk = read_image(mask_path, case_id=case_id)
-        if msk.GetSize() != image.GetSize():
-            raise InputError(f"mask size {msk.GetSize()} != image size {image.GetSize()}", case_id=case_id,
-                             path=mask_path)
-        mask = (sitk.GetArrayViewFromImage(msk) == label).astype(np.uint8)
-    elif require_mask:
+def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, require_mask: bool = False,
+              hu_check: bool = True) -> Case:
+    """Read a case's CT (HU) and optional mask as arrays, through radhe's one validation path.
+
+    The checks are those of :func:`radhe.io.load_checked_case` (the ones ``radhe validate`` runs),
+    except that a mask without any ``label`` voxel is allowed (the caller decides what an empty
+    mask means) and the ROI may be a single voxel.
+    """
+    from radhe.io.validation import load_checked_case
+
+    has_mask = mask_path is not None and not is_missing(mask_path)
+    if not has_mask and require_mask:
         raise InputError("no mask path: a ground-truth mask is required here", case_id=case_id)
-    return Case(str(case_id), hu, mask, image)
+    loaded = load_checked_case(image_path, mask_path if has_mask else None, case_id=case_id, label=label,
+                               hu_check=hu_check, require_label=False, min_roi_dimensions=0)
+    hu = sitk.GetArrayFromImage(loaded.image).astype(np.float32, copy=False)
+    mask = None
+    if loaded.mask is not None:
+        mask = (sitk.GetArrayViewFromImage(loaded.mask) == label).astype(np.uint8)
+    return Case(str(case_id), hu, mask, loaded.image)
 
 
 def window(hu: np.ndarray, low: float, high: float) -> np.ndarray:

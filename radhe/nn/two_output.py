@@ -17,6 +17,7 @@ case's probability is the mean expansion logit of the ``2 * n_slices + 1`` slice
 from __future__ import annotations
 
 import time
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_frame
+from radhe._compat import Interval, StrOptions
 from radhe.errors import ConfigurationError, InputError
 from radhe.nn import runtime
 from radhe.nn import slices as S
@@ -60,7 +62,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
     [shared: dropout, n_slices, augment]
         (A case is scored on the ``2 * n_slices + 1`` slices of largest predicted haematoma area; Zhong
         augmented by 3-D rotation, translation and scaling.)
-    [shared: image_column, mask_column]
+    [shared: image_column, mask_column, hu_check]
         (The mask is needed only by ``fit``.)
     [shared: device, n_threads, random_state, verbose]
 
@@ -71,9 +73,15 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         Trained weights.
     history_ : pandas.DataFrame
         Per epoch: ``segmentation_loss``, ``classification_loss``, ``seconds``.
-    slices_ : pandas.DataFrame
-        Set by ``predict_proba``: per case the slices used and their predicted areas (pixels).
     """
+
+    _own_parameter_constraints = {
+        "input_size": [Interval(Integral, 8, None, closed="left")],
+        "negative_ratio": [Interval(Real, 0, None, closed="left")],
+        "segmentation_weight": [Interval(Real, 0, None, closed="left")],
+        "skull_strip": ["boolean"],
+        "class_weight": [StrOptions({"balanced"}), None],
+    }
 
     base_channels: int = 8
     dilation: int = 1
@@ -90,8 +98,6 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
-        if self.class_weight not in ("balanced", None):
-            raise ConfigurationError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         self._check_shared_parameters()
         if self.input_size is None or self.input_size < 2 ** (self.levels - 1):
             raise ConfigurationError(f"input_size must be an int >= {2 ** (self.levels - 1)}, got {self.input_size!r}")
@@ -130,7 +136,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         images, masks = [], []
         for row in X.to_dict("records"):
             case = S.load_case(row[self.image_column], row[self.mask_column], case_id=row["case_id"],
-                               require_mask=True)
+                               require_mask=True, hu_check=self.hu_check)
             images.append(self._grid(case))
             mask, _ = S.to_network_grid(case.mask, self.input_size, 2 ** (self.levels - 1), is_mask=True)
             masks.append(mask.astype(np.float32))
@@ -186,7 +192,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         """Per-slice segmentation probabilities ``(z, s, s)`` and expansion logits ``(z,)`` of one case."""
         import torch
 
-        grid = self._grid(S.load_case(image_path, None, case_id=case_id))
+        grid = self._grid(S.load_case(image_path, None, case_id=case_id, hu_check=self.hu_check))
         net = self._network()
         device = self._net_device
         probs, logits = [], []
@@ -200,6 +206,20 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Expansion logit of each case: the mean over its slices of largest predicted haematoma area."""
+        return self._scores_and_slices(X)[0]
+
+    def selected_slices(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The slices whose logits :meth:`decision_function` averages, per case of ``X`` (same index).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``case_id``, ``slices`` (slice indices, ``z``) and ``predicted_area_px`` (predicted
+            haematoma pixels on each).
+        """
+        return self._scores_and_slices(X)[1]
+
+    def _scores_and_slices(self, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
         check_is_fitted(self, "model_state_")
         check_frame(X, (self.image_column,), "TwoOutputUNetClassifier")
         k = 2 * int(self.n_slices) + 1
@@ -214,8 +234,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
                 scores.append(float(logit[chosen].mean()))
                 records.append({"case_id": str(case_id), "slices": chosen.tolist(),
                                 "predicted_area_px": area[chosen].astype(int).tolist()})
-        self.slices_ = pd.DataFrame(records, index=X.index)
-        return np.asarray(scores)
+        return np.asarray(scores), pd.DataFrame(records, index=X.index)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """``(n_cases, 2)`` probabilities of no expansion / expansion."""
@@ -231,7 +250,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         out = []
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
-                case = S.load_case(image, None, case_id=case_id)
+                case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
                 prep = S.preprocess(case, tuple(self.window), self.skull_strip)
                 _, undo = S.to_network_grid(prep, self.input_size, 2 ** (self.levels - 1))
                 prob, _ = self._case_outputs(image, case_id)
@@ -247,7 +266,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         for (case_id, mask_path), pred in zip(zip(X["case_id"], X[self.mask_column], strict=True),
                                               self.predict_masks(X), strict=True):
             truth = S.load_case(X.loc[X["case_id"] == case_id, self.image_column].iloc[0], mask_path,
-                                case_id=case_id, require_mask=True).mask
+                                case_id=case_id, require_mask=True, hu_check=self.hu_check).mask
             values.append(dice_score(truth, pred))
         return pd.Series(values, index=X.index, name="dice")
 

@@ -11,7 +11,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from radhe.errors import InputError
-from radhe.io.image import read_image
+from radhe.io.validation import read_mask
 
 __all__ = ["dice_score", "iou_score", "slice_metrics", "segmentation_metrics", "volume_agreement"]
 
@@ -57,7 +57,7 @@ def slice_metrics(y_true, y_pred, *, axis: int = 0, include_empty: bool = False)
 
 
 def _read_mask(path, case_id, label=1):
-    image = read_image(path, case_id=case_id)
+    image = read_mask(path, case_id=case_id, label=label)
     return sitk.GetArrayViewFromImage(image) == label, float(np.prod(image.GetSpacing())) / 1000.0
 
 
