@@ -12,6 +12,20 @@ import SimpleITK as sitk
 # Tests use one thread per library: the CI machine has 2 cores and runs some tests in parallel work.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+@pytest.fixture(autouse=True)
+def _process_locale_unchanged():
+    """No test may leave the process locale changed (GDCM's DICOM writer sets it to "C", after which
+    every later text read in the session is ASCII-only and fails far from the cause)."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    yield
+    after = locale.setlocale(locale.LC_ALL)
+    if after != before:
+        locale.setlocale(locale.LC_ALL, before)
+        pytest.fail(f"the test changed the process locale from {before!r} to {after!r}")
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

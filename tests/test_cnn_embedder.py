@@ -164,6 +164,7 @@ def test_backbone_from_local_weights_file(cohort, tmp_path):
         CNNEmbedder(kind="backbone", backbone=factory, backbone_weights=tmp_path / "missing.pt").fit(train)
 
 
+@pytest.mark.slow  # 60 s; the wiring is also covered by test_pipeline.py::test_segmenter_and_cnn_branches_on_cohort
 def test_make_pipeline_with_segmenter_and_cnn_in_grid_search(cohort, tmp_path):
     radhe_pipeline = pytest.importorskip("radhe.pipeline")
     from sklearn.model_selection import GridSearchCV, StratifiedKFold

@@ -26,6 +26,7 @@ from radhe.cli import main
 from radhe.errors import InputError
 from radhe.features.radiomics import RadiomicsFeatures
 from radhe.io import load_checked_case, validate_manifest, write_image
+from radhe.io.image import _process_locale_kept
 from radhe.nn.slices import load_case
 
 PARAMS = {"setting": {"binWidth": 25}, "featureClass": {"firstorder": None, "shape": None, "glcm": None}}
@@ -244,7 +245,7 @@ def dicom_series_folder(folder, image, mask):
     series = folder / "series"
     series.mkdir(exist_ok=True)
     writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
+    writer.KeepOriginalImageUIDOn()  # one series UID for every slice
     for z in range(image.GetDepth()):
         piece = image[:, :, z]
         piece.SetMetaData("0020|0013", str(z + 1))  # instance number
@@ -252,8 +253,9 @@ def dicom_series_folder(folder, image, mask):
         piece.SetMetaData("0020|0032", "\\".join(f"{v:g}" for v in image.TransformIndexToPhysicalPoint((0, 0, z))))
         piece.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
         piece.SetMetaData("0008|0060", "CT")
-        writer.SetFileName(str(series / f"{z:03d}.dcm"))
-        writer.Execute(piece)
+        with _process_locale_kept():  # GDCM's writer sets the process locale to "C"
+            writer.SetFileName(str(series / f"{z:03d}.dcm"))
+            writer.Execute(piece)
     _, msk = _write(folder, "dicom", image, mask)
     return str(series), msk
 

@@ -317,3 +317,14 @@ def test_import_radhe_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_writing_dicom_keeps_the_process_locale(tmp_path):
+    before = locale.setlocale(locale.LC_ALL)
+    image, _ = make_ct_volume()
+    piece = image[:, :, 3]
+    piece.SetMetaData("0020|0032", "0\\0\\15")  # with a position tag GDCM's writer sets the locale to "C"
+    write_image(piece, tmp_path / "slice.dcm")
+    assert locale.setlocale(locale.LC_ALL) == before
+    assert locale.getpreferredencoding(False).lower().replace("-", "") != "ansi_x3.41968"
+    assert read_image(tmp_path / "slice.dcm").GetSize()[:2] == image.GetSize()[:2]

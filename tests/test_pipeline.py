@@ -276,7 +276,8 @@ def test_every_named_classifier_cross_validates(name):
     assert scores.mean() > 0.65, scores
 
 
-@pytest.mark.parametrize("sampler", ["smote", "random_over", "random_under"])
+@pytest.mark.parametrize("sampler", ["smote", pytest.param("random_over", marks=pytest.mark.slow),
+                                     pytest.param("random_under", marks=pytest.mark.slow)])
 def test_samplers_run_only_in_fit(sampler):
     table, y = tabular_table()
     pipe = make_pipeline(radiomics=None, sampler=sampler, random_state=0).fit(table, y)

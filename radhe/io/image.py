@@ -7,7 +7,9 @@ SimpleITK's GDCM reader, so CT values come back in Hounsfield units (HU).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import locale
 import os
 import struct
 import warnings
@@ -199,8 +201,21 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     if compress is None:
         compress = path.name.endswith(".gz")
-    sitk.WriteImage(image, str(path), bool(compress))
+    with _process_locale_kept():
+        sitk.WriteImage(image, str(path), bool(compress))
     return path
+
+
+@contextlib.contextmanager
+def _process_locale_kept():
+    """Restore the process locale after SimpleITK writes: GDCM's DICOM writer switches it to "C", which
+    makes every later text read or write in the process ASCII-only (``Path.read_text`` of a UTF-8 file fails)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def _nifti_truncation(path: Path) -> str | None:
