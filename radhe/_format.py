@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["NOT_AVAILABLE", "format_number", "format_interval"]
+__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "defined_number"]
 
 #: What an undefined value (None, NaN, ±inf: e.g. LR+ with no false positive) prints as.
 NOT_AVAILABLE = "n/a"
 
 
-def _defined(value) -> float | None:
-    if value is None:
+def defined_number(value) -> float | None:
+    """``value`` as a finite float, or None when it is undefined (None, a bool, non-numeric, NaN, ±inf)."""
+    if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)
@@ -22,7 +23,7 @@ def _defined(value) -> float | None:
 
 def format_number(value, digits: int = 3) -> str:
     """``value`` to ``digits`` decimals; :data:`NOT_AVAILABLE` when undefined; text is returned as it is."""
-    number = _defined(value)
+    number = defined_number(value)
     if number is None:
         if isinstance(value, str):
             return value
@@ -32,8 +33,8 @@ def format_number(value, digits: int = 3) -> str:
 
 def format_interval(estimate, low, high, digits: int = 3) -> str:
     """``"0.812 (0.741–0.873)"``; ``"n/a"`` when the estimate is undefined, ``"0.812 (CI n/a)"`` when a bound is."""
-    if _defined(estimate) is None:
+    if defined_number(estimate) is None:
         return NOT_AVAILABLE
-    if _defined(low) is None or _defined(high) is None:
+    if defined_number(low) is None or defined_number(high) is None:
         return f"{format_number(estimate, digits)} (CI {NOT_AVAILABLE})"
     return f"{format_number(estimate, digits)} ({format_number(low, digits)}–{format_number(high, digits)})"

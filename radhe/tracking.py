@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import math
 import os
 import re
 import tempfile
@@ -55,6 +54,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from radhe._format import defined_number
 from radhe._log import get_logger
 from radhe.errors import ConfigurationError
 
@@ -234,7 +234,7 @@ class TrackedRun:
             series[key] = list(enumerate(values))
         for key, values in series.items():
             for step, value in values:
-                number = _finite(value)
+                number = defined_number(value)
                 if number is None:
                     undefined.append(key if len(values) == 1 else f"{key}[{step}]")
                     continue
@@ -382,16 +382,6 @@ def _safe_key(key: str, limit: int) -> str:
     return safe
 
 
-def _finite(value) -> float | None:
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "model"
 
@@ -502,7 +492,7 @@ def evaluation_metrics(result) -> tuple[dict, dict]:
             if key in quality:
                 metrics[f"segmentation.{key}"] = quality[key]
         for key, value in (quality.get("volume_agreement") or {}).items():
-            if _finite(value) is not None:
+            if defined_number(value) is not None:
                 metrics[f"segmentation.volume_{key}"] = value
     return metrics, steps
 
