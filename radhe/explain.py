@@ -118,6 +118,11 @@ def display_name(name: str) -> str:
         return str(name)
     rest = re.sub(r"_+", " ", rest).strip()
     label = {"cnn": "CNN", "clinical": "clinical", "radiomics": "radiomics", "tabular": "tabular"}.get(family, family)
+    if family in ("clinical", "tabular"):
+        from radhe.families import feature_family_of
+
+        if feature_family_of(name) == "markers":  # a radiologist's read (clinical__blend_sign): its own family
+            label = "NCCT marker, read"
     return f"{rest} ({label})"
 
 

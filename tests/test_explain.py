@@ -104,6 +104,8 @@ def test_feature_family_and_display_name():
     assert set(fams) <= set(FAMILIES)
     assert display_name("radiomics__original_shape_Sphericity") == "original shape Sphericity (radiomics)"
     assert display_name("clinical__age_years") == "age years (clinical)"
+    # a radiologist's marker read is labelled as its own family, as its colour and table row say
+    assert display_name("clinical__blend_sign") == "blend sign (NCCT marker, read)"
 
 
 @pytest.mark.parametrize("classifier", CLASSIFIERS)
