@@ -412,7 +412,7 @@ def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool
             "positive integers (is this file a CT?)",
             case_id=case_id, path=path,
         )
-    if image_values is not None and image_values.shape == values.shape and np.array_equal(image_values, values):
+    if image_values is not None and _same_values(image_values, values):
         raise InputError("mask holds the same voxel values as the image: the CT given as its own mask?",
                          case_id=case_id, path=path)
     if low > 0:
@@ -443,9 +443,21 @@ def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool
     )
 
 
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold the same values; a sparse sample first, so that the usual case costs nothing."""
+    if a.shape != b.shape:
+        return False
+    step = max(1, a.size // 4096)
+    if not np.array_equal(a.reshape(-1)[::step], b.reshape(-1)[::step]):
+        return False
+    return bool(np.array_equal(a, b))
+
+
 def _check_roi_extent(msk: sitk.Image, label: int, voxels: int, min_dimensions: int, case_id, path) -> None:
-    selected = np.nonzero(sitk.GetArrayViewFromImage(msk) == label)
-    extended = sum(int(axis.max() > axis.min()) for axis in selected)
+    selected = sitk.GetArrayViewFromImage(msk) == label
+    # an axis along which the ROI covers more than one index: its projection onto that axis has > 1 True
+    extended = sum(int(np.count_nonzero(selected.any(axis=tuple(a for a in range(selected.ndim) if a != axis))) > 1)
+                   for axis in range(selected.ndim))
     if extended < min_dimensions:
         raise InputError(
             f"the haematoma (label {label}) covers {voxels} voxel(s) extending along {extended} axis/axes; "
