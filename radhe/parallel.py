@@ -40,6 +40,9 @@ PROGRESS_MIN_TASKS = 5
 #: Seconds between a worker's checks that the process that started it is still alive.
 PARENT_POLL_SECONDS = 0.25
 
+#: Seconds an idle local worker process waits for more work before it ends (joblib's default).
+WORKER_IDLE_SECONDS = 300
+
 #: Exit status of a worker ended by :func:`watch_parent`.
 ORPHAN_EXIT_STATUS = 75
 
@@ -169,6 +172,12 @@ def run_tasks(
                 bar.update(1)
                 yield i, result
             return
+        n_workers = _local_pool_workers(n_jobs)
+        if n_workers is not None and len(tasks) > 1:
+            for i, result in _run_on_local_pool(func, tasks, n_workers):
+                bar.update(1)
+                yield i, result
+            return
         parallel = make_parallel(n_jobs=n_jobs, return_as="generator_unordered")
         jobs = (joblib.delayed(_call_indexed)(func, i, args, True) for i, args in enumerate(tasks))
         for i, result in parallel(jobs):
@@ -176,6 +185,108 @@ def run_tasks(
             yield i, result
     finally:
         bar.close()
+
+
+def _local_pool_workers(n_jobs) -> int | None:
+    """Worker processes for :func:`_run_on_local_pool`; None unless joblib's default process pool is active."""
+    import joblib
+    from joblib._parallel_backends import LokyBackend
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    if type(backend) is not LokyBackend or backend.backend_kwargs:
+        return None  # Dask, threads, or a loky backend with settings of its own: joblib runs it
+    workers = joblib.effective_n_jobs(n_jobs)
+    return workers if workers > 1 else None
+
+
+#: Work (estimated seconds in this process) below which a cold pool is not started: starting two
+#: workers and their imports takes about 0.6 s of wall time and more of CPU on a 2-core machine.
+COLD_POOL_MIN_SECONDS = 3.0
+
+#: The local pool that last returned results in this process: (executor, workers, time.monotonic()).
+_last_pool: tuple | None = None
+
+
+def _pool_is_warm(n_workers: int) -> bool:
+    if _last_pool is None:
+        return False
+    _, workers, when = _last_pool
+    return workers == n_workers and time.monotonic() - when < 0.9 * WORKER_IDLE_SECONDS
+
+
+def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int, object]]:
+    """Tasks on ``n_workers`` local processes, or in this process when starting them would not pay.
+
+    Starting worker processes (and their imports) costs more than a few cases of extraction, so a
+    small batch sent to a cold pool finishes later than in this process alone. With no pool
+    running, this process runs the first task and times it; when the rest would take less than
+    :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts and, until a
+    worker returns its first result, this process keeps taking tasks (from the end of the queue,
+    the workers from the front); when none is left to take it computes those still waiting for a
+    worker, and the first result of a task is the one kept (the functions run here are pure). Once
+    the pool is warm (the next fold of a cross-validation) the workers alone do the work. The pool
+    is loky's reusable executor (joblib's), its workers started with :func:`watch_parent`.
+    """
+    global _last_pool
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    import SimpleITK as sitk
+    from joblib.externals.loky import get_reusable_executor
+
+    pending = deque(range(len(tasks)))
+    finished: set[int] = set()
+    warm = _pool_is_warm(n_workers)
+    if not warm:
+        start = time.perf_counter()
+        i = pending.popleft()
+        result = func(*tasks[i])
+        finished.add(i)
+        yield i, result
+        if (time.perf_counter() - start) * len(pending) < COLD_POOL_MIN_SECONDS:
+            while pending:
+                i = pending.popleft()
+                yield i, func(*tasks[i])
+            return
+    # idle workers stay for joblib's 300 s (loky's own default, 10 s, would restart them between folds)
+    executor = get_reusable_executor(max_workers=n_workers, timeout=WORKER_IDLE_SECONDS, initializer=watch_parent,
+                                     initargs=(os.getpid(),))
+    in_flight: dict = {}  # future -> task position
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+
+    def submit():
+        while pending and len(in_flight) < 2 * n_workers:
+            i = pending.popleft()
+            in_flight[executor.submit(_call_indexed, func, i, tasks[i], True)] = i
+
+    try:
+        submit()
+        while len(finished) < len(tasks):
+            for future in [f for f in in_flight if f.done()]:
+                i = in_flight.pop(future)
+                _, result = future.result()  # a worker's exception is raised here
+                warm = True
+                _last_pool = (executor, n_workers, time.monotonic())
+                if i not in finished:
+                    finished.add(i)
+                    yield i, result
+            submit()
+            if len(finished) == len(tasks):
+                break
+            waiting = [i for i in in_flight.values() if i not in finished]
+            if not warm and (pending or waiting):
+                i = pending.pop() if pending else waiting[-1]
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # the workers use the other cores
+                result = func(*tasks[i])
+                finished.add(i)
+                yield i, result
+            elif in_flight:
+                wait(list(in_flight), return_when=FIRST_COMPLETED)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+        for future in in_flight:
+            future.cancel()  # those a worker has not taken yet
 
 
 def _sequential(n_jobs) -> bool:

@@ -377,12 +377,19 @@ WORKER_SCRIPT = textwrap.dedent("""
     import os, sys, time
     from radhe.parallel import run_tasks
 
-    def work(i):
-        time.sleep(0.05 if i < 2 else 300)  # then the workers are busy when the parent is killed
+    def work(i, record):
+        # the first task (this process, timed) makes the batch long enough to start the pool; every
+        # other one records who runs it and stays busy, so the workers are busy when the parent is killed
+        if i == 0:
+            time.sleep(1.0)
+            return os.getpid()
+        with open(record, "a") as out:
+            out.write(f"{os.getpid()}\\n")
+        time.sleep(300)
         return os.getpid()
 
-    for _, pid in run_tasks(work, [(i,) for i in range(8)], n_jobs=2):
-        print(pid, flush=True)
+    for _, pid in run_tasks(work, [(i, sys.argv[1]) for i in range(8)], n_jobs=2):
+        pass
 """)
 
 
@@ -426,15 +433,19 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, sig):
     script = tmp_path / "parent.py"
     script.write_text(WORKER_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True, env=env)
+    record = tmp_path / "pids.txt"
+    record.touch()
+    parent = subprocess.Popen([sys.executable, str(script), str(record)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
     workers = set()
     try:
+        deadline = time.monotonic() + 60
         while len(workers) < 2:
-            line = parent.stdout.readline()
-            assert line, f"the parent exited ({parent.poll()}) before both workers reported"
-            workers.add(int(line))
-        assert os.getpid() not in workers and parent.pid not in workers
+            assert parent.poll() is None, f"the parent exited ({parent.poll()}) before both workers reported"
+            assert time.monotonic() < deadline, "two worker processes did not start within 60 s"
+            workers = {int(line) for line in record.read_text().split()} - {parent.pid}
+            time.sleep(0.05)
+        assert os.getpid() not in workers
         assert all(_alive(p) for p in workers)
         parent.send_signal(sig)
         parent.wait(timeout=30)
