@@ -4,8 +4,9 @@ Pyradiomics features of the reference haematoma mask (original image, bin width 
 features) + the manifest's clinical variables (imputed, one-hot encoded) → in-fold cleaning
 (constant and |r| > 0.95 correlated features dropped) → standardisation → family-wise stacking:
 one L2 logistic model per feature family (radiomics, NCCT marker reads, clinical; and one on all
-features), each tuned by patient-grouped inner CV, combined by a shrunken logistic meta-model
-fitted on their out-of-fold scores (:class:`radhe.stacking.FamilyStackingClassifier`).
+features), each tuned by patient-grouped inner CV, and a small boosted-tree model on all features,
+combined by a shrunken logistic meta-model fitted on their out-of-fold scores
+(:class:`radhe.stacking.FamilyStackingClassifier`).
 
 This is the recommended starting point: it uses the masks the manifest provides, trains no network,
 and runs in about a second per case. ``param_grid()`` is :func:`radhe.param_grid`'s small grid
@@ -22,7 +23,7 @@ NAME = "default"
 TITLE = "radhe default pipeline: radiomics + clinical → family-wise stacked logistic regression"
 ABOUT = ("radhe.make_pipeline(): pyradiomics (107 features at the default settings, reference masks) + clinical variables, in-fold "
          "cleaning and scaling, one penalised logistic model per feature family combined by a logistic "
-         "meta-model on out-of-fold scores.")
+         "meta-model on out-of-fold scores (with a small boosted-tree model on all features).")
 #: Overrides for a smoke test (the default is already fast).
 TINY: dict = {}
 

@@ -439,6 +439,7 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
     boosting, linear models); None when one does not (the caller then explains the whole model).
     """
     from radhe.classifiers import PenalizedLogisticCV
+    from radhe.stacking import TREES
 
     values = pd.DataFrame(0.0, index=Z.index, columns=Z.columns)
     base = model.intercept_
@@ -454,10 +455,14 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
             base += weight * (float(sub.intercept_[0]) + float(reference.sum()))
             explainers.add("additive")
             continue
-        ex = shap_values(sub, Z[columns], background=Zb[columns], **kwargs)
+        data, background = Z[columns], Zb[columns]
+        if family == TREES:  # fitted without column names (radhe.stacking._block)
+            data = pd.DataFrame(data.to_numpy(), index=data.index)
+            background = pd.DataFrame(background.to_numpy(), index=background.index)
+        ex = shap_values(sub, data, background=background, **kwargs)
         if ex.output not in ("log-odds", "decision"):
             return None
-        values[columns] += weight * ex.values[columns].to_numpy()
+        values[columns] += weight * ex.values.to_numpy()  # the columns of ``data``, in order
         base += weight * ex.base_value
         explainers.add(ex.explainer)
     used = sorted({c for f in model.used_families_ for c in model.families_[f]}, key=list(Z.columns).index)
@@ -470,11 +475,11 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
 
 def _declared_families(model) -> dict | None:
     """{column: family} of a stacked model with declared families (None: families by name)."""
-    from radhe.stacking import POOLED
+    from radhe.stacking import POOLED, TREES
 
     if isinstance(model.families, str):
         return None
-    return {c: f for f, cols in model.families_.items() if f != POOLED for c in cols}
+    return {c: f for f, cols in model.families_.items() if f not in (POOLED, TREES) for c in cols}
 
 
 def family_contributions(fitted_pipeline, X) -> pd.DataFrame:

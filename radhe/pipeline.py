@@ -413,7 +413,9 @@ def make_pipeline(
         :mod:`radhe.families`) are combined. "stack": the ``classify`` step is a
         :class:`~radhe.stacking.FamilyStackingClassifier` — one sub-model per family, combined by
         a logistic meta-model fitted on out-of-fold family scores inside the training fold
-        (patient-grouped); probabilities are recalibrated by it, without class weights. "concat":
+        (patient-grouped), with a small boosted-tree model on all features among its inputs
+        (``classify__trees``; None leaves it out); probabilities are recalibrated by it, without
+        class weights. "concat":
         every feature pooled into one classifier (the classic radiomics pipeline; with
         ``classifier="logistic"`` an L2 logistic regression, ``C=0.1``, balanced class weights).
         In a grid over the default pipeline, ``classify__fusion`` in ("stack", "concat") compares
@@ -637,6 +639,7 @@ def param_grid(pipeline, size="small"):
             grid["classify__estimator__spline_knots"] = [None, 4] if size == "small" else [None, 3, 4, 6]
         if size == "medium":
             grid["classify__final_C"] = [0.1, 1.0, 10.0]
+            grid["classify__trees"] = ["auto", None]
     select = steps.get("select")
     if select is not None and not isinstance(select, str) and _has_param(select, "k"):
         grid["select__k"] = list(_K[size])

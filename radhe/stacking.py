@@ -29,10 +29,28 @@ from radhe.errors import ConfigurationError, InputError
 from radhe.families import group_features
 from radhe.model_selection import inner_folds
 
-__all__ = ["FamilyStackingClassifier", "POOLED"]
+__all__ = ["FamilyStackingClassifier", "POOLED", "TREES", "default_tree_model"]
 
 #: Name of the pooled sub-model (all features) among the families of a fitted model.
 POOLED = "all features"
+
+#: Name of the boosted-tree sub-model (all features) among the families of a fitted model.
+TREES = "all features, boosted trees"
+
+
+def default_tree_model(random_state=None):
+    """The boosted-tree sub-model of ``trees="auto"``: shallow, slow-learning, heavily regularised.
+
+    LightGBM, 200 rounds of depth-2 trees (at most 4 leaves, ≥ 20 rows per leaf) at learning rate
+    0.03 with an L2 leaf penalty of 1, one thread, no row or column sampling (deterministic). Small
+    enough for a few hundred rows: it finds thresholds and two-way interactions the additive family
+    models cannot represent, without the variance of deep trees.
+    """
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(n_estimators=200, learning_rate=0.03, max_depth=2, num_leaves=4, min_child_samples=20,
+                          reg_lambda=1.0, n_jobs=1, verbose=-1,
+                          random_state=0 if random_state is None else random_state)
 
 _EPS = 1e-6
 
@@ -64,6 +82,14 @@ def _refit_intercept(offset: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(expit(a + offset)) - y.mean())
 
     return float(brentq(gap, -50.0, 50.0))
+
+
+def _block(frame: pd.DataFrame, columns: list, family: str) -> pd.DataFrame:
+    """A family's columns; for the tree model without names (LightGBM refuses some characters in them)."""
+    block = frame[columns]
+    if family == TREES:
+        return pd.DataFrame(block.to_numpy(), index=block.index)
+    return block
 
 
 def _accepts(method, name: str) -> bool:
@@ -117,6 +143,14 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         whose non-negative meta weights choose between, or mix, the family scores and the pooled
         score in each training fold — so stacking never has to lose what a pooled model finds
         in features that only help together.
+    trees : "auto", estimator or None, default "auto"
+        Also a boosted-tree model on all features (named :data:`TREES`) among the meta-model's
+        inputs, with either fusion: "auto" is :func:`default_tree_model`; an estimator is cloned
+        and used instead; None leaves it out. The additive family models cannot represent a
+        threshold or an interaction; the trees can, and their non-negative meta weight is near 0
+        where they add nothing (a linear risk). On ``benchmarks/bench_validity.py`` they add
+        +0.001 to +0.019 AUC on the five real tables and cost 0.005 on the synthetic cohort
+        (whose risk is additive).
     final_C : float, default 1.0
         Inverse L2 strength of the meta logistic regression (its inputs are log-odds, on one scale).
     non_negative : bool, default True
@@ -138,8 +172,8 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     families_ : dict
-        ``{family: [columns]}`` as fitted (with ``pooled``, the last entry is :data:`POOLED`,
-        all columns).
+        ``{family: [columns]}`` as fitted (with ``pooled``, an entry :data:`POOLED` and with
+        ``trees`` an entry :data:`TREES`, each all columns, after the families).
     estimators_ : dict
         ``{family: fitted sub-model}``, each refitted on all training rows.
     final_estimator_ : sklearn.linear_model.LogisticRegression
@@ -168,6 +202,7 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         "families": [StrOptions({"auto", "single"}), dict],
         "fusion": [StrOptions({"stack", "concat"})],
         "pooled": ["boolean"],
+        "trees": [StrOptions({"auto"}), HasMethods(["fit"]), None],
         "final_C": [Interval(numbers.Real, 0, None, closed="neither")],
         "non_negative": ["boolean"],
         "shrink": ["boolean"],
@@ -178,12 +213,13 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
     # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
     __metadata_request__fit = {"groups": True}
 
-    def __init__(self, estimator=None, *, families="auto", fusion="stack", pooled=True, final_C=1.0,
+    def __init__(self, estimator=None, *, families="auto", fusion="stack", pooled=True, trees="auto", final_C=1.0,
                  non_negative=True, shrink=True, cv=5, random_state=None):
         self.estimator = estimator
         self.families = families
         self.fusion = fusion
         self.pooled = pooled
+        self.trees = trees
         self.final_C = final_C
         self.non_negative = non_negative
         self.shrink = shrink
@@ -191,12 +227,17 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting ----------------------------------------------------------------------------
-    def _sub_model(self):
-        if self.estimator is None:
+    def _sub_model(self, family=None):
+        if family == TREES:
+            if isinstance(self.trees, str):
+                return default_tree_model(self.random_state)
+            model = clone(self.trees)
+        elif self.estimator is None:
             from radhe.classifiers import PenalizedLogisticCV
 
             return PenalizedLogisticCV(random_state=self.random_state)
-        model = clone(self.estimator)
+        else:
+            model = clone(self.estimator)
         params = model.get_params(deep=False)
         if "random_state" in params and params["random_state"] is None and self.random_state is not None:
             model.set_params(random_state=self.random_state)
@@ -261,25 +302,28 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         families = group_features(list(frame.columns), grouping)
         if not families:
             raise InputError("FamilyStackingClassifier got a feature table with no columns")
+        for reserved in (POOLED, TREES):
+            if reserved in families:
+                raise ConfigurationError(f"a family may not be named {reserved!r} (a sub-model on all features)")
         if self.pooled and len(families) > 1:
-            if POOLED in families:
-                raise ConfigurationError(f"a family may not be named {POOLED!r} (the pooled sub-model's name)")
             families[POOLED] = list(frame.columns)
+        if self.trees is not None:
+            families[TREES] = list(frame.columns)
         folds = inner_folds(target, groups, n_splits=self.cv, random_state=self.random_state)
         groups_arr = None if groups is None else np.asarray(groups, dtype=object)
 
         oof = pd.DataFrame(0.0, index=frame.index, columns=list(families))
         estimators = {}
         for family, columns in families.items():
-            block = frame[columns]
-            model = self._sub_model()
+            block = _block(frame, columns, family)
+            model = self._sub_model(family)
             if hasattr(model, "fit_oof"):
                 # one pass over the folds tunes the sub-model and gives its out-of-fold scores
                 scores = np.asarray(model.fit_oof(block, target, folds), dtype=float)
             else:
                 scores = np.empty(len(frame))
                 for train, test in folds:
-                    sub = _fit(self._sub_model(), block.iloc[train], target[train],
+                    sub = _fit(self._sub_model(family), block.iloc[train], target[train],
                                None if groups_arr is None else groups_arr[train])
                     scores[test] = _score(sub, block.iloc[test])
                 model = _fit(model, block, target, groups_arr)
@@ -316,7 +360,8 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         frame = self._frame(X, reset=False)
         return pd.DataFrame(
-            {f: _score(self.estimators_[f], frame[cols]) for f, cols in self.families_.items()}, index=frame.index
+            {f: _score(self.estimators_[f], _block(frame, cols, f)) for f, cols in self.families_.items()},
+            index=frame.index
         )
 
     def family_contributions(self, X) -> pd.DataFrame:

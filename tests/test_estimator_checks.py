@@ -212,6 +212,7 @@ BAD_VALUES = [
     (FamilyStackingClassifier(), "final_C", 0, r"'final_C' parameter of FamilyStackingClassifier .* Got 0 "),
     (FamilyStackingClassifier(), "cv", 1, r"'cv' parameter of FamilyStackingClassifier .* Got 1 instead"),
     (FamilyStackingClassifier(), "estimator", "logistic", r"'estimator' parameter of FamilyStackingClassifier"),
+    (FamilyStackingClassifier(), "trees", "forest", r"'trees' parameter of FamilyStackingClassifier .* 'forest'"),
     (UnivariateLogistic(), "transform", "sqrt", r"'transform' parameter of UnivariateLogistic .* Got 'sqrt'"),
     (UnivariateLogistic(), "C", -1.0, r"'C' parameter of UnivariateLogistic .* Got -1\.0 instead"),
     (UnivariateLogistic(), "column", 3, r"'column' parameter of UnivariateLogistic must be .*str.* Got 3 "),

@@ -15,7 +15,7 @@ from radhe.explain import family_contributions, shap_values
 from radhe.families import feature_family_of, group_features
 from radhe.model_selection import PatientStratifiedKFold, inner_folds
 from radhe.pipeline import make_pipeline, param_grid
-from radhe.stacking import POOLED, FamilyStackingClassifier
+from radhe.stacking import POOLED, TREES, FamilyStackingClassifier
 
 
 def family_table(n_patients=90, scans=2, seed=0):
@@ -88,6 +88,8 @@ def test_stacking_fits_inside_the_fold_and_groups_patients():
     """A recorder sub-model never sees a held-out row, and inner folds never split a patient."""
     table, y = family_table()
     pipe = make_pipeline(radiomics=None, classifier=RecordingLogistic(), random_state=0)
+    # the boosted-tree sub-model is recorded too (the recorder stands in for it)
+    pipe.set_params(classify__trees=RecordingLogistic(C=0.5))
     outer = PatientStratifiedKFold(3, random_state=0)
     patient = table["patient_id"]
     for train, test in outer.split(table, y):
@@ -108,11 +110,11 @@ def test_family_contributions_and_shap_sum_to_the_log_odds():
     table, y = family_table()
     pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
     model = pipe[-1]
-    assert set(model.families_) == {"radiomics", "tabular", POOLED}
+    assert set(model.families_) == {"radiomics", "tabular", POOLED, TREES}
     new = table.drop(columns="he").iloc[:25]
     log_odds = pipe.decision_function(new)
     contributions = family_contributions(pipe, new)
-    assert list(contributions.columns) == ["radiomics", "tabular", POOLED, "intercept"]
+    assert list(contributions.columns) == ["radiomics", "tabular", POOLED, TREES, "intercept"]
     np.testing.assert_allclose(contributions.sum(axis=1), log_odds, atol=1e-10)
     np.testing.assert_allclose(pipe.predict_proba(new)[:, 1], 1 / (1 + np.exp(-log_odds)), atol=1e-12)
     explanation = shap_values(pipe, new, background=table.iloc[25:])
@@ -153,7 +155,8 @@ def test_stacking_is_reproducible_clonable_and_validates_parameters():
     with pytest.raises(InputError, match="non-finite"):
         FamilyStackingClassifier().fit(X.assign(age_years=np.nan), y)
     concat = FamilyStackingClassifier(fusion="concat", random_state=0).fit(X, y)
-    assert list(concat.families_) == ["all"]
+    assert list(concat.families_) == ["all", TREES]
+    assert list(FamilyStackingClassifier(fusion="concat", trees=None).fit(X, y).families_) == ["all"]
 
 
 def test_grid_over_fusion_and_cross_validation():
@@ -203,7 +206,7 @@ def test_report_shows_out_of_fold_family_contributions(tmp_path):
     result = evaluate(make_pipeline(radiomics=None, random_state=0), table, cv=3, n_bootstrap=50,
                       threshold_cv=None, baselines=None)
     stacked = result.explanation.meta["family_contributions"]
-    assert set(stacked.index) == {"radiomics", "tabular", POOLED}
+    assert set(stacked.index) == {"radiomics", "tabular", POOLED, TREES}
     assert (stacked["mean_abs_contribution"] >= 0).all() and stacked["n_folds_used"].between(0, 3).all()
     html = write_html(result, tmp_path).read_text()
     assert "Feature families of the stacked model" in html
@@ -239,3 +242,26 @@ def test_family_contributions_refuse_models_that_are_not_stacked():
         oof_family_contributions(pred, table)
     with pytest.raises(ValueError, match="families"):
         make_pipeline(radiomics=None, families="by_name").fit(table, y)
+
+
+def test_boosted_trees_carry_an_interaction_the_additive_models_cannot():
+    """An XOR of two features: the additive family models score chance, the tree sub-model finds it,
+    and the meta-model gives it the weight; without it (``trees=None``) the stack is near chance."""
+    rng = np.random.default_rng(5)
+    n = 600
+    X = pd.DataFrame(rng.normal(size=(n, 6)), columns=[f"x{i}" for i in range(6)])
+    logit = 2.5 * np.where((X["x0"] > 0) ^ (X["x1"] > 0), 1.0, -1.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    train, test = np.arange(400), np.arange(400, n)
+    from sklearn.metrics import roc_auc_score
+
+    with_trees = FamilyStackingClassifier(random_state=0).fit(X.iloc[train], y[train])
+    without = FamilyStackingClassifier(trees=None, random_state=0).fit(X.iloc[train], y[train])
+    assert TREES in with_trees.used_families_ and with_trees.weights_[TREES] > 0
+    assert TREES not in without.families_
+    auc_with = roc_auc_score(y[test], with_trees.predict_proba(X.iloc[test])[:, 1])
+    auc_without = roc_auc_score(y[test], without.predict_proba(X.iloc[test])[:, 1])
+    assert auc_without < 0.65 < 0.8 < auc_with
+    # the sub-model is deterministic: same random_state, same risks
+    again = FamilyStackingClassifier(random_state=0).fit(X.iloc[train], y[train])
+    np.testing.assert_array_equal(again.predict_proba(X.iloc[test]), with_trees.predict_proba(X.iloc[test]))
