@@ -459,6 +459,12 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
         if family == TREES:  # fitted without column names (radhe.stacking._block)
             data = pd.DataFrame(data.to_numpy(), index=data.index)
             background = pd.DataFrame(background.to_numpy(), index=background.index)
+            if _model_family(sub) == "tree" and not _mro_names(sub) & _PROBABILITY_TREES:
+                tree_values, tree_base = _interventional_tree_shap(sub, data, background)
+                values[columns] += weight * tree_values
+                base += weight * tree_base
+                explainers.add("tree, interventional")
+                continue
         ex = shap_values(sub, data, background=background, **kwargs)
         if ex.output not in ("log-odds", "decision"):
             return None
@@ -471,6 +477,28 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
         explainer="stacked (" + ", ".join(sorted(explainers)) + ")", model=type(model).__name__,
         family_of=_declared_families(model),
     )
+
+
+def _interventional_tree_shap(model, data: pd.DataFrame, background: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """(SHAP values, base value) of a boosted-tree model's log-odds against ``background``.
+
+    Interventional TreeSHAP: the same reference (the mean over the background rows) as the
+    additive family terms of a stacked model, so the stacked base value is the background's mean
+    log-odds; path-dependent TreeSHAP would use the training rows instead.
+    """
+    import shap
+
+    explainer = shap.TreeExplainer(model, data=background.to_numpy(dtype=float),
+                                   feature_perturbation="interventional", model_output="raw")
+    with warnings.catch_warnings():  # lightgbm: "output has changed to a list of ndarray"
+        warnings.simplefilter("ignore", UserWarning)
+        raw = explainer.shap_values(data.to_numpy(dtype=float), check_additivity=False)
+    if isinstance(raw, list):
+        raw = raw[-1]
+    raw = np.asarray(raw, dtype=float)
+    if raw.ndim == 3:
+        raw = raw[..., -1]
+    return raw, float(np.ravel(explainer.expected_value)[-1])
 
 
 def _declared_families(model) -> dict | None:

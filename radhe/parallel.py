@@ -173,7 +173,7 @@ def run_tasks(
                 yield i, result
             return
         n_workers = _local_pool_workers(n_jobs)
-        if n_workers is not None and len(tasks) > 1:
+        if n_workers is not None:
             for i, result in _run_on_local_pool(func, tasks, n_workers):
                 bar.update(1)
                 yield i, result
@@ -204,41 +204,80 @@ def _local_pool_workers(n_jobs) -> int | None:
 #: workers and their imports takes about 0.6 s of wall time and more of CPU on a 2-core machine.
 COLD_POOL_MIN_SECONDS = 3.0
 
-#: The local pool that last returned results in this process: (executor, workers, time.monotonic()).
-_last_pool: tuple | None = None
+#: Thread-count variables set in the pool's workers (unless set in this process): cores / workers.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _pool_is_warm(n_workers: int) -> bool:
-    if _last_pool is None:
-        return False
-    _, workers, when = _last_pool
-    return workers == n_workers and time.monotonic() - when < 0.9 * WORKER_IDLE_SECONDS
+class _LocalPool:
+    """radhe's own loky process pool (not joblib's shared executor, whose reuse rules it would upset)."""
+
+    def __init__(self, n_workers: int):
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        threads = str(max((os.cpu_count() or 1) // n_workers, 1))
+        env = {name: os.environ.get(name, threads) for name in _THREAD_VARIABLES}
+        # idle workers stay for joblib's 300 s: the next fold of a cross-validation finds them running
+        self.executor = ProcessPoolExecutor(max_workers=n_workers, timeout=WORKER_IDLE_SECONDS, env=env,
+                                            initializer=watch_parent, initargs=(os.getpid(),))
+        self.n_workers = n_workers
+        self.last_result: float | None = None  # time.monotonic() of the last result a worker returned
+
+    @property
+    def warm(self) -> bool:
+        return self.last_result is not None and time.monotonic() - self.last_result < 0.9 * WORKER_IDLE_SECONDS
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, kill_workers=True)
+
+
+_pool: _LocalPool | None = None
+
+
+def _local_pool(n_workers: int) -> _LocalPool:
+    global _pool
+    if _pool is not None and _pool.n_workers != n_workers:
+        _pool.close()
+        _pool = None
+    if _pool is None:
+        _pool = _LocalPool(n_workers)
+    return _pool
+
+
+def _discard_pool(pool: _LocalPool) -> None:
+    """Kill the workers of a pool left with unfinished work (or broken) and forget it."""
+    global _pool
+    pool.close()
+    if _pool is pool:
+        _pool = None
 
 
 def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int, object]]:
     """Tasks on ``n_workers`` local processes, or in this process when starting them would not pay.
 
     Starting worker processes (and their imports) costs more than a few cases of extraction, so a
-    small batch sent to a cold pool finishes later than in this process alone. With no pool
-    running, this process runs the first task and times it; when the rest would take less than
-    :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts and, until a
-    worker returns its first result, this process keeps taking tasks (from the end of the queue,
-    the workers from the front); when none is left to take it computes those still waiting for a
-    worker, and the first result of a task is the one kept (the functions run here are pure). Once
-    the pool is warm (the next fold of a cross-validation) the workers alone do the work. The pool
-    is loky's reusable executor (joblib's), its workers started with :func:`watch_parent`.
+    small batch sent to a cold pool finishes later than in this process alone. A single task runs
+    here. With no warm pool, this process runs the first task and times it; when the rest would
+    take less than :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts
+    and, until a worker returns its first result, this process keeps taking tasks (from the end of
+    the queue, the workers from the front); when none is left to take it computes those still
+    waiting for a worker, and the first result of a task is the one kept (the functions run here
+    are pure). Once the pool is warm (the next fold of a cross-validation) the workers alone do
+    the work. When the caller stops early or a task fails, the workers still busy are killed (as
+    joblib does), so the next call does not wait for abandoned work.
+
+    The pool is radhe's own loky executor (:class:`_LocalPool`), its workers started with
+    :func:`watch_parent` and the thread limits joblib gives its workers.
     """
-    global _last_pool
     from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
 
     import SimpleITK as sitk
-    from joblib.externals.loky import get_reusable_executor
 
     pending = deque(range(len(tasks)))
     finished: set[int] = set()
-    warm = _pool_is_warm(n_workers)
-    if not warm:
+    pool = _pool if _pool is not None and _pool.n_workers == n_workers and _pool.warm else None
+    if pool is None or len(tasks) == 1:
         start = time.perf_counter()
         i = pending.popleft()
         result = func(*tasks[i])
@@ -249,16 +288,17 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
                 i = pending.popleft()
                 yield i, func(*tasks[i])
             return
-    # idle workers stay for joblib's 300 s (loky's own default, 10 s, would restart them between folds)
-    executor = get_reusable_executor(max_workers=n_workers, timeout=WORKER_IDLE_SECONDS, initializer=watch_parent,
-                                     initargs=(os.getpid(),))
+    if pool is None:
+        pool = _local_pool(n_workers)
+    warm = pool.warm
     in_flight: dict = {}  # future -> task position
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    complete = broken = False
 
     def submit():
         while pending and len(in_flight) < 2 * n_workers:
             i = pending.popleft()
-            in_flight[executor.submit(_call_indexed, func, i, tasks[i], True)] = i
+            in_flight[pool.executor.submit(_call_indexed, func, i, tasks[i], True)] = i
 
     try:
         submit()
@@ -267,7 +307,7 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
                 i = in_flight.pop(future)
                 _, result = future.result()  # a worker's exception is raised here
                 warm = True
-                _last_pool = (executor, n_workers, time.monotonic())
+                pool.last_result = time.monotonic()
                 if i not in finished:
                     finished.add(i)
                     yield i, result
@@ -278,15 +318,24 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
             if not warm and (pending or waiting):
                 i = pending.pop() if pending else waiting[-1]
                 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # the workers use the other cores
-                result = func(*tasks[i])
+                try:
+                    result = func(*tasks[i])
+                finally:
+                    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
                 finished.add(i)
                 yield i, result
             elif in_flight:
                 wait(list(in_flight), return_when=FIRST_COMPLETED)
+        complete = True
+    except BrokenExecutor:  # a worker died (killed, out of memory): the next call starts a new pool
+        broken = True
+        raise
     finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-        for future in in_flight:
-            future.cancel()  # those a worker has not taken yet
+        unfinished = [f for f in in_flight if not f.cancel()]
+        if broken or (unfinished and not (complete and warm)):
+            # abandoned work (an early stop, a failure) or a pool that never answered: kill it. A
+            # completed batch whose leftovers are duplicates of tasks done here keeps a warm pool.
+            _discard_pool(pool)
 
 
 def _sequential(n_jobs) -> bool:

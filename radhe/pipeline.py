@@ -419,7 +419,8 @@ def make_pipeline(
         every feature pooled into one classifier (the classic radiomics pipeline; with
         ``classifier="logistic"`` an L2 logistic regression, ``C=0.1``, balanced class weights).
         In a grid over the default pipeline, ``classify__fusion`` in ("stack", "concat") compares
-        stacking with one recalibrated sub-model on all features.
+        stacking with one penalised logistic sub-model on all features (with the boosted trees,
+        recalibrated by the same meta-model).
     families : "auto" or mapping, default "auto"
         With ``fusion="stack"``: "auto" groups columns by name (radhe's branch prefixes and
         pyradiomics feature names, also in a user's table); ``{family: [columns]}`` gives them
@@ -443,7 +444,7 @@ def make_pipeline(
         Resampling of training rows only. With ``fusion="concat"`` a pipeline step before the
         classifier, and the named classifiers drop their class weights (both would over-correct
         the imbalance); with ``fusion="stack"`` it resamples inside each family sub-model's fit, so
-        the meta-model is fitted on real cases only. SMOTE needs at least 6 cases of the rarer
+        the meta-model is fitted on real cases only (the boosted-tree sub-model is not resampled). SMOTE needs at least 6 cases of the rarer
         class in every training fold.
     scale : "auto", "standard", "robust", None or transformer, default "auto"
         "auto": standardise, except for tree ensembles.
@@ -603,7 +604,8 @@ def param_grid(pipeline, size="small"):
         For a stacked pipeline (``fusion="stack"``, the default), "small" (4 candidates):
         ``classify__fusion`` in ("stack", "concat") × ``classify__estimator__spline_knots`` in
         (None, 4) — linear or additive-spline family models (their penalty is already chosen by
-        inner CV); "medium" adds 3 and 6 knots and the meta-model's ``classify__final_C``. For a
+        inner CV); "medium" adds 3 and 6 knots, the meta-model's ``classify__final_C`` and
+        ``classify__trees`` in ("auto", None). For a
         pooled pipeline (``fusion="concat"``), "small" (9-12 candidates): the number of features
         ``select__k`` in (10, 20, 40) and the classifier's main regularisation parameter (e.g.
         ``classify__C`` in (0.01, 0.1, 1) for logistic regression); "medium" (tens to a few

@@ -136,7 +136,8 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         CNN, markers, clinical, other), "single" all columns in one family, or ``{family: [columns]}``.
     fusion : {"stack", "concat"}, default "stack"
         "stack": one sub-model per family. "concat": one sub-model on all columns (``families`` is
-        ignored), still recalibrated by the meta-model; searchable in a grid as ``classify__fusion``.
+        ignored), still recalibrated by the meta-model (with the boosted trees, when ``trees``);
+        searchable in a grid as ``classify__fusion``.
     pooled : bool, default True
         With more than one family, also a sub-model on all features together (named
         :data:`POOLED`) among the meta-model's inputs: a super learner (van der Laan et al. 2007)
@@ -146,9 +147,10 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
     trees : "auto", estimator or None, default "auto"
         Also a boosted-tree model on all features (named :data:`TREES`) among the meta-model's
         inputs, with either fusion: "auto" is :func:`default_tree_model`; an estimator is cloned
-        and used instead; None leaves it out. The additive family models cannot represent a
-        threshold or an interaction; the trees can, and their non-negative meta weight is near 0
-        where they add nothing (a linear risk). On ``benchmarks/bench_validity.py`` they add
+        and used instead (it is given the columns without their names: LightGBM refuses some
+        characters in them); None leaves it out. The additive family models cannot represent a
+        threshold or an interaction; the trees can. Their meta weight is learnt like any family's,
+        so where the risk is additive it is noise, not zero. On ``benchmarks/bench_validity.py`` they add
         +0.001 to +0.019 AUC on the five real tables and cost 0.005 on the synthetic cohort
         (whose risk is additive).
     final_C : float, default 1.0

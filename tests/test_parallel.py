@@ -23,9 +23,11 @@ def fails_on(index: int, bad: int):
 
 
 @pytest.fixture
-def cold(monkeypatch):
-    """No pool known to be running in this process (as in a fresh session)."""
-    monkeypatch.setattr(parallel, "_last_pool", None)
+def cold():
+    """No pool running in this process (as in a fresh session)."""
+    if parallel._pool is not None:
+        parallel._discard_pool(parallel._pool)
+    yield
 
 
 def _check_complete(results, n):
@@ -40,7 +42,7 @@ def test_small_batch_on_a_cold_pool_runs_here(cold):
     results = list(run_tasks(pid_after, [(0.01, i) for i in range(6)], n_jobs=2))
     _check_complete(results, 6)
     assert {pid for _, (_, pid) in results} == {os.getpid()}
-    assert parallel._last_pool is None  # no pool was started
+    assert parallel._pool is None  # no pool was started
 
 
 def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(cold):
@@ -52,7 +54,7 @@ def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(
     pids = {pid for _, (_, pid) in results}
     assert os.getpid() in pids, "the first task runs here"
     assert pids - {os.getpid()}, "the rest went (at least partly) to worker processes"
-    assert parallel._last_pool is not None and parallel._last_pool[1] == 2
+    assert parallel._pool is not None and parallel._pool.n_workers == 2 and parallel._pool.warm
 
     # the pool is now warm: the next call (the next fold) goes to the workers only, even a small one
     again = list(run_tasks(pid_after, [(0.01, i) for i in range(6)], n_jobs=2))
@@ -68,12 +70,33 @@ def test_a_workers_exception_reaches_the_caller(cold):
     assert sorted(i for _, i in run_tasks(fails_on, [(i, -1) for i in range(8)], n_jobs=2)) == list(range(8))
 
 
-def test_a_caller_that_stops_early_leaves_the_pool_usable(cold):
+def test_a_caller_that_stops_early_leaves_no_abandoned_work(cold):
     list(run_tasks(pid_after, [(0.3, i) for i in range(12)], n_jobs=2))
-    for _ in run_tasks(pid_after, [(0.05, i) for i in range(10)], n_jobs=2):
+    for _ in run_tasks(pid_after, [(2.0, i) for i in range(10)], n_jobs=2):
         break  # e.g. the first failure raised by the caller with on_error="raise"
+    # the workers still busy with the abandoned tasks were killed, not left running for 2 s each
+    assert parallel._pool is None
     results = list(run_tasks(pid_after, [(0.01, i) for i in range(5)], n_jobs=2))
     _check_complete(results, 5)
+
+
+def test_joblib_and_scikit_learn_pools_still_work_after_ours(cold):
+    """radhe's pool is its own: joblib's shared executor (make_parallel, scikit-learn's n_jobs) is untouched."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    from radhe.parallel import make_parallel
+
+    list(run_tasks(pid_after, [(0.3, i) for i in range(12)], n_jobs=2))  # our pool runs
+    import joblib
+
+    assert make_parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    X, y = make_classification(60, random_state=0)
+    assert len(cross_val_score(LogisticRegression(), X, y, cv=3, n_jobs=2)) == 3
+    single = list(run_tasks(pid_after, [(0.0, 0)], n_jobs=2))  # one task: run here
+    assert single == [(0, (0, os.getpid()))]
+    assert len(list(run_tasks(pid_after, [(0.01, i) for i in range(4)], n_jobs=2))) == 4  # ours, still warm
 
 
 def test_sequential_and_dask_like_backends_keep_their_path():

@@ -117,9 +117,14 @@ def test_family_contributions_and_shap_sum_to_the_log_odds():
     assert list(contributions.columns) == ["radiomics", "tabular", POOLED, TREES, "intercept"]
     np.testing.assert_allclose(contributions.sum(axis=1), log_odds, atol=1e-10)
     np.testing.assert_allclose(pipe.predict_proba(new)[:, 1], 1 / (1 + np.exp(-log_odds)), atol=1e-12)
-    explanation = shap_values(pipe, new, background=table.iloc[25:])
+    background = table.iloc[25:65]  # fewer rows than max_background (50): all of them are used
+    explanation = shap_values(pipe, new, background=background)
     assert explanation.output == "log-odds" and explanation.explainer.startswith("stacked")
+    assert "tree, interventional" in explanation.explainer
     np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_value, log_odds, atol=1e-8)
+    # one reference for every sub-model: the base value is the background's mean log-odds
+    np.testing.assert_allclose(explanation.base_value, pipe.decision_function(background.drop(columns="he")).mean(),
+                               atol=1e-8)
     # the signal features lead, the noise trails
     importance = explanation.importance()["mean_abs_shap"]
     assert importance.index[0] in ("tabular__ct_original_shape_MeshVolume", "tabular__age_years")
