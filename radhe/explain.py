@@ -439,7 +439,7 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
     boosting, linear models); None when one does not (the caller then explains the whole model).
     """
     from radhe.classifiers import PenalizedLogisticCV
-    from radhe.stacking import TREES
+    from radhe.stacking import TREES, _block
 
     values = pd.DataFrame(0.0, index=Z.index, columns=Z.columns)
     base = model.intercept_
@@ -455,10 +455,8 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
             base += weight * (float(sub.intercept_[0]) + float(reference.sum()))
             explainers.add("additive")
             continue
-        data, background = Z[columns], Zb[columns]
-        if family == TREES:  # fitted without column names (radhe.stacking._block)
-            data = pd.DataFrame(data.to_numpy(), index=data.index)
-            background = pd.DataFrame(background.to_numpy(), index=background.index)
+        data, background = _block(Z, columns, family), _block(Zb, columns, family)  # as the sub-model was fitted
+        if family == TREES:
             if _model_family(sub) == "tree" and not _mro_names(sub) & _PROBABILITY_TREES:
                 tree_values, tree_base = _interventional_tree_shap(sub, data, background)
                 values[columns] += weight * tree_values

@@ -204,19 +204,16 @@ def _local_pool_workers(n_jobs) -> int | None:
 #: workers and their imports takes about 0.6 s of wall time and more of CPU on a 2-core machine.
 COLD_POOL_MIN_SECONDS = 3.0
 
-#: Thread-count variables set in the pool's workers (unless set in this process): cores / workers.
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
 class _LocalPool:
     """radhe's own loky process pool (not joblib's shared executor, whose reuse rules it would upset)."""
 
     def __init__(self, n_workers: int):
+        from joblib._parallel_backends import ParallelBackendBase
         from joblib.externals.loky import ProcessPoolExecutor
 
+        # joblib's thread limits for its workers (cores / workers), unless set in this process
         threads = str(max((os.cpu_count() or 1) // n_workers, 1))
-        env = {name: os.environ.get(name, threads) for name in _THREAD_VARIABLES}
+        env = {name: os.environ.get(name, threads) for name in ParallelBackendBase.MAX_NUM_THREADS_VARS}
         # idle workers stay for joblib's 300 s: the next fold of a cross-validation finds them running
         self.executor = ProcessPoolExecutor(max_workers=n_workers, timeout=WORKER_IDLE_SECONDS, env=env,
                                             initializer=watch_parent, initargs=(os.getpid(),))

@@ -444,8 +444,8 @@ def make_pipeline(
         Resampling of training rows only. With ``fusion="concat"`` a pipeline step before the
         classifier, and the named classifiers drop their class weights (both would over-correct
         the imbalance); with ``fusion="stack"`` it resamples inside each family sub-model's fit, so
-        the meta-model is fitted on real cases only (the boosted-tree sub-model is not resampled). SMOTE needs at least 6 cases of the rarer
-        class in every training fold.
+        the meta-model is fitted on real cases only (the boosted-tree sub-model is not
+        resampled). SMOTE needs at least 6 cases of the rarer class in every training fold.
     scale : "auto", "standard", "robust", None or transformer, default "auto"
         "auto": standardise, except for tree ensembles.
     random_state : int or None
