@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
     extract.set_defaults(run=_cmd_extract)
 
+    segment = commands.add_parser("segment", help="predict haematoma masks with the shipped segmenter (no masks "
+                                                  "or training needed); write them and a manifest that lists them")
+    _add_manifest(segment)
+    segment.add_argument("--out", required=True, type=Path,
+                         help="output folder: masks/<model fingerprint>/ (a mask and a JSON record per case), "
+                              "manifest.csv (the input's rows plus the mask column, absolute paths) and "
+                              "segmentation.csv (volume, peak probability and status of every case)")
+    segment.add_argument("--column", default="mask", help="manifest column of the predicted masks (default 'mask')")
+    segment.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    segment.add_argument("--on-empty", choices=("warn", "fallback", "raise"), default="warn",
+                         help="a case where no haematoma is found: 'warn' writes an empty mask (default), "
+                              "'fallback' the most probable region, 'raise' stops; each is named and recorded")
+    segment.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all available)")
+    segment.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
+    segment.set_defaults(run=_cmd_segment)
+
     fit = commands.add_parser("fit", help="fit a pipeline on a whole cohort and save it (skops format)")
     _add_manifest(fit)
     _add_pipeline(fit)
@@ -189,6 +205,36 @@ def _cmd_extract(args) -> int:
     if failures is not None and len(failures):
         print(f"{len(failures)} case(s) failed (NaN rows kept):")
         print(failures.to_string(index=False))
+    return 0
+
+
+def _cmd_segment(args) -> int:
+    from radhe.io import load_manifest
+    from radhe.segmentation import HematomaSegmenter
+
+    manifest = load_manifest(args.manifest)
+    if args.column in manifest.columns:
+        raise RadheErrorForCli(f"manifest '{args.manifest}' already has a column '{args.column}'; pass --column "
+                               "with another name for the predicted masks")
+    segmenter = HematomaSegmenter.pretrained(threshold=args.threshold, n_threads=args.threads,
+                                             hu_check=not args.no_hu_check, output_column=args.column,
+                                             on_empty=args.on_empty, cache_dir=args.out / "masks")
+    start = time.perf_counter()
+    predicted = segmenter.transform(manifest)
+    records = segmenter.prediction_records(manifest)
+    args.out.mkdir(parents=True, exist_ok=True)
+    predicted.to_csv(args.out / "manifest.csv", index=False)
+    records.to_csv(args.out / "segmentation.csv", index=False)
+    flagged = records[records["status"] != "ok"]
+    found = records.loc[records["status"] == "ok", "volume_ml"]
+    median = f"median volume {found.median():.1f} mL" if len(found) else "no haematoma found"
+    print(f"segmented {len(records)} cases in {time.perf_counter() - start:.1f} s -> {args.out / 'manifest.csv'} "
+          f"(column '{args.column}'); {median} over the {len(found)} case(s) with a haematoma found")
+    if len(flagged):
+        print(f"{len(flagged)} case(s) with no haematoma found (status in segmentation.csv):")
+        print(flagged[["case_id", "status", "max_probability"]].to_string(index=False))
+    print("review the masks before using them: the shipped network was trained on synthetic scans only "
+          "(docs: model card)")
     return 0
 
 

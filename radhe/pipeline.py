@@ -187,10 +187,14 @@ def _segmenter_step(segmenter, random_state):
     if _is_off(segmenter):
         return None
     if isinstance(segmenter, str):
-        if segmenter != "default":
-            raise ConfigurationError(f"segmenter must be None, 'default' or a transformer, got {segmenter!r}")
+        if segmenter not in ("default", "pretrained"):
+            raise ConfigurationError(
+                f"segmenter must be None, 'default', 'pretrained' or a transformer, got {segmenter!r}")
         from radhe.segmentation import HematomaSegmenter
 
+        if segmenter == "pretrained":
+            # the shipped weights as they are: fitting the pipeline trains nothing and needs no masks
+            return HematomaSegmenter.pretrained(epochs=0, random_state=random_state)
         return HematomaSegmenter(random_state=random_state)
     return _check_transformer(segmenter, "segmenter")
 
@@ -399,9 +403,12 @@ def make_pipeline(
         A list of columns: ``ClinicalFeatures(columns=...)``.
     cnn : None, "roi_cnn", "unet_bottleneck" or transformer, default None
         Deep-feature branch (:class:`~radhe.features.CNNEmbedder`).
-    segmenter : None, "default" or transformer, default None
+    segmenter : None, "default", "pretrained" or transformer, default None
         A step ``"segment"`` predicting haematoma masks before feature extraction; the radiomics
-        and CNN branches then read the predicted masks (their ``mask_column`` is set to the
+        and CNN branches then read the predicted masks. "default" trains a
+        :class:`~radhe.segmentation.HematomaSegmenter` on the training fold's masks; "pretrained"
+        uses the one shipped with radhe as it is (:meth:`HematomaSegmenter.pretrained` with
+        ``epochs=0``: no masks needed) (their ``mask_column`` is set to the
         segmenter's ``output_column`` on clones; the objects you pass are not modified).
     tabular : None, "default", list of str or transformer, default None
         Pass-through branch for precomputed features (see also ``clinical="auto"``, which makes

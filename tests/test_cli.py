@@ -15,7 +15,7 @@ import pytest
 from radhe.cli import main
 from radhe.io import load_manifest
 
-COMMANDS = ["synth", "validate", "extract", "fit", "predict", "evaluate", "report", "demo"]
+COMMANDS = ["synth", "validate", "segment", "extract", "fit", "predict", "evaluate", "report", "demo"]
 
 
 def run_cli(*args):
@@ -154,6 +154,36 @@ def test_extract_writes_features_and_records_failures(cli_cohort, tmp_path, caps
     assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.xlsx"), "--skip"]) == 1
     assert "name a table file ending in .csv, .tsv, .parquet" in capsys.readouterr().err
     assert not (tmp_path / "f.xlsx").exists()
+
+
+def test_segment_writes_masks_a_manifest_listing_them_and_their_records(cli_cohort, tmp_path, capsys,
+                                                                         monkeypatch):
+    """CTs without masks → the shipped segmenter's masks, a manifest `radhe extract` reads, one record per case."""
+    manifest = load_manifest(cli_cohort / "manifest.csv").head(3)
+    path = tmp_path / "ct_only.csv"
+    manifest.drop(columns="mask").to_csv(path, index=False)
+    assert main(["segment", "--manifest", str(path), "--out", str(tmp_path / "seg"), "--threads", "1"]) == 0
+    assert "segmented 3 cases" in capsys.readouterr().out
+    written = load_manifest(tmp_path / "seg" / "manifest.csv")
+    assert list(written["case_id"]) == list(manifest["case_id"]) and written["mask"].map(
+        lambda p: __import__("pathlib").Path(p).is_file()).all()
+    records = pd.read_csv(tmp_path / "seg" / "segmentation.csv")
+    assert list(records["case_id"]) == list(manifest["case_id"])
+    assert set(records["status"]) <= {"ok", "fallback", "empty"} and (records["volume_ml"] >= 0).all()
+    # the predicted masks feed extraction directly
+    assert main(["extract", "--manifest", str(tmp_path / "seg" / "manifest.csv"),
+                 "--out", str(tmp_path / "features.csv"), "--skip"]) == 0
+    assert len(pd.read_csv(tmp_path / "features.csv")) == 3
+    # a relative --out (as in the docs): the written manifest still finds its masks, and validates
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", "--manifest", str(path), "--out", "relative", "--threads", "1"]) == 0
+    relative = load_manifest(tmp_path / "relative" / "manifest.csv")
+    assert relative["mask"].map(lambda p: __import__("pathlib").Path(p).is_file()).all()
+    assert main(["validate", "--manifest", "relative/manifest.csv", "--skip", "--allow-skipped"]) == 0
+    # a manifest that already has the column is refused, naming it
+    capsys.readouterr()
+    assert main(["segment", "--manifest", str(cli_cohort / "manifest.csv"), "--out", str(tmp_path / "s2")]) == 1
+    assert "already has a column 'mask'" in capsys.readouterr().err
 
 
 def test_fit_saves_a_model_that_predicts(cli_cohort, tmp_path):

@@ -10,7 +10,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from radhe.datasets import MANIFEST_COLUMNS, MARKER_COLUMNS, OUTCOME_COLUMNS, make_ich_cohort
-from radhe.datasets.cohort import generate_case
+from radhe.datasets.cohort import MASK_LABELS, OTHER_BLOOD_COLUMNS, generate_case
 from radhe.errors import ConfigurationError
 from radhe.io import load_manifest, validate_manifest
 from radhe.labels import haematoma_expansion
@@ -48,7 +48,8 @@ def test_contract_columns_and_files(small_cohort):
     reread = load_manifest(f"{folder}/manifest.csv")
     pd.testing.assert_frame_equal(reread, m)
     oracle = pd.read_csv(f"{folder}/oracle.csv")
-    assert list(oracle.columns) == ["case_id", "he_risk"]
+    assert list(oracle.columns) == ["case_id", "he_risk", *OTHER_BLOOD_COLUMNS]
+    assert (oracle[list(OTHER_BLOOD_COLUMNS)] >= 0).all().all()
     assert oracle["case_id"].tolist() == m["case_id"].tolist()
     assert oracle["he_risk"].between(0, 1).all()
     assert "he_risk" not in m.columns
@@ -223,6 +224,69 @@ def test_default_size_is_life_size(tmp_path):
     assert skull.any()
     brain = (ct[zmid] > 15) & (ct[zmid] < 50)
     assert 20 <= np.median(ct[zmid][brain]) <= 45
+
+
+def test_other_blood_is_a_distractor_outside_the_parenchymal_mask():
+    """Subdural, epidural and subarachnoid blood change the image only: the parenchymal mask, its
+    volume, the label and every other draw stay those of the case without them."""
+    seen = set()
+    for i in range(12):
+        plain = generate_case(i, 4, SMALL, None, return_arrays=True, other_blood_scale=0)
+        busy = generate_case(i, 4, SMALL, None, return_arrays=True, other_blood_scale=4, label_other_blood=True)
+        assert plain["row"] == busy["row"] and plain["risk"] == busy["risk"]
+        assert np.array_equal(busy["mask"], plain["mask"]) and np.array_equal(busy["labels"] == 1, busy["mask"])
+        assert set(np.unique(plain["labels"])) <= {0, 1}
+        ml = busy["other_blood_ml"]
+        voxel_ml = float(np.prod(busy["spacing"])) / 1000
+        for kind in ("subdural", "epidural", "subarachnoid", "intraventricular"):
+            label = next(k for k, v in MASK_LABELS.items() if v == kind)
+            region = busy["labels"] == label
+            assert ml[f"{kind}_ml"] == pytest.approx(region.sum() * voxel_ml, abs=0.01)
+            if region.any():
+                seen.add(kind)
+                blood = busy["ct"][region].astype(float)
+                # painted blood (or chronic subdural fluid), not bone, air or unchanged tissue
+                assert -20 < np.median(blood) < 100
+                if kind != "intraventricular":
+                    assert not np.array_equal(busy["ct"][region], plain["ct"][region])
+        if not any(ml[k] for k in ("subdural_ml", "epidural_ml", "subarachnoid_ml")):
+            assert np.array_equal(busy["ct"], plain["ct"])
+        # never inside the haematoma or its 3 mm margin
+        assert np.array_equal(busy["ct"][busy["mask"]], plain["ct"][plain["mask"]])
+    assert {"subdural", "subarachnoid"} <= seen
+
+
+def test_other_blood_scale_and_scanner_are_checked(tmp_path):
+    with pytest.raises(ConfigurationError, match="other_blood_scale"):
+        make_ich_cohort(1, tmp_path, shape=SMALL, other_blood_scale=-1)
+    with pytest.raises(ConfigurationError, match="scanner"):
+        make_ich_cohort(1, tmp_path, shape=SMALL, scanner="random")
+
+
+def test_randomised_scanners_vary_the_image_not_the_patient():
+    """Domain randomisation: per case its own calibration, noise, field of view, slice thickness and
+    rotation, the slices covering the head; the clinical variables, risk and label stay the site case's."""
+    from radhe.datasets import _clinical
+    from radhe.datasets.cohort import RANDOMISED_SCANNER
+
+    spacings, offsets = [], []
+    for i in range(5):
+        site = generate_case(i, 3, SMALL, None, return_arrays=True)
+        wild = generate_case(i, 3, SMALL, None, return_arrays=True, scanner="randomised")
+        # the patient is the same; the mask's volume differs only by the grid it is drawn on
+        patient = ("site", *(c for c in _clinical.CLINICAL_COLUMNS if c != "gcs"), "location", *MARKER_COLUMNS)
+        assert all(wild["row"][k] == site["row"][k] or (pd.isna(wild["row"][k]) and pd.isna(site["row"][k]))
+                   for k in patient)
+        assert wild["row"]["baseline_volume_ml"] == pytest.approx(site["row"]["baseline_volume_ml"], rel=0.25)
+        dx, dy, dz = wild["spacing"]
+        low, high = RANDOMISED_SCANNER["slice_mm"]
+        assert low <= dz <= high and dx == dy
+        assert wild["ct"].shape[0] * dz >= 140.0 - dz  # the slices cover the head, whatever the thickness
+        assert wild["mask"].any()
+        spacings.append(dz)
+        brain = wild["ct"][wild["head"].to_full(wild["head"].parenchyma, False) & ~wild["mask"]]
+        offsets.append(float(np.median(brain)))
+    assert np.ptp(spacings) > 0.5 and np.ptp(offsets) > 1.0
 
 
 @pytest.mark.slow

@@ -55,6 +55,8 @@ def test_wheel_holds_every_module_and_no_bare_pipelines_package(tmp_path):
     expected = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "radhe").rglob("*.py")}
     expected |= {"radhe_pipelines/" + p.name for p in (REPO_ROOT / "pipelines").glob("*.py")}
     assert expected - files == set(), "modules missing from the wheel: list their package in pyproject.toml"
+    weights = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "radhe" / "nn" / "weights").glob("*.*")}
+    assert weights and weights - files == set(), "the shipped weights are package data of radhe.nn"
     assert any(f.endswith(".dist-info/licenses/LICENSE") or f.endswith(".dist-info/LICENSE") for f in files)
     entry_points = next(f for f in files if f.endswith(".dist-info/entry_points.txt"))
     registered = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -380,6 +380,9 @@ def render_clot(rng: np.random.Generator, head: HeadPhantom, spec: ClotSpec, vol
                 chosen = near | ((vy > 16.0 * head.scale) & (vz > -10.0 * head.scale))
             head.ct[k[chosen], j[chosen], i[chosen]] = (
                 np.float32(rng.uniform(48.0, 70.0)) + rng.normal(0, 2.0, int(chosen.sum())).astype(np.float32))
+            intraventricular = np.zeros(head.ct.shape, dtype=bool)
+            intraventricular[k[chosen], j[chosen], i[chosen]] = True
+            info["intraventricular"] = intraventricular
 
     mask = full_inside                  # on the head's (cropped) grid
     volume = float(inside.sum()) * voxel_ml

@@ -14,9 +14,11 @@ Anatomy (values drawn per case; see docs/cohort.md):
   from a smooth random field, white matter 26–30 HU, deep grey nuclei (caudate, lentiform,
   thalamus), cerebellum and brainstem in the posterior fossa, smooth low-frequency texture;
 - lateral, third and fourth ventricles (CSF 3–9 HU) whose size grows with age (atrophy);
+- orbits under the anterior fossa (retro-orbital fat −110 to −70 HU around the globe, 5–20 HU);
 - distractors: pineal and choroid plexus calcifications (> 100 HU), falx, partial-volume bone at the
   skull base, beam-hardening (Hounsfield bar between the petrous bones, streaks, peripheral
-  brightening); scanner noise is added later by the cohort (its level depends on the site).
+  brightening) and, on the low slices, bright skull-base smears and streaks of 40–90 HU in the brain
+  within a few mm of the bone; scanner noise is added later by the cohort (its level depends on the site).
 
 Every tissue boundary is drawn with a partial-volume fraction (the projected voxel extent along the
 boundary normal), so thick slices blur oblique surfaces as real 5 mm slices do.
@@ -173,7 +175,7 @@ def _skull_floor(X, Y, s):
 
 
 def make_head(rng: np.random.Generator, shape_xyz, *, fov_mm: float, slice_mm: float,
-              age_years: float, streak_strength: float = 1.0) -> HeadPhantom:
+              age_years: float, streak_strength: float = 1.0, yaw_sd_deg: float = 4.0) -> HeadPhantom:
     """Draw one head phantom on a grid of ``shape_xyz`` voxels (x, y, z).
 
     Parameters
@@ -189,6 +191,8 @@ def make_head(rng: np.random.Generator, shape_xyz, *, fov_mm: float, slice_mm: f
         Drives brain atrophy: wider sulci and CSF layer, larger ventricles, more calcification.
     streak_strength : float
         Relative strength of beam-hardening artefacts (a property of the scanner / site).
+    yaw_sd_deg : float
+        Standard deviation (degrees) of the head's in-plane rotation in the gantry.
     """
     nx, ny, nz = (int(v) for v in shape_xyz)
     dx = dy = float(fov_mm) / min(nx, ny)                             # square pixels
@@ -202,7 +206,7 @@ def make_head(rng: np.random.Generator, shape_xyz, *, fov_mm: float, slice_mm: f
     # scan geometry: the top slice just above the vertex, small in-plane shift and yaw
     z_top = c + rng.uniform(-4.0, 3.0)
     zc = z_top - dz * (nz - 1) - dz * 0.5 + dz * np.arange(nz)          # slice centres, head frame
-    yaw = np.deg2rad(rng.normal(0.0, 4.0))
+    yaw = np.deg2rad(rng.normal(0.0, 1.0) * yaw_sd_deg)
     shift = rng.normal(0.0, 3.0, size=2)
     xs = (np.arange(nx) - (nx - 1) / 2.0) * dx
     ys = (np.arange(ny) - (ny - 1) / 2.0) * dy
@@ -353,6 +357,31 @@ def make_head(rng: np.random.Generator, shape_xyz, *, fov_mm: float, slice_mm: f
             occ = _soft_ellipsoid(X, Y, Z, box, centre, semi, spacing)
             occ *= np.clip(-depth[box] - 1.5, 0.0, 1.0) * np.clip(-outer.sd[box] - 1.5, 0.0, 1.0)
             bone[box] += (np.float32(air) - bone[box]) * occ
+
+    # orbits under the anterior cranial fossa: retro-orbital fat around the globe (drawn after every
+    # other draw of this head, so the rest of the phantom is what it was without them)
+    for side in (-1, 1):
+        for centre, semi, value in (
+            (np.array([side * 30.0, -58.0, -44.0]) * s, np.array([15.0, 22.0, 13.0]) * s, rng.uniform(-110.0, -70.0)),
+            (np.array([side * 31.0, -66.0, -44.0]) * s, np.array([11.5, 11.5, 11.5]) * s, rng.uniform(5.0, 20.0)),
+        ):
+            box = _box(X, Y, Z, centre, max(semi), 4.0 + dz)
+            if box is not None:
+                occ = _soft_ellipsoid(X, Y, Z, box, centre, semi, spacing)
+                occ *= np.clip(-depth[box] - 1.5, 0.0, 1.0) * np.clip(-outer.sd[box] - 1.0, 0.0, 1.0)
+                bone[box] += (np.float32(value) - bone[box]) * occ
+    # skull-base partial volume and streaks: 40-90 HU smears in the brain next to the petrous bone and
+    # the fossae on the low slices, where a network trained without them marks blood
+    low = np.clip((-20.0 * s - Z) / (15.0 * s), 0, 1).astype(np.float32, copy=False)
+    if low.any():
+        theta = np.arctan2(Y, X)
+        n_streaks = int(rng.integers(6, 16))
+        pattern = np.clip(np.cos(n_streaks * theta + rng.uniform(0, 2 * np.pi)), 0.0, 1.0) ** 6
+        amplitude = np.float32(streak_strength * rng.uniform(25.0, 60.0))
+        reach = np.float32(rng.uniform(4.0, 9.0))
+        with np.errstate(over="ignore"):
+            bloom = np.exp(-np.maximum(depth, 0) / reach).astype(np.float32, copy=False)
+        tissue += amplitude * low[:, None, None] * bloom * (0.35 + 0.65 * pattern[None]).astype(np.float32)
 
     air = np.float32(-1000.0)
     ct = air + (np.float32(hu["scalp"]) - air) * f_head

@@ -17,13 +17,14 @@ from scipy import ndimage
 
 from radhe._log import console_if_unconfigured, get_logger
 from radhe.constants import NCCT_MARKERS, OUTCOME_COLUMNS
-from radhe.datasets import _clinical, _haematoma, _head, _outcome
+from radhe.datasets import _clinical, _haematoma, _head, _other_blood, _outcome
 from radhe.errors import ConfigurationError
 from radhe.io.manifest import load_manifest
 
 log = get_logger(__name__)
 
-__all__ = ["make_ich_cohort", "generate_case", "MANIFEST_COLUMNS", "MARKER_COLUMNS", "OUTCOME_COLUMNS"]
+__all__ = ["make_ich_cohort", "generate_case", "MANIFEST_COLUMNS", "MARKER_COLUMNS", "OUTCOME_COLUMNS",
+           "MASK_LABELS", "OTHER_BLOOD_COLUMNS"]
 
 #: The NCCT marker columns the cohort's manifest holds (:data:`radhe.constants.NCCT_MARKERS`).
 MARKER_COLUMNS = NCCT_MARKERS
@@ -32,17 +33,33 @@ MANIFEST_COLUMNS = (("case_id", "patient_id", "image", "mask", "site") + _clinic
 
 #: Number of slices at which the sites' nominal slice thicknesses apply (the head stays life-size).
 _REFERENCE_SLICES = 28
+
+#: Labels of the cohort's masks: 1 is the parenchymal haematoma (the only label unless
+#: ``label_other_blood``); the others mark blood that is not it.
+MASK_LABELS = {1: "parenchymal haematoma", **{v: k for k, v in _other_blood.OTHER_BLOOD_LABELS.items()}}
+#: Ranges of the per-case scanner of ``scanner="randomised"`` (uniform): HU calibration offset, noise SD
+#: (HU), in-plane noise correlation (mm; the reconstruction kernel), field of view (mm), slice thickness
+#: (mm), beam-hardening streak strength, SD of the head's in-plane rotation (degrees).
+RANDOMISED_SCANNER = {"hu_offset": (-8.0, 8.0), "noise_sd": (2.5, 10.0), "noise_corr_mm": (0.3, 1.2),
+                      "fov_mm": (220.0, 260.0), "slice_mm": (2.5, 6.5), "streaks": (0.5, 2.0),
+                      "yaw_sd_deg": (2.0, 12.0)}
+#: Cranio-caudal extent (mm) covered by a randomised scanner's slices (vertex to below the skull base).
+_COVERED_MM = 140.0
+#: Columns of ``oracle.csv`` beside ``he_risk``: the volume (mL) of each kind of other blood.
+OTHER_BLOOD_COLUMNS = tuple(f"{kind}_ml" for kind in _other_blood.OTHER_BLOOD_LABELS)
 _REFERENCE_MATRIX = 256
 
 
 def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256, 28), random_state=0,
                     compress: bool = False, n_jobs: int = 1, missing_scale: float = 1.0,
+                    other_blood_scale: float = 1.0, label_other_blood: bool = False, scanner: str = "sites",
                     verbose: bool = False) -> pd.DataFrame:
     """Generate a synthetic non-contrast CT cohort of intracerebral haemorrhage with known ground truth.
 
     Writes ``out_dir/images/<case_id>.nii`` (int16 HU), ``out_dir/masks/<case_id>.nii`` (uint8, 1 =
     haematoma), ``out_dir/manifest.csv`` and ``out_dir/oracle.csv`` (``case_id``, ``he_risk``: the true
-    probability of haematoma expansion, kept out of the manifest so that nobody uses it as a feature).
+    probability of haematoma expansion, kept out of the manifest so that nobody uses it as a feature;
+    and :data:`OTHER_BLOOD_COLUMNS`, the volumes of blood that is not the parenchymal haematoma).
     The generative model (anatomy, haematoma, markers, clinical variables, risk) is documented in
     ``docs/cohort.md``.
 
@@ -64,6 +81,23 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
         Parallel processes (joblib); ``-1`` uses all cores. Results do not depend on it.
     missing_scale : float, default 1.0
         Multiplies the missing-value rates of the clinical variables (0 = complete data).
+    other_blood_scale : float, default 1.0
+        Multiplies the rates of subdural (7 %), epidural (2 %) and subarachnoid (10 %) blood beside
+        the parenchymal haematoma (0: none). They are distractors for segmentation and never part of
+        the parenchymal mask, its volume or the expansion label.
+    label_other_blood : bool, default False
+        Give that blood, and intraventricular extension, their own mask labels
+        (:data:`MASK_LABELS`: 2 subdural, 3 epidural, 4 subarachnoid, 5 intraventricular); by default
+        masks hold label 1 only.
+    scanner : {"sites", "randomised"}, default "sites"
+        "sites": each case's image properties are its site's (three sites, see ``docs/cohort.md``).
+        "randomised" (domain randomisation, for training segmenters): each case draws its own
+        scanner, with :data:`RANDOMISED_SCANNER` ranges of HU calibration, noise level and texture
+        (reconstruction kernel), field of view, slice thickness (2.5-6.5 mm; the number of slices is
+        then chosen to cover the head, and ``shape``'s z is ignored), streak strength and head
+        rotation. The clinical variables, location, markers and haematoma shape are those of the
+        "sites" case; what depends on the mask's measured volume (GCS, the risk, the follow-up volume
+        and the label) can differ, since the mask is drawn on another grid.
     verbose : bool, default False
         Print progress.
 
@@ -88,8 +122,13 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    if scanner not in ("sites", "randomised"):
+        raise ConfigurationError(f"scanner must be 'sites' or 'randomised', got {scanner!r}")
+    if not (isinstance(other_blood_scale, (int, float, np.number)) and other_blood_scale >= 0):
+        raise ConfigurationError(f"other_blood_scale must be a number >= 0, got {other_blood_scale!r}")
     width = max(4, len(str(n_cases)))
-    args = [(i, entropy, shape, str(out), bool(compress), float(missing_scale), width) for i in range(n_cases)]
+    args = [(i, entropy, shape, str(out), bool(compress), float(missing_scale), width, False,
+             float(other_blood_scale), bool(label_other_blood), scanner) for i in range(n_cases)]
 
     if n_jobs == 1:
         results = []
@@ -109,7 +148,8 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     manifest.to_csv(out / "manifest.csv", index=False)
     oracle = pd.DataFrame({"case_id": [r["row"]["case_id"] for r in results],
-                           "he_risk": [r["risk"] for r in results]})
+                           "he_risk": [r["risk"] for r in results],
+                           **{c: [r["other_blood_ml"][c] for r in results] for c in OTHER_BLOOD_COLUMNS}})
     oracle.to_csv(out / "oracle.csv", index=False)
     return load_manifest(out / "manifest.csv")
 
@@ -120,14 +160,19 @@ def _rngs(entropy: int, index: int, n: int):
 
 
 def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress: bool = False,
-                  missing_scale: float = 1.0, width: int = 4, return_arrays: bool = False) -> dict:
+                  missing_scale: float = 1.0, width: int = 4, return_arrays: bool = False,
+                  other_blood_scale: float = 1.0, label_other_blood: bool = False, scanner: str = "sites") -> dict:
     """Generate case ``index`` of the cohort seeded by ``entropy``; write its files when ``out_dir``.
 
     Returns a dict with ``row`` (the manifest row), ``risk`` (true HE probability), ``terms`` (the
-    risk model's inputs) and, with ``return_arrays``, ``ct`` (int16, numpy ``(z, y, x)``), ``mask``,
-    ``head`` (the :class:`~radhe.datasets._head.HeadPhantom`) and ``spacing`` ``(x, y, z)``.
+    risk model's inputs), ``other_blood_ml`` and, with ``return_arrays``, ``ct`` (int16, numpy
+    ``(z, y, x)``), ``mask`` (bool: the parenchymal haematoma), ``labels`` (uint8: the mask as written,
+    :data:`MASK_LABELS`), ``head`` (the :class:`~radhe.datasets._head.HeadPhantom`) and
+    ``spacing`` ``(x, y, z)``.
     """
-    r_clin, r_head, r_clot, r_noise, r_out, r_miss = _rngs(entropy, index, 6)
+    # the seventh (other blood) and eighth (randomised scanner) streams came last: the six before them
+    # draw what they always drew
+    r_clin, r_head, r_clot, r_noise, r_out, r_miss, r_other, r_scan = _rngs(entropy, index, 8)
     nx, ny, nz = shape
     case_id = f"ich{index + 1:0{width}d}"
 
@@ -141,14 +186,29 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
                                       anticoagulant=bool(clinical["anticoagulant"]))
 
     # image: head, clot, noise, site calibration offset
-    sp = _clinical.SITES[site]
-    head = _head.make_head(r_head, shape, fov_mm=sp["fov_mm"],
-                           slice_mm=sp["slice_mm"] * _REFERENCE_SLICES / nz, age_years=clinical["age_years"],
-                           streak_strength=sp["streaks"])
+    sp = dict(_clinical.SITES[site])
+    slice_mm, yaw_sd = sp["slice_mm"] * _REFERENCE_SLICES / nz, 4.0
+    if scanner == "randomised":
+        sp.update({key: float(r_scan.uniform(*bounds)) for key, bounds in RANDOMISED_SCANNER.items()})
+        slice_mm, yaw_sd = sp["slice_mm"], sp["yaw_sd_deg"]
+        nz = int(np.ceil(_COVERED_MM / slice_mm))
+    head = _head.make_head(r_head, (nx, ny, nz), fov_mm=sp["fov_mm"], slice_mm=slice_mm,
+                           age_years=clinical["age_years"], streak_strength=sp["streaks"], yaw_sd_deg=yaw_sd)
     spec = _haematoma.draw_clot_spec(r_clot, head, location, markers["irregularity"])
     clot = _haematoma.render_clot(r_clot, head, spec, target_ml, markers)
+    other = _other_blood.render_other_blood(r_other, head, _other_blood.draw_other_blood(r_other, other_blood_scale),
+                                            clot.mask)
+    if "intraventricular" in clot.info:
+        other["intraventricular"] = clot.info.pop("intraventricular") & ~clot.mask
+    voxel_ml = float(np.prod(head.spacing)) / 1000.0
+    other_blood_ml = {f"{kind}_ml": round(float(other[kind].sum()) * voxel_ml, 2) if kind in other else 0.0
+                      for kind in _other_blood.OTHER_BLOOD_LABELS}
+    labels = clot.mask.astype(np.uint8)
+    if label_other_blood:
+        for kind, region in other.items():
+            labels[region & (labels == 0)] = _other_blood.OTHER_BLOOD_LABELS[kind]
     ct = head.to_full(head.ct, np.float32(-1000.0))
-    mask = head.to_full(clot.mask, False)
+    mask = head.to_full(labels, np.uint8(0))
     noise = r_noise.standard_normal(ct.shape, dtype=np.float32)
     # in-plane noise correlation of the site's reconstruction kernel, rescaled to the site's noise SD
     sigma_px = sp["noise_corr_mm"] / head.spacing[0]
@@ -186,8 +246,9 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
            "site": site, **{c: recorded[c] for c in _clinical.CLINICAL_COLUMNS}, "location": location,
            **{m: int(markers[m]) for m in MARKER_COLUMNS}, "baseline_volume_ml": baseline,
            "followup_volume_ml": followup, "he": he}
-    result = {"row": row, "risk": risk, "terms": terms, "latent": {k: markers[k] for k in
+    result = {"row": row, "risk": risk, "terms": terms, "other_blood_ml": other_blood_ml,
+              "latent": {k: markers[k] for k in
               ("irregularity", "heterogeneity", "clot_density_hu")}}
     if return_arrays:
-        result.update(ct=ct_int, mask=mask, head=head, spacing=head.spacing)
+        result.update(ct=ct_int, mask=mask == 1, labels=mask, head=head, spacing=head.spacing)
     return result

@@ -4,7 +4,9 @@
 module                 what
 =====================  ======================================================================================
 ``networks``           the torch modules (U-Net, ROI CNN, Haar pooling, two-output U-Net, marker net, backbone head)
-``slices``             a case as arrays, HU windowing, skull stripping, network grids, ROI crops, slice samples
+``slices``             a case as arrays, HU windowing, skull stripping, anatomical post-processing, network
+                       grids (fixed-size or physical pixel size), ROI crops, slice samples
+``pretrained``         the weights shipped inside the package (the synthetic-only segmenter), checked on load
 ``augment``            training-time augmentation of slice batches
 ``training``           :func:`~radhe.nn.training.train_network`, the one training loop; shared losses
 ``runtime``            device, precision, CPU threads, seeds

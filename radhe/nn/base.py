@@ -314,8 +314,11 @@ class TorchEstimatorMixin:
         self._check_shared_values()
 
     def _check_shared_values(self) -> None:
+        own = getattr(type(self), "_own_parameter_constraints", {})
         for name, spec in SHARED_PARAMETERS.items():
-            if spec.check is None or name not in self.get_params(deep=False):
+            # an estimator that declares its own constraints for a shared name (the segmenter's epochs
+            # may be 0) is checked by those
+            if spec.check is None or name not in self.get_params(deep=False) or name in own:
                 continue
             value = getattr(self, name)
             problem = spec.check(value)

@@ -55,13 +55,32 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         Neighbouring slices on each side given as extra input channels (0: plain 2-D).
     [shared: window]
     skull_strip : bool, default False
-        Zero everything outside the intracranial space (bone threshold, filled skull ring, largest
-        component) before the network sees it.
+        Zero everything outside the intracranial space (:func:`radhe.nn.slices.skull_strip`: bone
+        threshold, skull ring closed over 3 mm and filled, largest component) before the network sees
+        it.
+    spacing_mm : float or None, default None
+        In-plane pixel size (mm) the network works at: each case is cropped to its intracranial
+        space (else its head) and resampled to it, and predictions are mapped back to the native grid.
+        A model then meets a 512 × 512 scan (0.45 mm) and a 256 × 256 one (0.9 mm) at the same
+        scale. Only slices holding intracranial space are run. None works on the native grid (or
+        ``input_size``).
     input_size : int or None, default None
         Slices are resized to ``input_size`` × ``input_size`` (then predictions resized back);
         None keeps the native in-plane size (zero-padded to a multiple of ``2 ** (levels - 1)``).
+        Not with ``spacing_mm``.
+    brain_only : bool, default False
+        Anatomical post-processing (:func:`radhe.nn.slices.brain_only`): a parenchymal haematoma lies
+        inside the intracranial space, holds blood-like HU (−50 to 150), and is not a thin rim along
+        the skull; predicted voxels and components that are not are removed before the other
+        post-processing.
+    weights : {"pretrained"} or None, default None
+        "pretrained": start from the weights shipped with radhe (trained only on synthetic data; see
+        :meth:`pretrained` and the model card), and fine-tune them on the cases of ``fit`` that have a
+        mask (none, or ``epochs=0``: use them as they are). The network and image parameters must be
+        those the weights were trained with (:meth:`pretrained` sets them). None trains from scratch.
     epochs : int, default 40
-        Maximum training epochs (one epoch: every slice holding haematoma plus a sample of empty ones).
+        Maximum training epochs (one epoch: every slice holding haematoma plus a sample of empty ones);
+        0 only with ``weights="pretrained"`` (no fine-tuning).
     [shared: batch_size]
     learning_rate : float, default 2e-3
         AdamW learning rate, cosine-annealed to a tenth over ``epochs`` (5e-3 converges faster on
@@ -122,6 +141,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
     Attributes
     ----------
+    fine_tuned_ : bool
+        Whether ``fit`` trained the network (False: the pretrained weights as shipped).
+    weights_sha256_ : str or None
+        SHA-256 of the shipped weight file the network started from (None: trained from scratch).
     model_state_ : dict
         The trained network's ``state_dict`` (CPU tensors); the estimator pickles with joblib and
         predicts on a machine without the training data.
@@ -144,6 +167,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
     _own_parameter_constraints = {
         "skull_strip": ["boolean"],
+        "spacing_mm": [Interval(Real, 0, None, closed="neither"), None],
+        "brain_only": ["boolean"],
+        "weights": [StrOptions({"pretrained"}), None],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
         "input_size": [Interval(Integral, 8, None, closed="left"), None],
         "context": [Interval(Integral, 0, None, closed="left")],
         "negative_ratio": [Interval(Real, 0, None, closed="left")],
@@ -165,7 +192,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
     context: int = 0
     skull_strip: bool = False
+    spacing_mm: float | None = None
     input_size: int | None = None
+    brain_only: bool = False
+    weights: str | None = None
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -200,6 +230,22 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             raise ConfigurationError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.context < 0:
             raise ConfigurationError(f"HematomaSegmenter: context must be >= 0, got {self.context!r}")
+        if self.spacing_mm is not None and self.input_size is not None:
+            raise ConfigurationError("HematomaSegmenter: set spacing_mm (a physical pixel size) or input_size (a "
+                                     f"fixed slice size), not both; got spacing_mm={self.spacing_mm!r}, "
+                                     f"input_size={self.input_size!r}")
+        if self.epochs == 0 and self.weights is None:
+            raise ConfigurationError("HematomaSegmenter: epochs=0 trains nothing; it needs weights='pretrained'")
+
+    def _check_pretrained_parameters(self) -> None:
+        """Refuse, naming them, parameters that differ from those the shipped weights were trained with."""
+        expected = pretrained_parameters()
+        wrong = {name: getattr(self, name) for name in PRETRAINED_FIXED if _differs(getattr(self, name),
+                                                                                   expected[name])}
+        if wrong:
+            told = ", ".join(f"{name}={value!r} (trained with {expected[name]!r})" for name, value in wrong.items())
+            raise ConfigurationError(f"HematomaSegmenter: weights='pretrained' needs the parameters the weights "
+                                     f"were trained with: {told}; HematomaSegmenter.pretrained() sets them")
 
     @property
     def _multiple(self) -> int:
@@ -218,10 +264,24 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             net = net.to(memory_format=torch.channels_last)
         return net
 
-    def _prepared(self, case: S.Case):
+    def _geometry(self, case: S.Case):
+        """``(intracranial, box)``: the intracranial space (None when no setting needs it) and the in-plane
+        crop of ``spacing_mm`` (None without it)."""
+        needed = self.skull_strip or self.brain_only or self.spacing_mm is not None
+        intracranial = S.skull_strip(case.hu, spacing=case.spacing) if needed else None
+        box = None if self.spacing_mm is None else S.head_box(case.hu, intracranial, case.spacing)
+        return intracranial, box
+
+    def _to_grid(self, volume: np.ndarray, case: S.Case, box, *, is_mask: bool = False):
+        if self.spacing_mm is None:
+            return S.to_network_grid(volume, self.input_size, self._multiple, is_mask=is_mask)
+        return S.to_physical_grid(volume, case.spacing, float(self.spacing_mm), box, self._multiple, is_mask=is_mask)
+
+    def _prepared(self, case: S.Case, geometry=None):
         """Windowed (optionally skull-stripped) volume on the network grid, with the undo function."""
-        image = S.preprocess(case, tuple(self.window), self.skull_strip)
-        return S.to_network_grid(image, self.input_size, self._multiple)
+        intracranial, box = self._geometry(case) if geometry is None else geometry
+        image = S.preprocess(case, tuple(self.window), self.skull_strip, intracranial)
+        return self._to_grid(image, case, box)
 
     def region_features(self, case: S.Case) -> np.ndarray | None:
         """The U-Net's bottleneck feature map averaged over ``case.mask`` (Zhong et al. 2021's representation).
@@ -241,8 +301,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
         net = self._network()
         device = self._net_device
-        image, _ = self._prepared(case)
-        mask, _ = S.to_network_grid(case.mask.astype(np.float32), self.input_size, self._multiple)
+        geometry = self._geometry(case)
+        image, _ = self._prepared(case, geometry)
+        mask, _ = self._to_grid(case.mask.astype(np.float32), case, geometry[1])
         zs = np.flatnonzero(mask.reshape(len(mask), -1).max(axis=1) > 0)
         x = torch.from_numpy(S.stack_context(image, zs, self.context).astype(np.float32)).to(device)
         with torch.inference_mode():
@@ -267,6 +328,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         X : pandas.DataFrame
             Manifest with ``case_id``, ``image_column`` and ``mask_column`` (and ``patient_id`` for
             the patient-level validation split). Cases without a mask path are skipped with a warning.
+            With ``weights="pretrained"`` a manifest without masks (or ``epochs=0``) fits nothing: the
+            shipped weights are used as they are.
         y : ignored
 
         Returns
@@ -275,13 +338,22 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         """
 
         self._check_params()
-        check_frame(X, (self.image_column, self.mask_column), "HematomaSegmenter.fit")
         start = time.perf_counter()
+        pretrained = self.weights == "pretrained"
+        if pretrained:
+            self._check_pretrained_parameters()
+            check_frame(X, (self.image_column,), "HematomaSegmenter.fit")
+            if self.epochs == 0 or self.mask_column not in X.columns or X[self.mask_column].map(S.is_missing).all():
+                # the shipped weights as they are: no fine-tuning asked for, or no mask to fine-tune on
+                self._use_pretrained(start)
+                return self
+        check_frame(X, (self.image_column, self.mask_column), "HematomaSegmenter.fit")
         seed = runtime.seed_from(self.random_state)
         rng = np.random.default_rng(seed)
-        rows = X[~X[self.mask_column].map(S.is_missing)]
+        missing = X[self.mask_column].map(S.is_missing)
+        rows = X[~missing]
         if len(rows) < len(X):
-            skipped = ", ".join(str(c) for c in X.loc[X[self.mask_column].map(S.is_missing), "case_id"][:10])
+            skipped = ", ".join(str(c) for c in X.loc[missing, "case_id"][:10])
             warnings.warn(f"HematomaSegmenter.fit: {len(X) - len(rows)} case(s) without a ground-truth mask "
                           f"skipped: {skipped}", InputWarning, stacklevel=2)
         if len(rows) == 0:
@@ -291,23 +363,40 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         for row in rows.to_dict("records"):
             case = S.load_case(row[self.image_column], row[self.mask_column], case_id=row["case_id"],
                                require_mask=True, hu_check=self.hu_check)
-            image, _ = self._prepared(case)
-            mask, _ = S.to_network_grid(case.mask, self.input_size, self._multiple, is_mask=True)
-            if image.shape[1:] != (images[0].shape[1:] if images else image.shape[1:]):
+            geometry = self._geometry(case)
+            image, _ = self._prepared(case, geometry)
+            mask, _ = self._to_grid(case.mask, case, geometry[1], is_mask=True)
+            if self.spacing_mm is None and image.shape[1:] != (images[0].shape[1:] if images else image.shape[1:]):
                 raise InputError(
-                    f"in-plane size {case.hu.shape[1:]} differs from the first case's; set input_size= so "
-                    f"every slice is resized to one size", case_id=case.case_id, path=row[self.image_column])
+                    f"in-plane size {case.hu.shape[1:]} differs from the first case's; set spacing_mm= or input_size= "
+                    f"so every slice is brought to one grid", case_id=case.case_id, path=row[self.image_column])
             images.append(image.astype(np.float16))
             masks.append(mask.astype(np.uint8))
             case_ids.append(case.case_id)
+        if self.spacing_mm is not None:
+            # cases cropped to their own heads: zero-pad every one to the largest, so slices batch together
+            height = max(image.shape[1] for image in images)
+            width = max(image.shape[2] for image in images)
+            images = [_pad_to(image, height, width) for image in images]
+            masks = [_pad_to(mask, height, width) for mask in masks]
         patients = (rows["patient_id"] if "patient_id" in rows.columns else rows["case_id"]).astype(str).to_numpy()
         train_idx, val_idx = _patient_split(patients, self.validation_fraction, rng)
+        if pretrained and not len(val_idx):
+            warnings.warn("HematomaSegmenter.fit: no validation patients (validation_fraction=0 or a single patient): "
+                          "the shipped weights are replaced by the last epoch's without checking that they are "
+                          "better", InputWarning, stacklevel=2)
 
         device = self._device()
         with runtime.torch_runtime(self._threads(), seed):
-            net = self._build_network().to(device)
-            result = self._train_slices(net, images, masks, train_idx, val_idx, rng, device, start)
+            net = self._build_network()
+            if pretrained:
+                net.load_state_dict(_pretrained_state())
+            net = net.to(device)
+            result = self._train_slices(net, images, masks, train_idx, val_idx, rng, device, start,
+                                        validate_start=pretrained)
         self.best_epoch_ = result.best_epoch
+        self.fine_tuned_ = result.best_epoch > 0
+        self.weights_sha256_ = _pretrained_sha256() if pretrained else None
         self.train_cases_ = [case_ids[i] for i in train_idx]
         self.validation_cases_ = [case_ids[i] for i in val_idx]
         self.fingerprint_ = self._fingerprint()
@@ -315,7 +404,47 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _train_slices(self, net, images, masks, train_idx, val_idx, rng, device, start):
+    def _use_pretrained(self, start: float) -> None:
+        self.model_state_ = _pretrained_state()
+        self.weights_sha256_ = _pretrained_sha256()
+        self.history_ = pd.DataFrame(columns=["epoch", "train_loss", "val_dice", "seconds"])
+        self.best_epoch_ = 0
+        self.fine_tuned_ = False
+        self.train_cases_, self.validation_cases_ = [], []
+        self.fingerprint_ = self._fingerprint()
+        self._net = None
+        self.fit_time_ = time.perf_counter() - start
+
+    @classmethod
+    def pretrained(cls, **params) -> HematomaSegmenter:
+        """The segmenter shipped with radhe, fitted and ready to predict (no data, no download).
+
+        Its weights were trained only on synthetic data (``tools/train_pretrained_segmenter.py``;
+        the model card in the docs says on what, and where it fails). ``fit`` on cases with masks
+        fine-tunes them (``epochs`` epochs, default 15, learning rate 5e-4), keeping the shipped
+        weights when no epoch improves the Dice of its validation patients.
+
+        Parameters
+        ----------
+        **params
+            Any parameters but the ones the weights fix (network, window, spacing, skull stripping),
+            e.g. ``cache_dir``, ``n_threads``, ``threshold``, ``epochs``.
+
+        Examples
+        --------
+        >>> seg = HematomaSegmenter.pretrained(cache_dir="masks")     # doctest: +SKIP
+        >>> predicted = seg.transform(manifest)                       # doctest: +SKIP
+        """
+        fixed = sorted(set(params) & {*PRETRAINED_FIXED, "weights"})
+        if fixed:
+            raise ConfigurationError(f"HematomaSegmenter.pretrained: {fixed} are fixed by the shipped weights")
+        segmenter = cls(**{**pretrained_parameters(), "epochs": 15, "learning_rate": 5e-4, **params})
+        segmenter._check_params()
+        segmenter._check_pretrained_parameters()
+        segmenter._use_pretrained(time.perf_counter())
+        return segmenter
+
+    def _train_slices(self, net, images, masks, train_idx, val_idx, rng, device, start, *, validate_start=False):
         import torch
         from torch.nn import functional as F
 
@@ -349,7 +478,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         return self._train_network(
             net, epoch_batches, batch_loss, history_columns=["epoch", "train_loss", "val_dice", "seconds"],
             lr_schedule="cosine", validate=validation_dice if len(val_idx) else None, score_name="val_dice",
-            patience=self.patience, max_fit_time=self.max_fit_time, start_time=start)
+            patience=self.patience, max_fit_time=self.max_fit_time, start_time=start, validate_start=validate_start)
 
     def _batch(self, images, masks, batch):
         import torch
@@ -359,10 +488,20 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(t.astype(np.float32))
 
     def _forward_volume(self, net, image: np.ndarray, device, *, bf16: bool = False,
-                        bottleneck: bool = False):
-        """Sigmoid probabilities ``(z, Y, X)`` of a grid volume (and bottleneck maps when asked)."""
+                        bottleneck: bool = False, slices: np.ndarray | None = None):
+        """Sigmoid probabilities ``(z, Y, X)`` of a grid volume (and bottleneck maps when asked).
+
+        ``slices``: the only slice indices run (the others get probability 0); None runs them all.
+        """
         import torch
 
+        if not bottleneck:
+            if slices is None:
+                return self._forward_slices(net, image, np.arange(image.shape[0]), device, bf16)
+            prob = np.zeros(image.shape, dtype=np.float32)
+            if len(slices):
+                prob[slices] = self._forward_slices(net, image, np.asarray(slices), device, bf16)
+            return prob
         probs, feats = [], []
         bs = max(1, int(self.inference_batch_size))
         with torch.inference_mode():
@@ -381,6 +520,23 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         prob = np.concatenate(probs)
         return (prob, np.concatenate(feats)) if bottleneck else prob
 
+    def _forward_slices(self, net, image: np.ndarray, slices: np.ndarray, device, bf16: bool) -> np.ndarray:
+        """Sigmoid probabilities of the ``slices`` of a grid volume, ``(len(slices), Y, X)``."""
+        import torch
+
+        probs = []
+        bs = max(1, int(self.inference_batch_size))
+        with torch.inference_mode():
+            for s in range(0, len(slices), bs):
+                x = S.stack_context(image, np.asarray(slices[s:s + bs]), self.context)
+                x = torch.from_numpy(x.astype(np.float32)).to(device)
+                if bf16:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = net(x)
+                probs.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+        return np.concatenate(probs) if probs else np.zeros((0,) + image.shape[1:], dtype=np.float32)
+
     def _grid_dice(self, net, image, mask, device) -> float:
         net.eval()
         prob = self._forward_volume(net, image.astype(np.float32), device)
@@ -395,6 +551,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             digest.update(np.ascontiguousarray(value.numpy()).tobytes())
         settings = (tuple(self.window), self.skull_strip, self.input_size, self.context, self.threshold,
                     self.min_component_ml, self.max_components, self.fill_holes, self.on_empty)
+        if self.spacing_mm is not None or self.brain_only:
+            settings += (self.spacing_mm, self.brain_only)
         digest.update(repr(settings).encode())
         return digest.hexdigest()[:16]
 
@@ -427,9 +585,24 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     def _predict_case(self, case: S.Case):
         net = self._network()
         device = self._net_device
-        grid, undo = self._prepared(case)
-        prob = undo(self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision)))
-        mask = postprocess(prob >= self.threshold, case.voxel_ml, self.min_component_ml, self.fill_holes,
+        geometry = self._geometry(case)
+        intracranial = geometry[0]
+        grid, undo = self._prepared(case, geometry)
+        slices = None
+        if self.spacing_mm is not None and intracranial is not None and not intracranial.all():
+            slices = np.flatnonzero(intracranial.any(axis=(1, 2)))
+        prob = undo(self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision),
+                                         slices=slices))
+        mask = prob >= self.threshold
+        if self.brain_only:
+            kept = S.brain_only(mask, case.hu, case.spacing, intracranial)
+            # the fallback region must not bring back what anatomy removed (a rim along the skull, bone)
+            allowed = ~(mask & ~kept) & (case.hu > S.HAEMATOMA_HU[0]) & (case.hu < S.HAEMATOMA_HU[1])
+            if intracranial is not None:
+                allowed &= intracranial
+            prob = prob * allowed
+            mask = kept
+        mask = postprocess(mask, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
         status = "ok"
         max_prob = float(prob.max()) if prob.size else 0.0
@@ -461,8 +634,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         check_is_fitted(self, "model_state_")
         self._check_params()
         check_frame(X, (self.image_column,), "HematomaSegmenter.transform")
-        # the fingerprint hashes the weights and the *current* post-processing settings
-        folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
+        # the fingerprint hashes the weights and the *current* post-processing settings; the folder is
+        # absolute, so the paths written stay valid from a manifest saved elsewhere
+        folder = self._mask_folder()
         folder.mkdir(parents=True, exist_ok=True)
         paths, problems = [], []
         written: dict[Path, object] = {}
@@ -491,6 +665,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         out[self.output_column] = paths
         return out
 
+    def _mask_folder(self) -> Path:
+        base = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir())
+        return base.expanduser().resolve() / self._fingerprint()
+
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y).transform(X)
 
@@ -512,7 +690,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         """
         check_is_fitted(self, "model_state_")
         check_frame(X, (self.image_column,), "HematomaSegmenter.prediction_records")
-        folder = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir()) / self._fingerprint()
+        folder = self._mask_folder()
         records = []
         for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
             path = _record_path(folder / f"{_safe_name(case_id)}.{self.output_format}")
@@ -555,6 +733,48 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
 
 # -------------------------------------------------------------------------------------- utilities
+#: Parameters fixed by the shipped weights: the network and what it sees.
+PRETRAINED_FIXED = ("base_channels", "levels", "dilation", "context", "window", "skull_strip", "spacing_mm",
+                    "input_size")
+
+
+def pretrained_parameters() -> dict:
+    """The parameters of :meth:`HematomaSegmenter.pretrained` (from the shipped weights' record)."""
+    from radhe.nn.pretrained import SEGMENTER_WEIGHTS, weights_info
+
+    parameters = dict(weights_info(SEGMENTER_WEIGHTS)["parameters"])
+    parameters["window"] = tuple(parameters["window"])
+    return {**parameters, "weights": "pretrained"}
+
+
+def _pretrained_state() -> dict:
+    from radhe.nn.pretrained import SEGMENTER_WEIGHTS, load_weights
+
+    return load_weights(SEGMENTER_WEIGHTS)[0]
+
+
+def _pretrained_sha256() -> str:
+    from radhe.nn.pretrained import SEGMENTER_WEIGHTS, weights_info
+
+    return weights_info(SEGMENTER_WEIGHTS)["sha256"]
+
+
+def _differs(value, expected) -> bool:
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != len(expected):
+            return True
+        return [float(v) for v in value] != [float(v) for v in expected]
+    if isinstance(expected, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) != expected
+    return value != expected
+
+
+def _pad_to(volume: np.ndarray, height: int, width: int) -> np.ndarray:
+    out = np.zeros((volume.shape[0], height, width), dtype=volume.dtype)
+    out[:, :volume.shape[1], :volume.shape[2]] = volume
+    return out
+
+
 def postprocess(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill_holes: bool, *,
                 max_components: int | None = None) -> np.ndarray:
     """Remove 3-D components below ``min_component_ml`` (and beyond the ``max_components`` largest),
@@ -574,8 +794,8 @@ def postprocess(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill
             mask = keep[labels]
     if fill_holes and mask.any():
         for z in np.flatnonzero(mask.any(axis=(1, 2))):
-            mask[z] = ndimage.binary_fill_holes(mask[z])
-        mask = ndimage.binary_fill_holes(mask)
+            mask[z] = S.fill_holes(mask[z])
+        mask = S.fill_holes(mask)
     return mask
 
 

@@ -65,6 +65,7 @@ def train_network(
     patience: int | None = None,
     max_fit_time: float | None = None,
     start_time: float | None = None,
+    validate_start: bool = False,
     name: str = "network",
     verbose: bool = False,
 ) -> TrainingResult:
@@ -89,6 +90,9 @@ def train_network(
         improvement. None: the last epoch's weights are kept.
     max_fit_time : float or None
         Seconds since ``start_time`` after which training stops (the kept weights so far are returned).
+    validate_start : bool
+        Score the starting weights too (epoch 0): fine-tuning from pretrained weights then returns
+        them unchanged when no epoch improves on them.
     name : str
         Prefix of the per-epoch progress messages (logger ``radhe.nn.training``: INFO with ``verbose``,
         else DEBUG).
@@ -107,13 +111,21 @@ def train_network(
     start_time = time.perf_counter() if start_time is None else start_time
     with console_if_unconfigured(verbose):
         return _train(net, optimizer, scheduler, epoch_batches, batch_loss, epochs, validate, score_name, patience,
-                      max_fit_time, start_time, name, verbose)
+                      max_fit_time, start_time, name, verbose, validate_start)
 
 
 def _train(net, optimizer, scheduler, epoch_batches, batch_loss, epochs, validate, score_name, patience,
-           max_fit_time, start_time, name, verbose) -> TrainingResult:
+           max_fit_time, start_time, name, verbose, validate_start=False) -> TrainingResult:
     best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
     history = []
+    if validate is not None and validate_start:
+        t0 = time.perf_counter()
+        net.eval()
+        start_score = float(validate(net))
+        history.append({"epoch": 0, score_name: start_score, "seconds": time.perf_counter() - t0})
+        log.log(20 if verbose else 10, "%s epoch   0 (start)  %s %.4f", name, score_name, start_score)
+        if np.isfinite(start_score):
+            best_score, best_state = start_score, cpu_state(net)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
@@ -147,7 +159,7 @@ def _train(net, optimizer, scheduler, epoch_batches, batch_loss, epochs, validat
         if max_fit_time is not None and time.perf_counter() - start_time > max_fit_time:
             break
     if best_state is None:  # no validation, or a validation score that was never finite
-        best_state, best_epoch = cpu_state(net), len(history)
+        best_state, best_epoch = cpu_state(net), history[-1]["epoch"] if history else 0
     return TrainingResult(best_state, history, best_epoch)
 
 

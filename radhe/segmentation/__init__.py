@@ -18,7 +18,7 @@ _EXPORTS = {
     "radhe.segmentation.metrics": (
         "dice_score", "iou_score", "slice_metrics", "segmentation_metrics", "volume_agreement",
     ),
-    "radhe.nn.slices": ("skull_strip", "window"),
+    "radhe.nn.slices": ("skull_strip", "window", "brain_only"),
 }
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

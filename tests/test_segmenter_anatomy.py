@@ -1,0 +1,269 @@
+"""The segmenter on real-scan terms: physical spacing, skull stripping, anatomical post-processing and
+the shipped weights (real SimpleITK files, the real phantom, the real shipped network)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from _segdata import make_case
+from scipy import ndimage
+
+from radhe.datasets.cohort import generate_case
+from radhe.errors import ConfigurationError, InputWarning
+from radhe.io import read_image, write_image
+from radhe.nn import pretrained as P
+from radhe.nn import slices as S
+from radhe.segmentation import HematomaSegmenter, dice_score, segmentation_metrics
+
+TINY = dict(base_channels=4, levels=3, epochs=2, batch_size=16, learning_rate=5e-3, n_threads=1, random_state=0)
+
+
+def _write_cases(folder, cases):
+    rows = []
+    for case_id, (ct, mask, spacing) in cases.items():
+        rows.append({"case_id": case_id, "patient_id": case_id,
+                     "image": str(write_image(ct, folder / f"{case_id}.nii", spacing=spacing)),
+                     "mask": str(write_image(mask.astype(np.uint8), folder / f"{case_id}_mask.nii", spacing=spacing))})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def phantom_cases(tmp_path_factory):
+    """Three cases of a seed no other test uses, at 256 × 256 × 28, with their ground truth."""
+    folder = tmp_path_factory.mktemp("phantom")
+    cases = {}
+    for index in range(3):
+        result = generate_case(index, 9090, (256, 256, 28), None, return_arrays=True)
+        cases[f"h{index}"] = (result["ct"], result["mask"], result["spacing"])
+    return _write_cases(folder, cases), cases
+
+
+# --------------------------------------------------------------------------------- physical grid
+def test_physical_grid_round_trip_keeps_geometry():
+    rng = np.random.default_rng(0)
+    volume = np.zeros((4, 300, 260), np.float32)
+    z, y, x = np.indices(volume.shape)
+    blob = ((y - 150) / 40.0) ** 2 + ((x - 120) / 30.0) ** 2 < 1
+    volume[blob] = 1.0
+    volume += rng.normal(0, 0.01, volume.shape).astype(np.float32)
+    box = (40, 280, 30, 230)
+    grid, undo = S.to_physical_grid(volume, (0.45, 0.45, 5.0), 1.0, box, 8)
+    # 240 × 200 native pixels of 0.45 mm are 108 × 90 pixels of 1 mm, padded to multiples of 8
+    assert grid.shape == (4, 112, 96)
+    assert np.all(grid[:, 108:] == 0) and np.all(grid[:, :, 90:] == 0)
+    back = undo(grid)
+    assert back.shape == volume.shape
+    assert np.all(back[:, :40] == 0) and np.all(back[:, :, 230:] == 0)  # nothing outside the box
+    assert dice_score(back >= 0.5, blob) > 0.97
+    mask, _ = S.to_physical_grid(blob.astype(np.uint8), (0.45, 0.45, 5.0), 1.0, box, 8, is_mask=True)
+    assert mask.dtype == np.uint8 and abs(int(mask.sum()) - blob.sum() * 0.45**2) / (blob.sum() * 0.45**2) < 0.05
+
+
+def test_spacing_aware_segmenter_meets_two_grids_at_one_scale(tmp_path):
+    """A head at 3 mm (64²) and at 1.5 mm (128²): with spacing_mm they reach the network at the same
+    size, train together (the native grid refuses two sizes), and predictions come back on each grid."""
+    coarse = make_case((10, 64, 64), seed=1, spacing=(3.0, 3.0, 6.0))
+    fine = make_case((10, 128, 128), seed=2, spacing=(1.5, 1.5, 6.0))
+    manifest = _write_cases(tmp_path, {"coarse": coarse, "fine": fine, "coarse2": make_case((10, 64, 64), seed=3),
+                                       "fine2": make_case((10, 128, 128), seed=4, spacing=(1.5, 1.5, 6.0))})
+    with pytest.raises(Exception, match="in-plane size"):
+        HematomaSegmenter(**TINY, validation_fraction=0).fit(manifest)
+    seg = HematomaSegmenter(**TINY, spacing_mm=3.0, validation_fraction=0, cache_dir=tmp_path / "m").fit(manifest)
+    shapes = [seg._prepared(S.load_case(p, None, case_id=c))[0].shape[1:] for c, p in
+              zip(manifest["case_id"], manifest["image"], strict=True)]
+    # the same head is about the same number of network pixels (the heads' margins differ by 3 mm), where
+    # the native grids differ by 2×
+    sides = np.array(shapes, dtype=float)
+    assert sides.max() / sides.min() < 1.1, shapes
+    out = seg.transform(manifest)
+    for image, predicted in zip(out["image"], out["mask_pred"], strict=True):
+        a, b = read_image(image), read_image(predicted)
+        assert a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing()
+
+
+def test_spacing_and_input_size_are_exclusive(tmp_path):
+    manifest = _write_cases(tmp_path, {"a": make_case(seed=1)})
+    with pytest.raises(ConfigurationError, match="spacing_mm.*input_size|not both"):
+        HematomaSegmenter(**TINY, spacing_mm=1.0, input_size=64).fit(manifest)
+    with pytest.raises(ConfigurationError, match="epochs=0"):
+        HematomaSegmenter(**{**TINY, "epochs": 0}).fit(manifest)
+
+
+# ---------------------------------------------------------------------------------------- anatomy
+def test_fill_holes_is_scipys():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shape = tuple(int(v) for v in rng.integers(1, 25, size=rng.integers(1, 4)))
+        mask = ndimage.binary_dilation(rng.random(shape) < rng.uniform(0.02, 0.5))
+        assert np.array_equal(S.fill_holes(mask), ndimage.binary_fill_holes(mask)), shape
+
+
+def test_skull_strip_on_a_fine_grid_finds_the_phantoms_intracranial_space():
+    # 480² at a 220-240 mm field of view: 0.46-0.5 mm pixels, stripped on a grid of twice that
+    result = generate_case(2, 77, (480, 480, 28), None, return_arrays=True)
+    assert 0.45 < result["spacing"][0] < 0.51
+    head = result["head"]
+    truth = head.to_full(head.intracranial, False)
+    found = S.skull_strip(result["ct"].astype(np.float32), spacing=result["spacing"])
+    assert dice_score(found, truth) > 0.97
+    assert found[result["mask"]].all()  # the haematoma is inside
+    assert not found[result["ct"] > S.BONE_HU].any()
+    # the lowest slices with intracranial space (posterior fossa) are kept, not given up
+    assert found.any(axis=(1, 2)).sum() >= truth.any(axis=(1, 2)).sum() - 1
+
+
+def test_brain_only_removes_bone_air_and_rims_along_the_skull_and_keeps_the_haematoma():
+    result = generate_case(0, 9090, (256, 256, 28), None, return_arrays=True)
+    hu, truth, spacing = result["ct"].astype(np.float32), result["mask"], result["spacing"]
+    intracranial = S.skull_strip(hu, spacing=spacing)
+    bone = hu > S.BONE_HU
+    pieces, _ = ndimage.label(bone)
+    skull = (np.bincount(pieces.ravel()) * np.prod(spacing) / 1000 >= S.SKULL_MIN_ML)[pieces] & bone
+    distance = ndimage.distance_transform_edt(~skull, sampling=(spacing[2], spacing[1], spacing[0]))
+    # a false positive along the inner table and the skull base (not around the small calcifications)
+    rim = intracranial & (distance < 2.5)
+    rim[: hu.shape[0] // 2] = False
+    in_bone = np.zeros_like(truth)
+    k, j, i = np.argwhere(bone)[len(np.argwhere(bone)) // 2]
+    in_bone[k, j - 3:j + 3, i - 3:i + 3] = True
+    in_air = np.zeros_like(truth)
+    in_air[:, :6, :6] = True
+    predicted = truth | rim | in_bone | in_air
+    kept = S.brain_only(predicted, hu, spacing, intracranial)
+    assert dice_score(kept, truth) > 0.98
+    assert not kept[rim & ~truth].any() and not kept[in_air].any() and not kept[in_bone & bone].any()
+    # nothing to keep: nothing kept
+    assert not S.brain_only(np.zeros_like(truth), hu, spacing, intracranial).any()
+
+
+def test_brain_only_keeps_a_small_haematoma_against_the_inner_table_and_one_by_a_calcification():
+    result = generate_case(1, 9090, (256, 256, 28), None, return_arrays=True)
+    hu, spacing = result["ct"].astype(np.float32), result["spacing"]
+    intracranial = S.skull_strip(hu, spacing=spacing)
+    sampling = (spacing[2], spacing[1], spacing[0])
+    bone = hu > S.BONE_HU
+    distance = ndimage.distance_transform_edt(~bone, sampling=sampling)
+    z = hu.shape[0] // 2 + 3
+    # a lobar haematoma of ~1.5 mL (radius 7 mm) touching the inner table on a mid slice
+    ys, xs = np.nonzero(intracranial[z] & (distance[z] > 6.5) & (distance[z] < 7.5))
+    centre = np.array([z, ys[0], xs[0]])
+    grid = np.indices(hu.shape).astype(np.float32)
+    radius = np.sqrt(sum(((grid[i] - centre[i]) * sampling[i]) ** 2 for i in range(3)))
+    cortical = (radius < 7.0) & intracranial
+    hu_with = hu.copy()
+    hu_with[cortical] = 65.0
+    assert S.brain_only(cortical, hu_with, spacing, intracranial)[cortical].mean() > 0.95
+    # a small bright calcification (150-450 HU, < 0.2 mL) is not skull: a clot around it stays
+    calcified = hu_with.copy()
+    deep = np.array([z, *np.argwhere(distance[z] > 30)[0]])
+    around = np.sqrt(sum(((grid[i] - deep[i]) * sampling[i]) ** 2 for i in range(3)))
+    clot = (around < 6.0) & intracranial
+    calcified[clot] = 65.0
+    calcified[around < 1.5] = 400.0
+    kept = S.brain_only(clot, calcified, spacing, intracranial)
+    assert kept[clot & (around >= 1.5)].all()
+
+
+# ---------------------------------------------------------------------------------- shipped weights
+def test_shipped_weights_are_package_data_with_a_checked_record(tmp_path):
+    info = P.weights_info()
+    assert info["parameters"]["spacing_mm"] > 0 and info["training"]["data"].startswith("synthetic only")
+    assert info["training"]["cases"] >= 90 and info["training"]["best_validation_dice"] > 0.8
+    assert info["sha256"] and (P.WEIGHTS_DIR / f"{P.SEGMENTER_WEIGHTS}.npz").stat().st_size < 5e6
+    state, _ = P.load_weights()
+    seg = HematomaSegmenter.pretrained()
+    assert set(seg.model_state_) == set(state)
+    assert seg._build_network().load_state_dict(state) is not None
+    # a damaged copy is refused, not loaded
+    for suffix in (".npz", ".json"):
+        shutil.copy(P.WEIGHTS_DIR / f"{P.SEGMENTER_WEIGHTS}{suffix}", tmp_path / f"copy{suffix}")
+    with open(tmp_path / "copy.npz", "r+b") as handle:
+        handle.seek(200)
+        byte = handle.read(1)
+        handle.seek(200)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ConfigurationError, match="damaged"):
+        P.load_weights("copy", tmp_path)
+    with pytest.raises(ConfigurationError, match="not installed"):
+        P.load_weights("nothing-here", tmp_path)
+
+
+def test_pretrained_parameters_are_fixed_by_the_weights(phantom_cases):
+    manifest, _ = phantom_cases
+    with pytest.raises(ConfigurationError, match="fixed by the shipped weights"):
+        HematomaSegmenter.pretrained(base_channels=16)
+    with pytest.raises(ConfigurationError, match="fixed by the shipped weights"):
+        HematomaSegmenter.pretrained(weights=None)
+    wrong = HematomaSegmenter(**{**HematomaSegmenter.pretrained().get_params(), "window": (0, 80)})
+    with pytest.raises(ConfigurationError, match="window"):
+        wrong.fit(manifest)
+
+
+def test_pretrained_segmenter_finds_held_out_haematomas_without_fine_tuning(phantom_cases, tmp_path):
+    manifest, cases = phantom_cases
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        out = seg.transform(manifest)
+    metrics = segmentation_metrics(out)
+    # measured with segmenter-synthetic-v1: 0.984, 0.891, 0.855
+    assert metrics["dice"].min() > 0.75 and metrics["dice"].mean() > 0.85, metrics
+    records = seg.prediction_records(manifest)
+    assert (records["status"] == "ok").all()
+    # what it marks where there is no blood at all stays small (mL per scan; measured 0.2-0.7 mL).
+    # Intraventricular blood (label 5; 4.3 and 10.8 mL in two of these cases) is partly marked, a
+    # known failure mode of the model card, so it is not counted here
+    for index, (case_id, path) in enumerate(zip(out["case_id"], out["mask_pred"], strict=True)):
+        predicted = sitk.GetArrayFromImage(read_image(path)).astype(bool)
+        labels = generate_case(index, 9090, (256, 256, 28), None, return_arrays=True, label_other_blood=True)["labels"]
+        assert np.array_equal(labels == 1, cases[case_id][1])
+        voxel_ml = float(np.prod(cases[case_id][2])) / 1000
+        assert (predicted & (labels == 0)).sum() * voxel_ml < 1.5
+
+
+def test_fine_tuning_starts_from_the_shipped_weights_and_keeps_them_unless_better(phantom_cases, tmp_path):
+    manifest, _ = phantom_cases
+    seg = HematomaSegmenter.pretrained(epochs=1, validation_fraction=0.34, n_threads=1, cache_dir=tmp_path)
+    seg.fit(manifest)
+    history = seg.history_
+    assert history["epoch"].iloc[0] == 0 and np.isfinite(history["val_dice"].iloc[0])
+    shipped, _ = P.load_weights()
+    same = all(np.array_equal(seg.model_state_[k].numpy(), shipped[k].numpy()) for k in shipped)
+    if seg.best_epoch_ == 0:
+        assert same and not seg.fine_tuned_
+    else:
+        assert seg.fine_tuned_ and history["val_dice"].iloc[seg.best_epoch_] > history["val_dice"].iloc[0]
+    assert seg.weights_sha256_ == P.weights_info()["sha256"]
+    # an epoch that ruins the network (a learning rate of 50) is not kept: the shipped weights are
+    ruined = HematomaSegmenter.pretrained(epochs=1, learning_rate=50.0, validation_fraction=0.34, n_threads=1,
+                                          cache_dir=tmp_path).fit(manifest)
+    assert ruined.best_epoch_ == 0 and not ruined.fine_tuned_
+    assert ruined.history_["val_dice"].iloc[1] < ruined.history_["val_dice"].iloc[0]
+    assert all(np.array_equal(ruined.model_state_[k].numpy(), shipped[k].numpy()) for k in shipped)
+    # with nobody to validate on, the replacement is said out loud
+    with pytest.warns(InputWarning, match="without checking"):
+        HematomaSegmenter.pretrained(epochs=1, validation_fraction=0, n_threads=1).fit(manifest.iloc[:1])
+    # without masks (or epochs=0) fitting uses the shipped weights as they are
+    plain = HematomaSegmenter.pretrained(epochs=0).fit(manifest.drop(columns="mask").assign(mask=None))
+    assert not plain.fine_tuned_ and plain.history_.empty
+    assert all(np.array_equal(plain.model_state_[k].numpy(), shipped[k].numpy()) for k in shipped)
+
+
+def test_make_pipeline_with_the_pretrained_segmenter_needs_no_masks(phantom_cases, tmp_path):
+    import radhe
+
+    manifest, _ = phantom_cases
+    no_masks = manifest.drop(columns="mask")
+    pipe = radhe.make_pipeline(segmenter="pretrained", clinical=None, classifier="logistic")
+    segment = pipe.named_steps["segment"]
+    assert segment.weights == "pretrained" and segment.epochs == 0
+    segment.set_params(cache_dir=str(tmp_path), n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        features = pipe[:-1].fit_transform(no_masks, np.array([0, 1, 0]))
+    assert len(features) == 3 and np.isfinite(np.asarray(features, dtype=float)).all()
