@@ -283,6 +283,15 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         image = S.preprocess(case, tuple(self.window), self.skull_strip, intracranial)
         return self._to_grid(image, case, box)
 
+    def _image_and_mask(self, case: S.Case, *, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input and the case's mask on the same grid (``binary``: a 0/1 mask, else a float
+        map with partial values at resampled edges)."""
+        geometry = self._geometry(case)
+        image, _ = self._prepared(case, geometry)
+        mask, _ = self._to_grid(case.mask if binary else case.mask.astype(np.float32), case, geometry[1],
+                                is_mask=binary)
+        return image, mask
+
     def region_features(self, case: S.Case) -> np.ndarray | None:
         """The U-Net's bottleneck feature map averaged over ``case.mask`` (Zhong et al. 2021's representation).
 
@@ -301,9 +310,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
         net = self._network()
         device = self._net_device
-        geometry = self._geometry(case)
-        image, _ = self._prepared(case, geometry)
-        mask, _ = self._to_grid(case.mask.astype(np.float32), case, geometry[1])
+        image, mask = self._image_and_mask(case)
         zs = np.flatnonzero(mask.reshape(len(mask), -1).max(axis=1) > 0)
         x = torch.from_numpy(S.stack_context(image, zs, self.context).astype(np.float32)).to(device)
         with torch.inference_mode():
@@ -363,9 +370,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         for row in rows.to_dict("records"):
             case = S.load_case(row[self.image_column], row[self.mask_column], case_id=row["case_id"],
                                require_mask=True, hu_check=self.hu_check)
-            geometry = self._geometry(case)
-            image, _ = self._prepared(case, geometry)
-            mask, _ = self._to_grid(case.mask, case, geometry[1], is_mask=True)
+            image, mask = self._image_and_mask(case, binary=True)
             if self.spacing_mm is None and image.shape[1:] != (images[0].shape[1:] if images else image.shape[1:]):
                 raise InputError(
                     f"in-plane size {case.hu.shape[1:]} differs from the first case's; set spacing_mm= or input_size= "
@@ -377,8 +382,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             # cases cropped to their own heads: zero-pad every one to the largest, so slices batch together
             height = max(image.shape[1] for image in images)
             width = max(image.shape[2] for image in images)
-            images = [_pad_to(image, height, width) for image in images]
-            masks = [_pad_to(mask, height, width) for mask in masks]
+            images = [np.pad(v, ((0, 0), (0, height - v.shape[1]), (0, width - v.shape[2]))) for v in images]
+            masks = [np.pad(v, ((0, 0), (0, height - v.shape[1]), (0, width - v.shape[2]))) for v in masks]
         patients = (rows["patient_id"] if "patient_id" in rows.columns else rows["case_id"]).astype(str).to_numpy()
         train_idx, val_idx = _patient_split(patients, self.validation_fraction, rng)
         if pretrained and not len(val_idx):
@@ -390,13 +395,14 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         with runtime.torch_runtime(self._threads(), seed):
             net = self._build_network()
             if pretrained:
-                net.load_state_dict(_pretrained_state())
+                shipped, shipped_sha256 = _pretrained_weights()
+                net.load_state_dict(shipped)
             net = net.to(device)
             result = self._train_slices(net, images, masks, train_idx, val_idx, rng, device, start,
                                         validate_start=pretrained)
         self.best_epoch_ = result.best_epoch
         self.fine_tuned_ = result.best_epoch > 0
-        self.weights_sha256_ = _pretrained_sha256() if pretrained else None
+        self.weights_sha256_ = shipped_sha256 if pretrained else None
         self.train_cases_ = [case_ids[i] for i in train_idx]
         self.validation_cases_ = [case_ids[i] for i in val_idx]
         self.fingerprint_ = self._fingerprint()
@@ -405,8 +411,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         return self
 
     def _use_pretrained(self, start: float) -> None:
-        self.model_state_ = _pretrained_state()
-        self.weights_sha256_ = _pretrained_sha256()
+        self.model_state_, self.weights_sha256_ = _pretrained_weights()
         self.history_ = pd.DataFrame(columns=["epoch", "train_loss", "val_dice", "seconds"])
         self.best_epoch_ = 0
         self.fine_tuned_ = False
@@ -747,16 +752,12 @@ def pretrained_parameters() -> dict:
     return {**parameters, "weights": "pretrained"}
 
 
-def _pretrained_state() -> dict:
+def _pretrained_weights() -> tuple[dict, str]:
+    """The shipped weights' ``state_dict`` and the SHA-256 they were checked against."""
     from radhe.nn.pretrained import SEGMENTER_WEIGHTS, load_weights
 
-    return load_weights(SEGMENTER_WEIGHTS)[0]
-
-
-def _pretrained_sha256() -> str:
-    from radhe.nn.pretrained import SEGMENTER_WEIGHTS, weights_info
-
-    return weights_info(SEGMENTER_WEIGHTS)["sha256"]
+    state, info = load_weights(SEGMENTER_WEIGHTS)
+    return state, info["sha256"]
 
 
 def _differs(value, expected) -> bool:
@@ -767,12 +768,6 @@ def _differs(value, expected) -> bool:
     if isinstance(expected, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value) != expected
     return value != expected
-
-
-def _pad_to(volume: np.ndarray, height: int, width: int) -> np.ndarray:
-    out = np.zeros((volume.shape[0], height, width), dtype=volume.dtype)
-    out[:, :volume.shape[1], :volume.shape[2]] = volume
-    return out
 
 
 def postprocess(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill_holes: bool, *,
