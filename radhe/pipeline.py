@@ -405,11 +405,11 @@ def make_pipeline(
         Deep-feature branch (:class:`~radhe.features.CNNEmbedder`).
     segmenter : None, "default", "pretrained" or transformer, default None
         A step ``"segment"`` predicting haematoma masks before feature extraction; the radiomics
-        and CNN branches then read the predicted masks. "default" trains a
-        :class:`~radhe.segmentation.HematomaSegmenter` on the training fold's masks; "pretrained"
-        uses the one shipped with radhe as it is (:meth:`HematomaSegmenter.pretrained` with
-        ``epochs=0``: no masks needed) (their ``mask_column`` is set to the
+        and CNN branches then read the predicted masks (their ``mask_column`` is set to the
         segmenter's ``output_column`` on clones; the objects you pass are not modified).
+        "default" trains a :class:`~radhe.segmentation.HematomaSegmenter` on the training fold's
+        masks; "pretrained" uses the one shipped with radhe as it is
+        (:meth:`HematomaSegmenter.pretrained` with ``epochs=0``: no masks needed).
     tabular : None, "default", list of str or transformer, default None
         Pass-through branch for precomputed features (see also ``clinical="auto"``, which makes
         one when the pipeline has no other branch). With both ``clinical`` and ``tabular``
