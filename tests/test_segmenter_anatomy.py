@@ -139,6 +139,15 @@ def test_brain_only_removes_bone_air_and_rims_along_the_skull_and_keeps_the_haem
     assert not kept[rim & ~truth].any() and not kept[in_air].any() and not kept[in_bone & bone].any()
     # nothing to keep: nothing kept
     assert not S.brain_only(np.zeros_like(truth), hu, spacing, intracranial).any()
+    # bad input is named, not broadcast
+    with pytest.raises(ValueError, match="one \\(z, y, x\\) shape"):
+        S.brain_only(truth[:-1], hu, spacing, intracranial)
+    with pytest.raises(ValueError, match="one \\(z, y, x\\) shape"):
+        S.brain_only(truth, hu, spacing, intracranial[:, :-1])
+    with pytest.raises(ValueError, match="three positive"):
+        S.brain_only(truth, hu, (0.9, 0.9), intracranial)
+    with pytest.raises(ValueError, match="three positive"):
+        S.brain_only(truth, hu, (0.9, 0.0, 5.0), intracranial)
 
 
 def test_brain_only_keeps_a_small_haematoma_against_the_inner_table_and_one_by_a_calcification():

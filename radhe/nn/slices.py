@@ -190,8 +190,22 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
     Returns
     -------
     numpy.ndarray of bool
+
+    Raises
+    ------
+    ValueError
+        ``mask``, ``hu`` and ``intracranial`` are not one 3-D shape, or ``spacing`` is not three
+        positive numbers.
     """
-    mask = np.asarray(mask, dtype=bool) & (hu > HAEMATOMA_HU[0]) & (hu < HAEMATOMA_HU[1])
+    mask, hu = np.asarray(mask, dtype=bool), np.asarray(hu)
+    shapes = {"mask": mask.shape, "hu": hu.shape}
+    if intracranial is not None:
+        shapes["intracranial"] = np.shape(intracranial)
+    if mask.ndim != 3 or len(set(shapes.values())) != 1:
+        raise ValueError(f"brain_only: mask, hu and intracranial must be one (z, y, x) shape; got {shapes}")
+    if len(spacing) != 3 or not all(np.isfinite(float(v)) and float(v) > 0 for v in spacing):
+        raise ValueError(f"brain_only: spacing must be three positive (x, y, z) sizes in mm; got {tuple(spacing)}")
+    mask = mask & (hu > HAEMATOMA_HU[0]) & (hu < HAEMATOMA_HU[1])
     if intracranial is not None:
         mask &= intracranial
     if not mask.any():
