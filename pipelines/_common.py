@@ -25,6 +25,8 @@ __all__ = [
     "load_or_make_cohort",
     "oracle_auc",
     "segmenter",
+    "segment_step",
+    "SEGMENTER_CHOICES",
     "roi_cnn",
     "split_overrides",
     "published_pipeline",
@@ -97,6 +99,42 @@ def segmenter(random_state=None, **params):
     settings = dict(base_channels=16, levels=4, epochs=20, input_size=128, patience=5)
     settings.update(params)
     return HematomaSegmenter(random_state=random_state, **settings)
+
+
+#: Values of a pipeline's ``segmenter`` override (besides a transformer of your own).
+SEGMENTER_CHOICES = ("pretrained", "fold")
+
+
+def segment_step(kind, random_state, seg_kw: dict, **fold_defaults):
+    """The ``"segment"`` step of a published pipeline that segments before extracting features.
+
+    ``kind`` "pretrained": the segmenter shipped with radhe
+    (:meth:`~radhe.segmentation.HematomaSegmenter.pretrained`, trained on synthetic CT only, never
+    on the cohort at hand). With ``epochs=0`` (the default) it is the same model in every fold, so
+    each case is segmented once in a cross-validation (its masks are reused) and nothing is fitted
+    on the cohort; ``epochs > 0`` fine-tunes it on each training fold's masks. "fold": a U-Net
+    trained from scratch in each training fold (:func:`segmenter`, with the method's
+    ``fold_defaults``; slower: 20 epochs per fold). A transformer is used as given. ``seg_kw`` are
+    the network overrides of :func:`split_overrides`; the shipped network's fixed settings
+    (architecture, window, spacing) are refused by name with "pretrained".
+    """
+    from radhe.errors import ConfigurationError
+    from radhe.segmentation import HematomaSegmenter
+
+    if not isinstance(kind, str):
+        return kind
+    if kind == "fold":
+        return segmenter(random_state, **{**fold_defaults, **seg_kw})
+    if kind != "pretrained":
+        raise ConfigurationError(f"segmenter must be one of {SEGMENTER_CHOICES} or a transformer, got {kind!r}")
+    from radhe.nn.segmenter import PRETRAINED_FIXED
+
+    fixed = sorted(set(seg_kw) & set(PRETRAINED_FIXED))
+    if fixed:
+        raise ConfigurationError(
+            f"{', '.join(fixed)} cannot be changed on the shipped segmenter (its network and input are fixed); "
+            "pass segmenter='fold' to train a U-Net with them in each training fold")
+    return HematomaSegmenter.pretrained(**{"epochs": 0, **seg_kw}, random_state=random_state)
 
 
 def roi_cnn(random_state=None, **params):
@@ -231,7 +269,7 @@ def write_report(result, out: Path, *, title: str, about: str = "", extras=None,
 # -------------------------------------------------------------------------------------- running
 def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, seed: int = 0, label: str = "he",
                  overrides=None, threshold_cv: int | None = 3, n_bootstrap: int = 1000, grid: bool = False,
-                 explain: bool | None = None, verbose: bool = True, mlflow=None) -> dict:
+                 explain: bool | None = None, verbose: bool = True, mlflow=None, cache=None) -> dict:
     """Cross-validate ``module``'s pipeline on ``manifest`` and write its report to ``out``.
 
     The pipeline is ``module.build_pipeline(random_state=seed, **overrides)``, evaluated with
@@ -239,7 +277,10 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     volume and BAT baselines on the same folds, out-of-fold SHAP unless ``module.EXPLAIN`` is False),
     and written by :func:`write_report` with the sections of ``module.extra_sections`` if defined.
     ``grid=True`` wraps the pipeline in a patient-grouped ``GridSearchCV`` over ``module.param_grid()``
-    (nested CV: slow). ``explain=False`` skips SHAP (None: the module's ``EXPLAIN``, default True).
+    (nested CV: slow). Predicted masks and radiomics features are cached per case in the folder
+    ``cache`` (default ``out/cache``; where the pipeline has no cache of its own), so a case whose
+    mask is the same in every fold is segmented and extracted once. ``explain=False`` skips SHAP
+    (None: the module's ``EXPLAIN``, default True).
     ``mlflow``: track the run with MLflow, as :func:`radhe.evaluation.evaluate`'s ``mlflow=``
     (parameters, metrics, the report's files). Progress goes to the ``radhe`` logger (INFO);
     ``verbose`` prints the results' summary on stdout.
@@ -256,7 +297,8 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     start = time.perf_counter()
     y = manifest[label].astype(int)
     log.info("%s: %s", module.NAME, module.TITLE)
-    pipeline = module.build_pipeline(random_state=seed, **dict(overrides or {}))
+    cache = out / "cache" if cache is None else Path(cache)
+    pipeline = _with_run_caches(module.build_pipeline(random_state=seed, **dict(overrides or {})), cache)
     if grid:
         from sklearn.model_selection import GridSearchCV
 
@@ -287,6 +329,26 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
             print(f"oracle AUC (the cohort's true risk) {oracle:.3f}")
         print(f"{module.NAME}: {seconds:.1f} s; report: {paths['html']}; metrics: {paths['metrics']}")
     return {"result": result, "paths": paths, "auc": result.main.auc.auc, "oracle_auc": oracle, "seconds": seconds}
+
+
+def _with_run_caches(pipeline, folder: Path):
+    """The pipeline with its per-case caches in ``folder`` where it has none of its own.
+
+    Radiomics features go to ``folder/radiomics`` (:class:`radhe.cache.FeatureCache`, keyed on the
+    content of image and mask), and the masks of a segmenter that is the same in every fold (the
+    shipped one with ``epochs=0``) to ``folder/masks``. Where a case's mask is the same in every
+    fold (that segmenter, or the reference masks), it is then segmented and its features extracted
+    once for the whole cross-validation. A segmenter trained in each fold predicts new masks per
+    fold (thousands in a long run): they stay in its own default folder, as without this cache,
+    and their features are extracted anew.
+    """
+    params = pipeline.get_params()
+    updates = {}
+    if "segment__cache_dir" in params and params["segment__cache_dir"] is None and params.get("segment__epochs") == 0:
+        updates["segment__cache_dir"] = str(folder / "masks")
+    if "features__radiomics__cache" in params and params["features__radiomics__cache"] is None:
+        updates["features__radiomics__cache"] = str(folder / "radiomics")
+    return pipeline.set_params(**updates) if updates else pipeline
 
 
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:

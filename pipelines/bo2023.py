@@ -7,10 +7,12 @@ Mapping of the paper's methods section to this pipeline
 -------------------------------------------------------
 * *Automated segmentation ("ichseg" ... skull stripping ... binary hemorrhage mask; "hematoma
   volume is calculated automatically by counting the number of segment voxels multiplying them by
-  the voxel size")* → step ``"segment"``: :class:`radhe.segmentation.HematomaSegmenter`
-  (skull-stripped, 0–80 HU), trained inside each training fold; features use its predicted
-  masks (the radiomics shape features include the planimetric volume ``MeshVolume`` /
-  ``VoxelVolume``).
+  the voxel size")* → step ``"segment"``: like ``ichseg``, a segmenter trained elsewhere and
+  used as it is — the one shipped with radhe (:meth:`radhe.segmentation.HematomaSegmenter.pretrained`,
+  skull-stripped, trained on synthetic CT only; ``epochs=0``: nothing is fitted on the cohort, and
+  each case is segmented once in a cross-validation). Features use its predicted masks (the
+  radiomics shape features include the planimetric volume ``MeshVolume`` / ``VoxelVolume``).
+  ``segmenter="fold"`` trains a U-Net (skull-stripped, 0–80 HU) in each training fold instead.
 * *"pyradiomics ... features ... according to ... IBSI"; "107 radiomics features"* → branch
   ``"radiomics"``: :class:`~radhe.features.RadiomicsFeatures` ``"ibsi_default"`` (original image,
   bin width 25 HU, the 107 pyradiomics features).
@@ -36,7 +38,7 @@ Where this differs from the paper
   radhe never downloads weights, so a small ROI CNN is trained on the training fold instead. With
   a local copy of the weights, pass ``cnn=CNNEmbedder(kind="backbone", backbone=...,
   backbone_weights=...)`` as an override.
-* Our U-Net replaces the R package ``ichseg``.
+* radhe's shipped U-Net replaces the R package ``ichseg``.
 * The manifest's clinical variables stand in for Bo's 15 (no ADL index, D-dimer, fibrinogen, ...);
   the NCCT marker columns are clinical inputs here too unless excluded.
 * Cross-validation instead of Bo's two random cohorts (CNN cohort / classifier cohort).
@@ -50,14 +52,14 @@ from ._common import smoke_radiomics
 
 NAME = "bo2023"
 TITLE = "Bo et al. 2023: automatic masks → radiomics + CNN + clinical → K-best → SVM"
-ABOUT = ("U-Net masks (trained in each fold) → pyradiomics features (107 at the default settings) + ROI-CNN features of the largest-area slice "
+ABOUT = ("U-Net masks (radhe's shipped segmenter, as ichseg in the paper) → pyradiomics features (107 at the default settings) + ROI-CNN features of the largest-area slice "
          "± 3 slices + clinical variables → in-fold K-best selection → SVM; confusion matrix, AUC, precision, recall, "
          "F1, AP and the top-15 SHAP features. Difference: a small CNN trained on the fold replaces ImageNet "
          "Inception-v3 (no pretrained weights offline).")
 #: Shape and first-order features of the original image only, for smoke tests.
 TINY_RADIOMICS = smoke_radiomics({"Original": {}})
-TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8, n_threads=1,
-            skull_strip=False, radiomics=TINY_RADIOMICS)
+TINY = dict(segmenter="fold", epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8,
+            n_threads=1, skull_strip=False, radiomics=TINY_RADIOMICS)
 
 
 def build_pipeline(**overrides):
@@ -73,11 +75,12 @@ def build_pipeline(**overrides):
     """
     from radhe.features.radiomics import RadiomicsFeatures
 
-    from ._common import published_pipeline, roi_cnn, segmenter
+    from ._common import published_pipeline, roi_cnn, segment_step
 
     def settings(random_state, seg_kw, cnn_kw, rest):
         return dict(
-            segmenter=segmenter(random_state, **{"window": (0.0, 80.0), "skull_strip": True, **seg_kw}),
+            segmenter=segment_step(rest.pop("segmenter", "pretrained"), random_state, seg_kw,
+                                   **{"window": (0.0, 80.0), "skull_strip": True}),
             radiomics=RadiomicsFeatures(params=rest.pop("radiomics", "ibsi_default"), on_error="skip"),
             cnn=roi_cnn(random_state, **{"n_slices": 3, "window": (0.0, 80.0), **cnn_kw}),
             clinical="default", selector="f_classif", k=20, classifier="svm",

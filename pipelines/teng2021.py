@@ -10,9 +10,12 @@ Mapping of the paper's methods section to this pipeline
   two 3×3 convolution layers and a 2×2 max-pooling layer ... dilated convolution on the second
   convolution layers of each downsampling block ... 1×1 convolution layer with sigmoid"* → step
   ``"segment"``: :class:`radhe.segmentation.HematomaSegmenter` (``window=(0, 100)``,
-  ``dilation=2``; :class:`~radhe.nn.networks.UNet2d` has exactly these blocks), trained
-  inside each training fold on the reference masks; its predicted masks define the ROI of both
-  feature branches, for training and test cases alike.
+  ``dilation=2``; :class:`~radhe.nn.networks.UNet2d` has exactly these blocks) with
+  ``segmenter="fold"``, trained inside each training fold on the reference masks. By default the
+  U-Net shipped with radhe instead (:meth:`radhe.segmentation.HematomaSegmenter.pretrained`: trained
+  on synthetic CT only, as Teng's was trained on its own development scans and not on the cases it
+  is tested on; ``epochs=0``: fixed in every fold, each case segmented once). Its predicted masks
+  define the ROI of both feature branches, for training and test cases alike.
 * *Prediction model, first branch: "radiomics features on the ROI ... Laplacian of Gaussian and
   wavelet ... together with the original images ... intensity, texture, and geometric"* → branch
   ``"radiomics"``: :class:`~radhe.features.RadiomicsFeatures` with the ``"teng2021"`` preset
@@ -49,16 +52,17 @@ from ._common import smoke_radiomics
 
 NAME = "teng2021"
 TITLE = "Teng et al. 2021: dilated U-Net → radiomics (original + LoG + wavelet) + CNN → gradient boosting"
-ABOUT = ("Dilated 2-D U-Net (HU window 0–100) segments the haematoma in each training fold; ROI radiomics "
+ABOUT = ("A 2-D U-Net segments the haematoma (radhe's shipped one by default; with segmenter='fold' a dilated "
+         "U-Net, HU window 0–100, trained in each training fold); ROI radiomics "
          "(original, LoG, wavelet) and ROI-CNN features of the predicted masks are concatenated and classified "
          "by gradient-boosted trees; threshold metrics at the Youden point of the training folds. Differences: "
-         "small networks trained on this cohort, XGBoost as the gradient booster, 1,316 radiomics features at the default settings.")
+         "small networks, XGBoost as the gradient booster, 1,316 radiomics features at the default settings.")
 
 #: A small radiomics configuration of the same image types, for smoke tests and CPU runs: shape
 #: (geometry, once) and first-order features of the original, LoG (2 mm) and wavelet images (194).
 TINY_RADIOMICS = smoke_radiomics({"Original": {}, "LoG": {"sigma": [2.0]}, "Wavelet": {}})
-TINY = dict(epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8, n_threads=1,
-            radiomics=TINY_RADIOMICS)
+TINY = dict(segmenter="fold", epochs=1, base_channels=4, levels=3, input_size=64, crop_size=32, n_features=8,
+            n_threads=1, radiomics=TINY_RADIOMICS)
 
 
 def build_pipeline(**overrides):
@@ -75,11 +79,12 @@ def build_pipeline(**overrides):
     """
     from radhe.features.radiomics import RadiomicsFeatures
 
-    from ._common import published_pipeline, roi_cnn, segmenter
+    from ._common import published_pipeline, roi_cnn, segment_step
 
     def settings(random_state, seg_kw, cnn_kw, rest):
         return dict(
-            segmenter=segmenter(random_state, **{"window": (0.0, 100.0), "dilation": 2, **seg_kw}),
+            segmenter=segment_step(rest.pop("segmenter", "pretrained"), random_state, seg_kw,
+                                   **{"window": (0.0, 100.0), "dilation": 2}),
             radiomics=RadiomicsFeatures(params=rest.pop("radiomics", "teng2021"), on_error="skip"),
             cnn=roi_cnn(random_state, **{"window": (0.0, 100.0), "pooling": "max", "mask_channel": True, **cnn_kw}),
             clinical=None, selector=None, classifier="xgboost",

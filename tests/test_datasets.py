@@ -10,7 +10,14 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from radhe.datasets import MANIFEST_COLUMNS, MARKER_COLUMNS, OUTCOME_COLUMNS, make_ich_cohort
-from radhe.datasets.cohort import MASK_LABELS, OTHER_BLOOD_COLUMNS, generate_case
+from radhe.datasets._outcome import INTERCEPT, WEIGHTS
+from radhe.datasets.cohort import (
+    IMAGE_TERMS,
+    MASK_LABELS,
+    OTHER_BLOOD_COLUMNS,
+    RISK_TERM_COLUMNS,
+    generate_case,
+)
 from radhe.errors import ConfigurationError
 from radhe.io import load_manifest, validate_manifest
 from radhe.labels import haematoma_expansion
@@ -48,8 +55,15 @@ def test_contract_columns_and_files(small_cohort):
     reread = load_manifest(f"{folder}/manifest.csv")
     pd.testing.assert_frame_equal(reread, m)
     oracle = pd.read_csv(f"{folder}/oracle.csv")
-    assert list(oracle.columns) == ["case_id", "he_risk", *OTHER_BLOOD_COLUMNS]
+    assert list(oracle.columns) == ["case_id", "he_risk", *OTHER_BLOOD_COLUMNS, *RISK_TERM_COLUMNS]
     assert (oracle[list(OTHER_BLOOD_COLUMNS)] >= 0).all().all()
+    # the terms add up to the true log-odds; the CT-visible ones are a strict part of them
+    logit = np.log(oracle["he_risk"] / (1 - oracle["he_risk"]))
+    np.testing.assert_allclose(INTERCEPT + oracle[list(RISK_TERM_COLUMNS)].sum(axis=1), logit, atol=1e-9)
+    assert set(IMAGE_TERMS) < set(WEIGHTS) and {"anticoagulant", "log_onset_to_ct"}.isdisjoint(IMAGE_TERMS)
+    volume_term = WEIGHTS["log_volume"] * np.log(np.maximum(m["baseline_volume_ml"], 0.1) / 13.0)
+    np.testing.assert_allclose(oracle["logit_log_volume"], volume_term, atol=1e-9)
+    np.testing.assert_allclose(oracle["logit_hypodensity"], WEIGHTS["hypodensity"] * m["hypodensity"])
     assert oracle["case_id"].tolist() == m["case_id"].tolist()
     assert oracle["he_risk"].between(0, 1).all()
     assert "he_risk" not in m.columns

@@ -11,6 +11,8 @@ import pytest
 import radhe_pipelines as pipelines
 from radhe_pipelines import _common
 
+from radhe.errors import ConfigurationError
+
 NAMES = pipelines.NAMES
 CLASSIFIER_PIPELINES = [n for n in NAMES if n != "xu2021"]
 
@@ -47,7 +49,16 @@ def test_module_interface_and_documented_differences(name):
 
 
 def test_overrides_reach_the_networks():
-    teng = _module("teng2021").build_pipeline(random_state=1, epochs=3, base_channels=4, crop_size=16)
+    # by default the shipped segmenter, fixed in every fold: nothing is fitted on the cohort's masks
+    for name in ("teng2021", "bo2023"):
+        params = _module(name).build_pipeline(random_state=1).get_params()
+        assert params["segment__epochs"] == 0 and params["segment__spacing_mm"] is not None, name
+        with pytest.raises(ConfigurationError, match="base_channels cannot be changed.*segmenter='fold'"):
+            _module(name).build_pipeline(random_state=1, base_channels=4)
+        with pytest.raises(ConfigurationError, match="segmenter must be one of"):
+            _module(name).build_pipeline(random_state=1, segmenter="shipped")
+    teng = _module("teng2021").build_pipeline(random_state=1, segmenter="fold", epochs=3, base_channels=4,
+                                              crop_size=16)
     params = teng.get_params()
     assert params["segment__epochs"] == 3 and params["segment__base_channels"] == 4
     assert params["segment__window"] == (0.0, 100.0) and params["segment__dilation"] == 2
@@ -59,6 +70,40 @@ def test_overrides_reach_the_networks():
     assert type(marker).__name__ == "NCCTMarkerClassifier"
     assert (marker.mask_column, marker.train_mask_column, marker.pooling) == ("mask_pred", "mask", "haar")
     assert "blend_sign" in ohkita.named_steps["features"].transformers[1][1].exclude
+
+
+def test_a_run_caches_masks_and_features_in_its_folder(tmp_path):
+    pipe = _common._with_run_caches(_module("bo2023").build_pipeline(random_state=0), tmp_path / "cache")
+    params = pipe.get_params()
+    assert params["segment__cache_dir"] == str(tmp_path / "cache" / "masks")
+    assert params["features__radiomics__cache"] == str(tmp_path / "cache" / "radiomics")
+    own = _module("bo2023").build_pipeline(random_state=0, cache_dir=str(tmp_path / "mine"))
+    assert _common._with_run_caches(own, tmp_path / "cache").get_params()["segment__cache_dir"] == str(
+        tmp_path / "mine")  # a cache the user chose is kept
+
+
+@pytest.mark.slow
+def test_shipped_segmenter_segments_each_case_once_in_a_cross_validation(small_cohort, tmp_path, monkeypatch):
+    from radhe.segmentation import HematomaSegmenter
+
+    predicted = []
+    real = HematomaSegmenter._predict_case
+
+    def counted(self, case):  # the real prediction, counted
+        predicted.append(case.case_id)
+        return real(self, case)
+
+    monkeypatch.setattr(HematomaSegmenter, "_predict_case", counted)
+    cases = small_cohort.iloc[:12]
+    overrides = dict(segmenter="pretrained", seg_epochs=0, cnn_epochs=1, crop_size=32, n_features=8, n_threads=1,
+                     radiomics=_module("bo2023").TINY_RADIOMICS)
+    run = _common.run_pipeline(_module("bo2023"), cases, manifest_path=_manifest_path(small_cohort),
+                               out=tmp_path, folds=2, threshold_cv=None, n_bootstrap=50, explain=False,
+                               overrides=overrides, verbose=False)
+    assert run["result"].main.n == len(cases)
+    # two folds, each transforming its training and its test cases: still one prediction per case
+    assert sorted(predicted) == sorted(cases["case_id"])
+    assert len(list((tmp_path / "cache" / "masks").glob("*/*.nii"))) == len(cases)
 
 
 def test_cli_lists_every_pipeline():
@@ -194,8 +239,8 @@ def test_split_overrides():
 MODERATE = {
     "default": {},
     "zhong2021": dict(epochs=12, input_size=64),
-    "teng2021": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64, radiomics="tiny"),
-    "bo2023": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64),
+    "teng2021": dict(cnn_epochs=10, radiomics="tiny"),
+    "bo2023": dict(cnn_epochs=10),
     "ohkita": dict(seg_epochs=10, cnn_epochs=10, base_channels=8, input_size=64),
 }
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -187,6 +190,72 @@ def test_case_ids_never_share_a_mask_file(trained):
     X["case_id"] = ["same", "same"]  # two images under one id: refused, not silently overwritten
     with pytest.raises(InputError, match="case 'same'.*not unique"):
         seg.transform(X)
+
+
+def test_transform_reuses_the_mask_of_an_unchanged_image_only(trained, tmp_path):
+    """A fixed model predicts each file once (a CV over a pretrained segmenter); a changed file is predicted anew."""
+    seg, test, _ = trained
+    seg = joblib.load(_dump(seg, tmp_path))
+    seg.set_params(cache_dir=tmp_path / "m")
+    case = test.iloc[:1].copy()
+    case["image"] = str(shutil.copy(case["image"].iloc[0], tmp_path / "ct.nii"))
+    path = Path(seg.transform(case)["mask_pred"].iloc[0])
+    first = path.stat().st_mtime_ns
+    assert seg.transform(case)["mask_pred"].iloc[0] == str(path)
+    assert path.stat().st_mtime_ns == first  # reused, not rewritten
+    assert seg.prediction_records(case)["status"].tolist() == ["ok"]
+
+    # the same path, other content (another case's CT): predicted again, never the stale mask
+    other = test.iloc[1]
+    shutil.copy(other["image"], case["image"].iloc[0])
+    again = seg.transform(case)["mask_pred"].iloc[0]
+    assert Path(again).stat().st_mtime_ns != first
+    assert np.array_equal(_array(again), seg.predict_mask(other["image"])[0])
+
+    # a deleted mask, or a record of another image: predicted again
+    Path(again).unlink()
+    assert Path(seg.transform(case)["mask_pred"].iloc[0]).is_file()
+    moved = case.assign(image=str(shutil.copy(other["image"], tmp_path / "ct2.nii")))
+    out = seg.transform(moved)["mask_pred"].iloc[0]
+    assert json.loads(Path(out + ".json").read_text())["image"] == moved["image"].iloc[0]
+
+
+def test_reused_prediction_raises_the_image_warnings_again_and_respects_its_settings(trained, tmp_path):
+    from test_io import _write_dicom_series
+
+    seg, _, _ = trained
+    seg = joblib.load(_dump(seg, tmp_path))
+    seg.set_params(cache_dir=tmp_path / "m")
+    ct, _, spacing = make_case(seed=5)
+    folder = tmp_path / "dcm"
+    _write_dicom_series(folder, ct, spacing, "1.2.826.0.1.3680043.2.1125.2")  # a DICOM folder of two series
+    _write_dicom_series(folder, ct[:3], spacing, "1.2.826.0.1.3680043.2.1125.3")
+    case = pd.DataFrame({"case_id": ["d1"], "patient_id": ["d1"], "image": [str(folder)]})
+    with pytest.warns(InputWarning, match="2 DICOM series"):
+        path = Path(seg.transform(case)["mask_pred"].iloc[0])
+    first = path.stat().st_mtime_ns
+    with pytest.warns(InputWarning, match="2 DICOM series"):  # reused, and the reader's warning raised again
+        seg.transform(case)
+    assert path.stat().st_mtime_ns == first
+    record = json.loads(Path(f"{path}.json").read_text())
+    assert record["load_warnings"][0][0] == "radhe.errors.InputWarning"
+    assert record["reuse_key"]["image_stamp"]["files"]  # a folder is stamped by every file in it
+
+    # a setting outside the weights' fingerprint that changes the prediction, or another radhe version
+    for change in ({"hu_check": False}, {"inference_precision": "bfloat16"}):
+        other = joblib.load(_dump(seg, tmp_path))
+        other.set_params(**change)
+        assert other._fingerprint() == seg._fingerprint()
+        with pytest.warns(InputWarning):
+            other.transform(case)
+        assert path.stat().st_mtime_ns != first, change
+        first = path.stat().st_mtime_ns
+    record = json.loads(Path(f"{path}.json").read_text())
+    record["reuse_key"]["version"] = -1
+    Path(f"{path}.json").write_text(json.dumps(record))
+    with pytest.warns(InputWarning):
+        seg.transform(case)
+    assert path.stat().st_mtime_ns != first
 
 
 def test_fit_is_deterministic_and_pickles(cohort, tmp_path):

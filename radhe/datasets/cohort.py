@@ -24,7 +24,7 @@ from radhe.io.manifest import load_manifest
 log = get_logger(__name__)
 
 __all__ = ["make_ich_cohort", "generate_case", "MANIFEST_COLUMNS", "MARKER_COLUMNS", "OUTCOME_COLUMNS",
-           "MASK_LABELS", "OTHER_BLOOD_COLUMNS"]
+           "MASK_LABELS", "OTHER_BLOOD_COLUMNS", "RISK_TERM_COLUMNS", "IMAGE_TERMS"]
 
 #: The NCCT marker columns the cohort's manifest holds (:data:`radhe.constants.NCCT_MARKERS`).
 MARKER_COLUMNS = NCCT_MARKERS
@@ -47,6 +47,17 @@ RANDOMISED_SCANNER = {"hu_offset": (-8.0, 8.0), "noise_sd": (2.5, 10.0), "noise_
 _COVERED_MM = 140.0
 #: Columns of ``oracle.csv`` beside ``he_risk``: the volume (mL) of each kind of other blood.
 OTHER_BLOOD_COLUMNS = tuple(f"{kind}_ml" for kind in _other_blood.OTHER_BLOOD_LABELS)
+#: Columns of ``oracle.csv`` after :data:`OTHER_BLOOD_COLUMNS`: each term's share of the true log-odds
+#: (``logit_<term>`` = weight × term of :data:`radhe.datasets._outcome.WEIGHTS`), so that
+#: ``logit(he_risk) = INTERCEPT + Σ logit_<term>``.
+RISK_TERM_COLUMNS = tuple(f"logit_{term}" for term in _outcome.WEIGHTS)
+#: The terms of the risk that the admission CT shows (NCCT markers, baseline volume, clot texture
+#: and density); the others are clinical (onset-to-CT time, anticoagulant, antiplatelet, blood
+#: pressure). The AUC of their sum is a reference for a model that sees the CT only — not a strict
+#: ceiling: the markers and the volume are drawn with some dependence on onset-to-CT time and
+#: anticoagulation, so the image also carries a little of the clinical terms.
+IMAGE_TERMS = ("hypodensity", "blend_sign", "irregular_margin", "fluid_level", "intraventricular_extension",
+               "log_volume", "heterogeneity", "density_per_5hu")
 _REFERENCE_MATRIX = 256
 
 
@@ -59,7 +70,9 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     Writes ``out_dir/images/<case_id>.nii`` (int16 HU), ``out_dir/masks/<case_id>.nii`` (uint8, 1 =
     haematoma), ``out_dir/manifest.csv`` and ``out_dir/oracle.csv`` (``case_id``, ``he_risk``: the true
     probability of haematoma expansion, kept out of the manifest so that nobody uses it as a feature;
-    and :data:`OTHER_BLOOD_COLUMNS`, the volumes of blood that is not the parenchymal haematoma).
+    :data:`OTHER_BLOOD_COLUMNS`, the volumes of blood that is not the parenchymal haematoma; and
+    :data:`RISK_TERM_COLUMNS`, each term's share of the true log-odds, the CT-visible ones listed in
+    :data:`IMAGE_TERMS`).
     The generative model (anatomy, haematoma, markers, clinical variables, risk) is documented in
     ``docs/cohort.md``.
 
@@ -149,7 +162,9 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     manifest.to_csv(out / "manifest.csv", index=False)
     oracle = pd.DataFrame({"case_id": [r["row"]["case_id"] for r in results],
                            "he_risk": [r["risk"] for r in results],
-                           **{c: [r["other_blood_ml"][c] for r in results] for c in OTHER_BLOOD_COLUMNS}})
+                           **{c: [r["other_blood_ml"][c] for r in results] for c in OTHER_BLOOD_COLUMNS},
+                           **{f"logit_{t}": [_outcome.WEIGHTS[t] * r["terms"][t] for r in results]
+                              for t in _outcome.WEIGHTS}})
     oracle.to_csv(out / "oracle.csv", index=False)
     return load_manifest(out / "manifest.csv")
 

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from radhe._checks import check_frame
 from radhe._compat import Interval, StrOptions
+from radhe.cache import file_fingerprint
 from radhe.errors import ConfigurationError, InputError, InputWarning, format_case
 from radhe.nn import runtime
 from radhe.nn import slices as S
@@ -653,22 +654,73 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                     raise InputError(f"case_id is not unique in X (images '{written[path]}' and '{image}'); "
                                      "predicted masks are stored by case_id", case_id=case_id)
                 written[path] = image
-                case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
-                mask, info = self._predict_case(case)
-                _atomic_write(mask, info["reference"], path)
                 paths.append(str(path))
-                if info["message"]:
-                    problems.append(info["message"])
-                record = {"case_id": str(case_id), "image": str(image), "path": str(path), "voxels": info["voxels"],
-                          "volume_ml": info["volume_ml"], "max_probability": info["max_probability"],
-                          "status": info["status"]}
-                _atomic_write_text(json.dumps(record), _record_path(path))
+                stamp = file_fingerprint(image)
+                key = self._reuse_key(stamp)
+                record = self._reusable_record(path, image, key)
+                if record is None:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
+                    replayed = [w for w in caught if issubclass(w.category, tuple(_WARNING_CLASSES.values()))]
+                    for w in caught:  # as if not caught: now, before the prediction can fail
+                        warnings.warn(w.message, w.category, stacklevel=2)
+                    mask, info = self._predict_case(case)
+                    _atomic_write(mask, info["reference"], path)
+                    record = {"case_id": str(case_id), "image": str(image), "path": str(path),
+                              "voxels": info["voxels"], "volume_ml": info["volume_ml"],
+                              "max_probability": info["max_probability"], "status": info["status"],
+                              "message": info["message"], "reuse_key": key,
+                              "load_warnings": [[_warning_class_name(w.category), str(w.message)] for w in replayed]}
+                    _atomic_write_text(json.dumps(record), _record_path(path))
+                else:
+                    # the same image file under the same weights and settings: its mask is already written
+                    for category, message in record["load_warnings"]:
+                        warnings.warn(message, _WARNING_CLASSES[category], stacklevel=2)
+                if record["message"]:
+                    problems.append(record["message"])
         if problems:
             warn_cases(f"HematomaSegmenter: no haematoma predicted in {len(problems)} of {len(X)} case(s)", problems,
                        stacklevel=2)
         out = X.copy()
         out[self.output_column] = paths
         return out
+
+    def _reuse_key(self, stamp) -> dict | None:
+        """What a recorded prediction must match to be reused, besides the folder's fingerprint.
+
+        The image's content stamp (size, modification and change time; a DICOM folder: of every
+        file), the HU check, the arithmetic (bfloat16 or float32 on this device), the network's
+        dilation and :data:`PREDICTION_VERSION` (bumped when radhe's prediction or post-processing
+        code changes what it writes). None when the image cannot be stamped.
+        """
+        if stamp is None or stamp.get("missing"):
+            return None
+        key = {"image_stamp": stamp, "hu_check": self.hu_check, "dilation": self.dilation,
+               "bfloat16": bool(runtime.use_bfloat16(self._device(), self.inference_precision)),
+               "version": PREDICTION_VERSION}
+        return json.loads(json.dumps(key))  # as it reads back from the record (tuples become lists)
+
+    def _reusable_record(self, path: Path, image, key) -> dict | None:
+        """The record of a mask this segmenter already predicted from this very file, or None.
+
+        ``path`` lies in the folder of the fitted weights' and post-processing settings' fingerprint,
+        so a mask there is this model's prediction; it is reused only when its record names the same
+        image with the same :meth:`_reuse_key` and the mask file is still there. A grid search or a
+        cross-validation with a segmenter that is not retrained per fold (``pretrained()`` with
+        ``epochs=0``) then predicts each case once.
+        """
+        if key is None or not path.is_file():
+            return None
+        try:
+            record = json.loads(_record_path(path).read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("image") != str(image) or record.get("reuse_key") != key or "load_warnings" not in record:
+            return None
+        if any(category not in _WARNING_CLASSES for category, _ in record["load_warnings"]):
+            return None
+        return record
 
     def _mask_folder(self) -> Path:
         base = Path(self.cache_dir if self.cache_dir is not None else default_cache_dir())
@@ -831,6 +883,22 @@ def _safe_name(case_id) -> str:
 
 #: Columns of :meth:`HematomaSegmenter.prediction_records`.
 PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_probability", "status")
+
+
+#: Bumped when the masks ``transform`` writes for the same weights, settings and image could change
+#: (prediction or post-processing code): recorded masks of another version are predicted again.
+PREDICTION_VERSION = 1
+
+#: Warnings of reading an image that are recorded and raised again when its prediction is reused.
+_WARNING_CLASSES = {"radhe.errors.InputWarning": InputWarning, "builtins.UserWarning": UserWarning}
+
+
+def _warning_class_name(category) -> str:
+    """The recorded name of a warning class: the nearest of :data:`_WARNING_CLASSES` it derives from."""
+    for name, cls in _WARNING_CLASSES.items():
+        if issubclass(category, cls):
+            return name
+    raise ValueError(f"{category} is not a recorded warning class")
 
 
 def _record_path(mask_path: Path) -> Path:
