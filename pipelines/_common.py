@@ -122,6 +122,10 @@ def segment_step(kind, random_state, seg_kw: dict, **fold_defaults):
     from radhe.segmentation import HematomaSegmenter
 
     if not isinstance(kind, str):
+        if seg_kw:
+            raise ConfigurationError(
+                f"{', '.join(sorted(seg_kw))} would be ignored: the segmenter given is used as it is; "
+                "set them on it instead (cnn_epochs= sets the CNN's epochs alone)")
         return kind
     if kind == "fold":
         return segmenter(random_state, **{**fold_defaults, **seg_kw})

@@ -12,6 +12,7 @@ import radhe_pipelines as pipelines
 from radhe_pipelines import _common
 
 from radhe.errors import ConfigurationError
+from radhe.segmentation import HematomaSegmenter
 
 NAMES = pipelines.NAMES
 CLASSIFIER_PIPELINES = [n for n in NAMES if n != "xu2021"]
@@ -57,6 +58,10 @@ def test_overrides_reach_the_networks():
             _module(name).build_pipeline(random_state=1, base_channels=4)
         with pytest.raises(ConfigurationError, match="segmenter must be one of"):
             _module(name).build_pipeline(random_state=1, segmenter="shipped")
+        own = HematomaSegmenter(epochs=2)
+        assert _module(name).build_pipeline(random_state=1, segmenter=own).get_params()["segment__epochs"] == 2
+        with pytest.raises(ConfigurationError, match="epochs would be ignored"):
+            _module(name).build_pipeline(random_state=1, segmenter=own, epochs=3)
     teng = _module("teng2021").build_pipeline(random_state=1, segmenter="fold", epochs=3, base_channels=4,
                                               crop_size=16)
     params = teng.get_params()
