@@ -301,7 +301,9 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
     start = time.perf_counter()
     y = manifest[label].astype(int)
     log.info("%s: %s", module.NAME, module.TITLE)
-    cache = out / "cache" if cache is None else Path(cache)
+    from radhe.cache import check_folder
+
+    cache = check_folder(out / "cache" if cache is None else cache, "run_pipeline cache")
     pipeline = _with_run_caches(module.build_pipeline(random_state=seed, **dict(overrides or {})), cache)
     if grid:
         from sklearn.model_selection import GridSearchCV

@@ -87,6 +87,13 @@ def test_a_run_caches_masks_and_features_in_its_folder(tmp_path):
         tmp_path / "mine")  # a cache the user chose is kept
 
 
+def test_a_run_refuses_a_cache_that_is_a_file(small_cohort, tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="run_pipeline cache '.*taken' is a file, not a folder"):
+        _common.run_pipeline(_module("bo2023"), small_cohort, out=tmp_path / "out", cache=tmp_path / "taken",
+                             overrides=_module("bo2023").TINY, verbose=False)
+
+
 @pytest.mark.slow
 def test_shipped_segmenter_segments_each_case_once_in_a_cross_validation(small_cohort, tmp_path, monkeypatch):
     from radhe.segmentation import HematomaSegmenter

@@ -646,6 +646,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         folder.mkdir(parents=True, exist_ok=True)
         paths, problems = [], []
         written: dict[Path, object] = {}
+        settings = self._reuse_settings()
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
             for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
                 path = folder / f"{_safe_name(case_id)}.{self.output_format}"
@@ -655,8 +656,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                                      "predicted masks are stored by case_id", case_id=case_id)
                 written[path] = image
                 paths.append(str(path))
-                stamp = file_fingerprint(image)
-                key = self._reuse_key(stamp)
+                key = self._reuse_key(file_fingerprint(image), settings)
                 record = self._reusable_record(path, image, key)
                 if record is None:
                     with warnings.catch_warnings(record=True) as caught:
@@ -686,20 +686,27 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         out[self.output_column] = paths
         return out
 
-    def _reuse_key(self, stamp) -> dict | None:
+    def _reuse_settings(self) -> dict:
+        """The settings outside the folder's fingerprint that a reused prediction must share.
+
+        The HU check, the arithmetic (bfloat16 or float32 on this device), the network's dilation
+        and :data:`PREDICTION_VERSION` (bumped when radhe's prediction or post-processing code
+        changes what it writes).
+        """
+        return {"hu_check": self.hu_check, "dilation": self.dilation,
+                "bfloat16": bool(runtime.use_bfloat16(self._device(), self.inference_precision)),
+                "version": PREDICTION_VERSION}
+
+    @staticmethod
+    def _reuse_key(stamp, settings: dict) -> dict | None:
         """What a recorded prediction must match to be reused, besides the folder's fingerprint.
 
         The image's content stamp (size, modification and change time; a DICOM folder: of every
-        file), the HU check, the arithmetic (bfloat16 or float32 on this device), the network's
-        dilation and :data:`PREDICTION_VERSION` (bumped when radhe's prediction or post-processing
-        code changes what it writes). None when the image cannot be stamped.
+        file) and :meth:`_reuse_settings`. None when the image cannot be stamped.
         """
         if stamp is None or stamp.get("missing"):
             return None
-        key = {"image_stamp": stamp, "hu_check": self.hu_check, "dilation": self.dilation,
-               "bfloat16": bool(runtime.use_bfloat16(self._device(), self.inference_precision)),
-               "version": PREDICTION_VERSION}
-        return json.loads(json.dumps(key))  # as it reads back from the record (tuples become lists)
+        return json.loads(json.dumps({"image_stamp": stamp, **settings}))  # as read back (tuples become lists)
 
     def _reusable_record(self, path: Path, image, key) -> dict | None:
         """The record of a mask this segmenter already predicted from this very file, or None.
