@@ -106,6 +106,92 @@ def test_equals_pyradiomics_with_filters(tmp_path):
     _assert_same(out.iloc[0], _plain(img, msk, params))
 
 
+@pytest.mark.parametrize("pixel_type", [sitk.sitkInt16, sitk.sitkUInt8, sitk.sitkFloat32, sitk.sitkFloat64])
+def test_log_in_box_is_bit_identical_to_simpleitk(pixel_type):
+    """The box-restricted LoG equals SimpleITK's whole-image filter cut to the box, bit for bit."""
+    from radhe.features._radiomics_engine import laplacian_of_gaussian_in_box
+
+    rng = np.random.default_rng(int(pixel_type))
+    values = rng.normal(40, 25, (9, 37, 45))
+    image = sitk.Cast(sitk.GetImageFromArray(np.clip(values, 0, 255)), pixel_type)
+    image.SetSpacing((0.7, 0.45, 4.5))
+    image.SetOrigin((-12.0, 3.5, 40.0))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    # boxes inside, touching each border, a single voxel and the whole image
+    boxes = [(10, 30, 5, 20, 2, 6), (0, 44, 0, 3, 0, 8), (44, 44, 36, 36, 8, 8), (0, 44, 0, 36, 0, 8)]
+    for sigma in (0.5, 2.0, 5.0):
+        lrgif = sitk.LaplacianRecursiveGaussianImageFilter()
+        lrgif.SetNormalizeAcrossScale(True)
+        lrgif.SetSigma(sigma)
+        whole = lrgif.Execute(image)
+        for box in boxes:
+            x0, x1, y0, y1, z0, z1 = box
+            ours = laplacian_of_gaussian_in_box(image, np.array(box), sigma)
+            expected = sitk.Crop(whole, [x0, y0, z0], [44 - x1, 36 - y1, 8 - z1])
+            assert ours.GetPixelID() == expected.GetPixelID() == sitk.sitkFloat32
+            assert ours.GetSize() == expected.GetSize()
+            np.testing.assert_array_equal(ours.GetOrigin(), expected.GetOrigin())
+            assert ours.GetDirection() == expected.GetDirection() and ours.GetSpacing() == expected.GetSpacing()
+            a, b = sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(expected)
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), (sigma, box, np.abs(a - b).max())
+
+
+def test_log_on_the_margin_crop_matches_the_whole_volume():
+    """LoG on the ROI box plus 24 sigma equals the whole volume's LoG but for rare last-bit changes."""
+    from radhe.features._radiomics_engine import _log_images
+
+    rng = np.random.default_rng(3)
+    values = np.where(rng.random((12, 150, 140)) < 0.02, 1200.0, rng.normal(35, 8, (12, 150, 140)))
+    image = sitk.GetImageFromArray(values.astype(np.int16))
+    image.SetSpacing((0.5, 0.5, 5.0))
+    bbox = np.array([60, 80, 70, 85, 4, 7])
+    kwargs = {"sigma": [0.5, 1.0]}
+    compared = equal = 0
+    for filtered, name, _, inner in _log_images(image, bbox, kwargs):
+        assert filtered.GetSize() == (21, 16, 4)              # only the box is computed
+        assert list(inner) == [0, 20, 0, 15, 0, 3]
+        sigma = 0.5 if name == "log-sigma-0-5-mm-3D" else 1.0
+        whole = sitk.LaplacianRecursiveGaussianImageFilter()
+        whole.SetNormalizeAcrossScale(True)
+        whole.SetSigma(sigma)
+        reference = sitk.GetArrayFromImage(whole.Execute(image))[4:8, 70:86, 60:81]
+        ours = sitk.GetArrayFromImage(filtered)
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=4 * np.spacing(np.abs(reference).max()))
+        compared += ours.size
+        equal += int((ours == reference).sum())
+    assert equal >= 0.99 * compared
+
+
+def test_numpy_bin_edges_equal_pyradiomics_and_are_scoped():
+    from radiomics import imageoperations
+
+    from radhe.features._radiomics_engine import numpy_bin_edges
+
+    original = imageoperations.getBinEdges
+    rng = np.random.default_rng(0)
+    cases = [
+        (rng.normal(-3, 40, 5000).astype(np.float32), {"binWidth": 25}),
+        (rng.normal(0.5, 0.3, 777), {"binWidth": 0.2}),
+        (rng.integers(-1024, 3000, 999).astype(np.int16), {"binWidth": 25}),
+        (np.full(10, 75.0), {"binWidth": 25}),                      # flat: one bin
+        (np.array([-0.0, 0.0, 12.5]), {}),                          # default width, signed zero
+        (rng.normal(0, 1, 50), {"binCount": 16}),                    # bin count: pyradiomics' own path
+        (np.array([3.0, np.nan, 1.0]), {"binWidth": 1}),             # NaN: pyradiomics' own path
+    ]
+    with numpy_bin_edges():
+        patched = imageoperations.getBinEdges
+        assert patched is not original
+        with numpy_bin_edges():                                      # re-entrant
+            assert imageoperations.getBinEdges is patched
+        for values, kwargs in cases:
+            ours, theirs = patched(values, **kwargs), original(values, **kwargs)
+            np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+            assert np.asarray(ours).dtype == np.asarray(theirs).dtype
+        with pytest.raises(ValueError):
+            patched(np.array([], dtype=float), binWidth=25)          # as pyradiomics: empty sequence
+    assert imageoperations.getBinEdges is original
+
+
 def test_resampling_and_normalisation_settings(cohort):
     params = {
         "setting": {"binWidth": 0.2, "normalize": True, "resampledPixelSpacing": [1, 1, 2],

@@ -125,6 +125,34 @@ def test_postprocess_removes_small_components_and_fills_holes():
     assert postprocess(two, 0.01, 0.0, False, max_components=1).sum() == 75
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_postprocess_on_the_masks_box_equals_scipy_on_the_whole_volume(seed):
+    """Components and holes computed on the mask's bounding box are those of the whole volume,
+    also for a mask touching the volume's border, holes open to it, and many specks."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((9, 40, 44)) < 0.55, iterations=1)
+    mask[:, :, :3] = mask[:, :, :3] | (seed % 2 == 0)            # against the border in x
+    mask[4, 10:20, 10:20] = True
+    mask[4, 13:16, 13:16] = False                                 # a hole
+    mask |= rng.random(mask.shape) < 0.003                        # specks
+    mask[:, :2] = False
+    voxel_ml = 0.002
+    labels, _ = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes * voxel_ml >= 0.01
+    keep[0] = False
+    keep[np.argsort(np.where(keep, sizes, -1))[::-1][3:]] = False
+    expected = keep[labels]
+    for z in range(expected.shape[0]):
+        expected[z] = ndimage.binary_fill_holes(expected[z])
+    expected = ndimage.binary_fill_holes(expected)
+    out = postprocess(mask, voxel_ml, 0.01, True, max_components=3)
+    assert out.shape == mask.shape and out.any()
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_fallback_region_is_the_peak_component():
     prob = np.full((3, 10, 10), 0.01, np.float32)
     prob[1, 2:4, 2:4] = 0.3

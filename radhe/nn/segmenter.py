@@ -836,6 +836,16 @@ def postprocess(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return mask
+    # work on the mask's bounding box plus one voxel: components and holes are the same there (every
+    # background voxel outside the box reaches the volume's border without crossing the box)
+    box = S.padded_box(mask)
+    out = np.zeros_like(mask)
+    out[box] = _postprocess_box(mask[box], voxel_ml, min_component_ml, fill_holes, max_components)
+    return out
+
+
+def _postprocess_box(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill_holes: bool,
+                     max_components: int | None) -> np.ndarray:
     if (min_component_ml and min_component_ml > 0) or max_components is not None:
         labels, count = ndimage.label(mask)
         if count:

@@ -94,6 +94,18 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | hole[background]
 
 
+def padded_box(mask: np.ndarray, pad=1) -> tuple[slice, ...]:
+    """Slices of the bounding box of a non-empty ``mask``, widened by ``pad`` voxels (one number or
+    one per axis), clipped to the array."""
+    pads = np.broadcast_to(np.asarray(pad, dtype=int), (mask.ndim,))
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(int(present[0]) - int(pads[axis]), 0),
+                         min(int(present[-1]) + 1 + int(pads[axis]), mask.shape[axis])))
+    return tuple(box)
+
+
 def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np.ndarray:
     """A boolean mask of the intracranial space of a head CT ``(z, y, x)``.
 
@@ -205,22 +217,26 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
         raise ValueError(f"brain_only: mask, hu and intracranial must be one (z, y, x) shape; got {shapes}")
     if len(spacing) != 3 or not all(np.isfinite(float(v)) and float(v) > 0 for v in spacing):
         raise ValueError(f"brain_only: spacing must be three positive (x, y, z) sizes in mm; got {tuple(spacing)}")
-    mask = mask & (hu > HAEMATOMA_HU[0]) & (hu < HAEMATOMA_HU[1])
-    if intracranial is not None:
-        mask &= intracranial
     if not mask.any():
-        return mask
-    labels, count = ndimage.label(mask)
+        return mask.copy()
     sampling = (float(spacing[2]), float(spacing[1]), float(spacing[0]))
     voxel_ml = float(np.prod(sampling)) / 1000.0
-    # the skull: bone in pieces of at least SKULL_MIN_ML over the whole scan (a calcification is smaller)
-    skull = hu > bone_hu
-    if skull.any():
-        pieces, _ = ndimage.label(skull)
-        large = np.bincount(pieces.ravel()) * voxel_ml >= SKULL_MIN_ML
-        large[0] = False
-        skull = large[pieces]
     margin = [int(math.ceil(2 * EXTRA_AXIAL_MEDIAN_MM / d)) + 1 for d in sampling]
+    # everything below happens in the mask's bounding box plus the distance margin: the same
+    # components, and the same bone around each of them, as in the whole volume
+    work = padded_box(mask, pad=margin)
+    mask = mask[work] & (hu[work] > HAEMATOMA_HU[0]) & (hu[work] < HAEMATOMA_HU[1])
+    if intracranial is not None:
+        mask &= np.asarray(intracranial)[work]
+    out = np.zeros(shapes["mask"], dtype=bool)
+    if not mask.any():
+        return out
+    labels, count = ndimage.label(mask)
+    # the skull: bone in pieces of at least SKULL_MIN_ML over the whole scan (a calcification is smaller)
+    pieces, _ = ndimage.label(hu > bone_hu)
+    large = np.bincount(pieces.ravel()) * voxel_ml >= SKULL_MIN_ML
+    large[0] = False
+    skull = large[pieces[work]]
     keep = np.zeros(count + 1, dtype=bool)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         # distances below 2 × the threshold are exact inside a box padded by that much
@@ -233,7 +249,8 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
             continue
         distance = ndimage.distance_transform_edt(~bone, sampling=sampling)
         keep[index] = float(np.median(distance[component])) >= EXTRA_AXIAL_MEDIAN_MM
-    return keep[labels]
+    out[work] = keep[labels]
+    return out
 
 
 def preprocess(case: Case, window_hu: tuple[float, float], strip: bool, intracranial: np.ndarray | None = None
