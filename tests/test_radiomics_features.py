@@ -175,6 +175,8 @@ def test_numpy_bin_edges_equal_pyradiomics_and_are_scoped():
         (rng.integers(-1024, 3000, 999).astype(np.int16), {"binWidth": 25}),
         (np.full(10, 75.0), {"binWidth": 25}),                      # flat: one bin
         (np.array([-0.0, 0.0, 12.5]), {}),                          # default width, signed zero
+        (np.array([12.5, 0.0, -0.0]), {"binWidth": 25}),            # the other zero first
+        (np.array([3.0, -0.0, 0.0], dtype=np.float32), {"binWidth": 2}),
         (rng.normal(0, 1, 50), {"binCount": 16}),                    # bin count: pyradiomics' own path
         (np.array([3.0, np.nan, 1.0]), {"binWidth": 1}),             # NaN: pyradiomics' own path
     ]
@@ -186,6 +188,7 @@ def test_numpy_bin_edges_equal_pyradiomics_and_are_scoped():
         for values, kwargs in cases:
             ours, theirs = patched(values, **kwargs), original(values, **kwargs)
             np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+            np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
             assert np.asarray(ours).dtype == np.asarray(theirs).dtype
         with pytest.raises(ValueError):
             patched(np.array([], dtype=float), binWidth=25)          # as pyradiomics: empty sequence

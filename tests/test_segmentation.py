@@ -123,6 +123,13 @@ def test_postprocess_removes_small_components_and_fills_holes():
     two[1:3, 10:13, 10:13] = True  # 18 voxels
     assert postprocess(two, 0.01, 0.0, False).sum() == 93
     assert postprocess(two, 0.01, 0.0, False, max_components=1).sum() == 75
+    # only holes to fill: the caller's array stays as it was, and the result is a new array
+    before = mask.copy()
+    filled = postprocess(mask, voxel_ml=0.01, min_component_ml=0.0, fill_holes=True)
+    assert filled[2, 6:8, 6:8].all() and filled is not mask
+    np.testing.assert_array_equal(mask, before)
+    empty = np.zeros_like(mask)
+    assert postprocess(empty, 0.01, 0.0, True) is not empty
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -148,6 +148,9 @@ def test_brain_only_removes_bone_air_and_rims_along_the_skull_and_keeps_the_haem
         S.brain_only(truth, hu, (0.9, 0.9), intracranial)
     with pytest.raises(ValueError, match="three positive"):
         S.brain_only(truth, hu, (0.9, 0.0, 5.0), intracranial)
+    for predicted_mask in (truth, np.zeros_like(truth)):  # also when nothing is predicted
+        with pytest.raises(ValueError, match="boolean mask; got dtype float64"):
+            S.brain_only(predicted_mask, hu, spacing, intracranial.astype(float))
 
 
 def test_brain_only_keeps_a_small_haematoma_against_the_inner_table_and_one_by_a_calcification():

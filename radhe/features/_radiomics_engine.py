@@ -90,8 +90,10 @@ def _bin_edges_with_numpy_extrema(original):
     pyradiomics takes ``min(parameterValues)`` and ``max(parameterValues)`` with Python's builtins,
     which iterate a numpy array element by element (about a tenth of a LoG + wavelet extraction).
     ``ndarray.min()`` / ``max()`` return the same numbers, of the same type, for a non-empty array
-    without NaN; the rest of the computation is pyradiomics' code, unchanged. Anything else (bin
-    count, an empty array, NaN, a list) goes to pyradiomics' function.
+    without NaN, except that a tie between ``-0.0`` and ``+0.0`` may resolve differently: the builtin
+    keeps the first zero it meets, and so does this function (the sign reaches the first edge). The
+    rest of the computation is pyradiomics' code, unchanged. Anything else (bin count, an empty
+    array, NaN, a list) goes to pyradiomics' function.
     """
     import numpy
     from radiomics import imageoperations
@@ -103,6 +105,8 @@ def _bin_edges_with_numpy_extrema(original):
         minimum = parameterValues.min()
         if numpy.isnan(minimum):
             return original(parameterValues, **kwargs)
+        if minimum == 0:  # the builtin's zero: the first one in the array, with its sign
+            minimum = parameterValues[numpy.argmax(parameterValues == 0)]
         maximum = parameterValues.max()
         bin_width = kwargs.get("binWidth", 25)
         low = minimum - (minimum % bin_width)
@@ -548,8 +552,8 @@ def _image_type_margin(image_type: str, kwargs, spacing) -> np.ndarray | None:
 def _filter_region(image: sitk.Image, bbox: np.ndarray, margin: np.ndarray) -> tuple[sitk.Image, np.ndarray]:
     """Crop for a filter: bbox widened by ``margin``; an axis the widened box reaches the border of is kept whole.
 
-    Keeping such an axis whole keeps the filter's boundary handling (wrap-around for the wavelet,
-    zero-flux for LoG) exactly as on the whole volume.
+    Keeping such an axis whole keeps the filter's boundary handling (the wavelet's wrap-around, the
+    gradient's border) exactly as on the whole volume. The LoG has its own crop (:func:`_log_images`).
     """
     size = np.array(image.GetSize())
     lower = bbox[0::2] - margin
@@ -616,7 +620,8 @@ def laplacian_of_gaussian_in_box(image: sitk.Image, bbox: np.ndarray, sigma: flo
     Parameters
     ----------
     image : SimpleITK.Image
-        A 3-D scalar image (any pixel type; the first pass writes float32, as ITK's filter does).
+        A 2-D or 3-D scalar image (any pixel type; the first pass writes float32, as ITK's filter
+        does).
     bbox : numpy.ndarray
         The box to compute, in voxels of ``image``.
     sigma : float

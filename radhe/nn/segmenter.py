@@ -832,15 +832,15 @@ def _differs(value, expected) -> bool:
 def postprocess(mask: np.ndarray, voxel_ml: float, min_component_ml: float, fill_holes: bool, *,
                 max_components: int | None = None) -> np.ndarray:
     """Remove 3-D components below ``min_component_ml`` (and beyond the ``max_components`` largest),
-    then fill holes (per slice, then in 3-D)."""
+    then fill holes (per slice, then in 3-D). Returns a new array; ``mask`` is not modified."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
-        return mask
+        return mask.copy()
     # work on the mask's bounding box plus one voxel: components and holes are the same there (every
     # background voxel outside the box reaches the volume's border without crossing the box)
     box = S.padded_box(mask)
     out = np.zeros_like(mask)
-    out[box] = _postprocess_box(mask[box], voxel_ml, min_component_ml, fill_holes, max_components)
+    out[box] = _postprocess_box(mask[box].copy(), voxel_ml, min_component_ml, fill_holes, max_components)
     return out
 
 

@@ -206,8 +206,8 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
     Raises
     ------
     ValueError
-        ``mask``, ``hu`` and ``intracranial`` are not one 3-D shape, or ``spacing`` is not three
-        positive numbers.
+        ``mask``, ``hu`` and ``intracranial`` are not one 3-D shape, ``intracranial`` is not
+        boolean, or ``spacing`` is not three positive numbers.
     """
     mask, hu = np.asarray(mask, dtype=bool), np.asarray(hu)
     shapes = {"mask": mask.shape, "hu": hu.shape}
@@ -217,6 +217,10 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
         raise ValueError(f"brain_only: mask, hu and intracranial must be one (z, y, x) shape; got {shapes}")
     if len(spacing) != 3 or not all(np.isfinite(float(v)) and float(v) > 0 for v in spacing):
         raise ValueError(f"brain_only: spacing must be three positive (x, y, z) sizes in mm; got {tuple(spacing)}")
+    if intracranial is not None:
+        intracranial = np.asarray(intracranial)
+        if intracranial.dtype != bool:
+            raise ValueError(f"brain_only: intracranial must be a boolean mask; got dtype {intracranial.dtype}")
     if not mask.any():
         return mask.copy()
     sampling = (float(spacing[2]), float(spacing[1]), float(spacing[0]))
@@ -227,7 +231,7 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
     work = padded_box(mask, pad=margin)
     mask = mask[work] & (hu[work] > HAEMATOMA_HU[0]) & (hu[work] < HAEMATOMA_HU[1])
     if intracranial is not None:
-        mask &= np.asarray(intracranial)[work]
+        mask &= intracranial[work]
     out = np.zeros(shapes["mask"], dtype=bool)
     if not mask.any():
         return out
