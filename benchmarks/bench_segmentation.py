@@ -183,7 +183,10 @@ def pretrained(argv=None) -> dict:
             cohorts[name] = (manifest, pd.read_csv(folder / "oracle.csv"))
         test, oracle = cohorts["test"]
         entry: dict = {}
-        seg = HematomaSegmenter.pretrained(n_threads=args.threads, cache_dir=base / "masks")
+        # predicted masks in this run's temporary folder, never a kept one: a mask written by an earlier
+        # run would be reused and the inference time would time the cache
+        masks = Path(tmp.name) / f"masks-{size}"
+        seg = HematomaSegmenter.pretrained(n_threads=args.threads, cache_dir=masks)
         entry["pretrained"] = _evaluate(seg, test, oracle)
         radiomics = RadiomicsFeatures(n_jobs=1)
         radiomics.fit_transform(test.iloc[:1])
@@ -199,7 +202,7 @@ def pretrained(argv=None) -> dict:
         if not args.skip_fine_tune:
             tune = cohorts["tune"][0]
             tuned = HematomaSegmenter.pretrained(epochs=args.fine_tune_epochs, n_threads=args.threads,
-                                                 cache_dir=base / "masks", random_state=0, verbose=True)
+                                                 cache_dir=masks, random_state=0, verbose=True)
             t0 = time.perf_counter()
             tuned.fit(tune)
             entry["fine_tuned"] = {**_evaluate(tuned, test, oracle), "fit_seconds": time.perf_counter() - t0,

@@ -117,6 +117,119 @@ def test_skull_strip_on_a_fine_grid_finds_the_phantoms_intracranial_space():
     assert found.any(axis=(1, 2)).sum() >= truth.any(axis=(1, 2)).sum() - 1
 
 
+def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
+    """skull_strip's method written plainly on whole arrays with scipy (no boxes, no shortcuts)."""
+    native_bone = hu > bone_hu
+    bone, factor = native_bone, 1
+    pixel_mm = float(min(spacing[0], spacing[1])) if spacing is not None else None
+    if pixel_mm is not None and pixel_mm < 0.6:
+        factor = max(1, int(round(0.9 / pixel_mm)))
+        nz, ny, nx = bone.shape
+        padded = np.pad(bone, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
+        bone = padded.reshape(nz, padded.shape[1] // factor, factor, padded.shape[2] // factor, factor).any(axis=(2, 4))
+        pixel_mm *= factor
+    closings = (2,) if pixel_mm is None else tuple(max(2, int(round(mm / pixel_mm))) for mm in (3.0, 8.0))
+
+    def enclosed(z, iterations):
+        closed = ndimage.binary_closing(bone[z], iterations=iterations, border_value=0)
+        return ndimage.binary_fill_holes(closed) & ~closed
+
+    def largest(mask):
+        labels, count = ndimage.label(mask)
+        return None if count == 0 else labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
+
+    inside = np.zeros_like(bone)
+    with_bone = np.flatnonzero(bone.any(axis=(1, 2)))
+    for z in with_bone:
+        inside[z] = enclosed(z, closings[0])
+    brain = largest(inside)
+    if brain is None:
+        return np.ones_like(native_bone)
+    if len(closings) > 1:
+        redo = [z for z in with_bone if not brain[z].any()]
+        for z in redo:
+            inside[z] = enclosed(z, closings[1])
+        if redo:
+            brain = largest(inside)
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    brain = ndimage.binary_dilation(brain, structure=in_plane)
+    brain = brain.repeat(factor, axis=1).repeat(factor, axis=2)[:, :hu.shape[1], :hu.shape[2]]
+    return brain & ~native_bone & (hu > -500)
+
+
+def _reference_brain_only(mask, hu, spacing, intracranial, bone_hu=S.BONE_HU):
+    """brain_only's method on whole arrays with scipy."""
+    mask = mask & (hu > S.HAEMATOMA_HU[0]) & (hu < S.HAEMATOMA_HU[1])
+    if intracranial is not None:
+        mask &= intracranial
+    sampling = (spacing[2], spacing[1], spacing[0])
+    pieces, _ = ndimage.label(hu > bone_hu)
+    large = np.bincount(pieces.ravel()) * (float(np.prod(sampling)) / 1000.0) >= S.SKULL_MIN_ML
+    large[0] = False
+    distance = ndimage.distance_transform_edt(~large[pieces], sampling=sampling)
+    labels, count = ndimage.label(mask)
+    keep = [False] + [float(np.median(distance[labels == i])) >= S.EXTRA_AXIAL_MEDIAN_MM for i in range(1, count + 1)]
+    return np.asarray(keep)[labels]
+
+
+def test_skull_strip_and_brain_only_on_boxes_equal_the_whole_volume_method():
+    """The box-restricted skull stripping and anatomical filter give exactly the masks of the method
+    computed on whole arrays: at 512² (stripped on a coarser grid), at 256², without spacing, with
+    the head cut by the field of view, on odd sizes, and on volumes without a skull."""
+    rng = np.random.default_rng(5)
+    fine = generate_case(3, 77, (512, 512, 10), None, return_arrays=True, label_other_blood=True)
+    coarse = generate_case(1, 77, (256, 256, 12), None, return_arrays=True, label_other_blood=True)
+    volumes = [(fine["ct"], fine["spacing"], fine["labels"]), (coarse["ct"], coarse["spacing"], coarse["labels"]),
+               (coarse["ct"], None, coarse["labels"]),
+               (fine["ct"][:, 90:-70, 130:], fine["spacing"], fine["labels"][:, 90:-70, 130:]),   # FOV cuts the head
+               (coarse["ct"][:, 1:, 3:], (0.3, 0.3, 2.0), coarse["labels"][:, 1:, 3:]),           # odd sizes, factor 3
+               (np.full((3, 40, 40), -1000.0), (0.9, 0.9, 5.0), None),                             # air only
+               (rng.normal(0, 600, (4, 60, 70)), (0.5, 0.5, 5.0), None)]                          # noise
+    stripped_any = 0
+    for number, (hu, spacing, labels) in enumerate(volumes):
+        hu = np.ascontiguousarray(hu, dtype=np.float32)
+        found = S.skull_strip(hu, spacing=spacing)
+        np.testing.assert_array_equal(found, _reference_skull_strip(hu, spacing))
+        stripped_any += int(not found.all())
+        if labels is None or spacing is None:
+            continue
+        near_bone = ndimage.binary_dilation(hu > S.BONE_HU, iterations=2) & ~(hu > S.BONE_HU)
+        specks = ndimage.binary_opening(rng.random(hu.shape) < 0.2) & (hu > 0) & (hu < 200)
+        for predicted in (labels == 1, labels > 0, near_bone, specks | (labels == 1)):
+            for intracranial in (found, None):
+                kept = S.brain_only(predicted, hu, spacing, intracranial)
+                np.testing.assert_array_equal(kept, _reference_brain_only(predicted, hu, spacing, intracranial))
+        if number < 2:  # a whole head: its haematoma is kept
+            assert S.brain_only(labels == 1, hu, spacing, found).sum() > 0.9 * (labels == 1).sum()
+    assert stripped_any >= 4  # the heads were stripped, not returned whole
+    # bone pieces either side of SKULL_MIN_ML inside the brain, each ringed by a predicted rim: a rim
+    # on a piece of skull size goes, one on a calcification stays
+    hu = np.ascontiguousarray(coarse["ct"], dtype=np.float32).copy()
+    spacing = coarse["spacing"]
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    predicted = np.zeros(hu.shape, dtype=bool)
+    centre_z, centre_y, centre_x = (int(v) for v in np.argwhere(S.skull_strip(hu, spacing=spacing)).mean(axis=0))
+    pieces = {}
+    for offset, millilitres in zip((-40, 0, 40), (0.3 * S.SKULL_MIN_ML, 1.3 * S.SKULL_MIN_ML, 4 * S.SKULL_MIN_ML),
+                                   strict=True):
+        side = int(np.ceil(np.sqrt(millilitres / voxel_ml / 2)))
+        y0, x0 = centre_y + offset - side // 2, centre_x - side // 2
+        slab = (slice(centre_z, centre_z + 2), slice(y0, y0 + side), slice(x0, x0 + side))
+        ring = (slice(centre_z, centre_z + 2), slice(y0 - 2, y0 + side + 2), slice(x0 - 2, x0 + side + 2))
+        hu[ring] = 60.0
+        predicted[ring] = True
+        hu[slab] = 1200.0
+        predicted[slab] = False
+        pieces[millilitres] = ring
+    intracranial = S.skull_strip(hu, spacing=spacing)
+    kept = S.brain_only(predicted, hu, spacing, intracranial)
+    np.testing.assert_array_equal(kept, _reference_brain_only(predicted, hu, spacing, intracranial))
+    calcification, *skull_sized = sorted(pieces)
+    assert kept[pieces[calcification]].any()
+    assert not any(kept[pieces[size]].any() for size in skull_sized)
+
+
 def test_brain_only_removes_bone_air_and_rims_along_the_skull_and_keeps_the_haematoma():
     result = generate_case(0, 9090, (256, 256, 28), None, return_arrays=True)
     hu, truth, spacing = result["ct"].astype(np.float32), result["mask"], result["spacing"]

@@ -315,10 +315,11 @@ class TorchEstimatorMixin:
 
     def _check_shared_values(self) -> None:
         own = getattr(type(self), "_own_parameter_constraints", {})
+        params = self.get_params(deep=False)
         for name, spec in SHARED_PARAMETERS.items():
             # an estimator that declares its own constraints for a shared name (the segmenter's epochs
             # may be 0) is checked by those
-            if spec.check is None or name not in self.get_params(deep=False) or name in own:
+            if spec.check is None or name not in params or name in own:
                 continue
             value = getattr(self, name)
             problem = spec.check(value)
