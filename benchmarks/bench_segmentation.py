@@ -9,7 +9,9 @@ evaluates the weights of ``HematomaSegmenter.pretrained()`` on a held-out seed (
 were trained on seeds 2026-2031) at 256 × 256 × 28 and 512 × 512 × 28: Dice mean / median / min,
 the false-positive volume outside the haematoma per scan (mL), the subdural / epidural /
 subarachnoid blood marked, inference seconds per case next to radiomics extraction seconds per case;
-then the same after fine-tuning on 30 cases of another seed.
+then the same after fine-tuning on 30 cases of another seed. ``--scanner randomised --gantry-tilt-deg
+-25,25`` draws the test and fine-tuning cohorts with domain-randomised scanners and tilted gantries
+(the scans the shipped weights did not see: ``benchmarks/results/segmentation_pretrained_tilted.json``).
 
 Training from scratch::
 
@@ -152,6 +154,10 @@ def pretrained(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=4242, help="seed of the test cohort (the training seeds are 2026-2031)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-fine-tune", action="store_true")
+    parser.add_argument("--scanner", choices=("sites", "randomised"), default="sites",
+                        help="scanner of the test and fine-tuning cohorts (make_ich_cohort's scanner)")
+    parser.add_argument("--gantry-tilt-deg", default="0",
+                        help="gantry tilt of the cohorts (degrees): one angle or LOW,HIGH (needs --scanner randomised)")
     parser.add_argument("--data", default=None, help="folder of the cohorts (kept; default: a temporary folder)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "segmentation_pretrained.json"))
     args = parser.parse_args(argv)
@@ -164,6 +170,8 @@ def pretrained(argv=None) -> dict:
     from radhe.nn.pretrained import weights_info
     from radhe.segmentation import HematomaSegmenter
 
+    tilt = tuple(float(v) for v in args.gantry_tilt_deg.split(","))
+    tilt = tilt * 2 if len(tilt) == 1 else tilt
     tmp = tempfile.TemporaryDirectory(prefix="radhe-bench-seg-")
     base = Path(args.data) if args.data else Path(tmp.name)
     results: dict = {"settings": vars(args), "weights": weights_info()["training"],
@@ -171,15 +179,18 @@ def pretrained(argv=None) -> dict:
     for size in (int(v) for v in args.grids.split(",")):
         grid = (size, size, 28)
         cohorts = {}
-        for name, seed, n in (("test", args.seed, args.cases), ("tune", args.seed + 1, args.fine_tune_cases)):
+        wanted = (("test", args.seed, args.cases),) + (() if args.skip_fine_tune else
+                                                          (("tune", args.seed + 1, args.fine_tune_cases),))
+        for name, seed, n in wanted:
             # other blood labelled (2-5) so that what the segmenter marks of it is measured; the
             # segmenter and the metrics read label 1
-            folder = base / f"{name}-{size}-seed{seed}-labelled"
+            scan = "" if args.scanner == "sites" else f"-{args.scanner}-tilt{tilt[0]:g},{tilt[1]:g}"
+            folder = base / f"{name}-{size}-seed{seed}-labelled{scan}"
             if (folder / "manifest.csv").exists() and len(pd.read_csv(folder / "manifest.csv")) == n:
                 manifest = load_manifest(folder / "manifest.csv")
             else:
                 manifest = make_ich_cohort(n, folder, shape=grid, random_state=seed, n_jobs=args.threads,
-                                           label_other_blood=True)
+                                           label_other_blood=True, scanner=args.scanner, gantry_tilt_deg=tilt)
             cohorts[name] = (manifest, pd.read_csv(folder / "oracle.csv"))
         test, oracle = cohorts["test"]
         entry: dict = {}
@@ -265,6 +276,8 @@ def main(argv=None) -> dict:
         results["forward_32x256x256"] = forward_speed(args.forward_threads)
         print("forward, 32 x 256^2, 16 base channels:", json.dumps(results["forward_32x256x256"], indent=1))
 
+    tilt = tuple(float(v) for v in args.gantry_tilt_deg.split(","))
+    tilt = tilt * 2 if len(tilt) == 1 else tilt
     tmp = tempfile.TemporaryDirectory(prefix="radhe-bench-seg-")
     data = Path(args.data) if args.data else Path(tmp.name) / "cohort"
     t0 = time.perf_counter()

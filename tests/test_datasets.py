@@ -309,3 +309,108 @@ def test_full_resolution(tmp_path):
     img = sitk.ReadImage(m["image"].iloc[0])
     assert img.GetSize() == (512, 512, 28)
     assert 0.4 <= img.GetSpacing()[0] <= 0.5
+
+
+def test_tilt_slices_reads_each_row_at_its_height():
+    from radhe.datasets._head import tilt_slices
+
+    nz, ny, nx, n_out = 12, 5, 3, 14
+    ramp = np.broadcast_to(np.arange(nz, dtype=np.float32)[:, None, None], (nz, ny, nx)).copy()
+    shifts = np.array([0.0, 0.25, 0.5, 1.75, 2.0])
+    with pytest.raises(ValueError, match="n_out"):
+        tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=False)
+    ramp = np.concatenate([np.full((4, ny, nx), -5.0, np.float32), ramp])  # 16 slices, top slice 15
+    height = (16 - n_out) + np.arange(n_out)[:, None] + shifts[None, :]     # untilted slice read
+    linear = tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=False)
+    expected = height - 4
+    inside = (height >= 4) & (height <= 15)                                 # on the ramp
+    assert np.allclose(linear[:, :, 0][inside], expected[inside])
+    # above the top: interpolated towards the fill, then the fill
+    assert np.all(linear[:, :, 0][height >= 16] == -1.0)
+    between = (height > 15) & (height < 16)
+    fraction = (height - 15)[between]
+    assert np.allclose(linear[:, :, 0][between], (1 - fraction) * (15 - 4) + fraction * -1.0)
+    nearest = tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=True)
+    read = np.floor(height + 0.5)
+    assert np.array_equal(nearest[:, :, 0], np.where(read <= 15, np.where(read >= 4, read - 4, -5), -1))
+    labels = (ramp > 8).astype(np.uint8)
+    # whole slices move along a row: every labelled voxel below the top is kept
+    assert tilt_slices(labels, np.array([0.0, 0.4, 0.6, 1.2, 1.49]), 16, np.uint8(0), nearest=True).sum() == labels.sum()
+    with pytest.raises(ValueError, match="shift"):
+        tilt_slices(labels, -shifts, 10, np.uint8(0), nearest=True)
+    # slices rendered three times thinner: a tilted slab is the mean of its three thin slices, a label
+    # the one at its centre; a shift of one slab moves three thin slices
+    thin = np.broadcast_to(np.arange(30, dtype=np.float32)[:, None, None], (30, 2, 1)).copy()
+    slab = tilt_slices(thin, np.array([0.0, 1.0]), 9, np.float32(99.0), nearest=False, subslices=3)
+    assert np.allclose(slab[:, 0, 0], 3 * np.arange(1, 10) + 1)              # mean of 3k+0..3k+2, top at 29
+    assert np.allclose(slab[:, 1, 0], np.r_[3 * np.arange(2, 10) + 1, 99.0])
+    centre = tilt_slices(thin.astype(np.uint8), np.array([0.0, 1.0]), 9, np.uint8(0), nearest=True, subslices=3)
+    assert np.array_equal(centre[:, 0, 0], 3 * np.arange(1, 10) + 1)
+
+
+@pytest.mark.parametrize("tilt", [20.0, -15.0])
+def test_gantry_tilt_shears_the_head_along_the_table(tilt):
+    """A tilted gantry's slices, stacked along the table: each row of the head sits lower in the stack by
+    its row's height y tan(tilt); the whole head stays covered; the patient and the masks' volumes stay."""
+    from radhe.datasets import _head
+
+    flat = generate_case(2, 8, SMALL, None, return_arrays=True, scanner="randomised")
+    tilted = generate_case(2, 8, SMALL, None, return_arrays=True, scanner="randomised",
+                           gantry_tilt_deg=(tilt, tilt))
+    dx, dy, dz = tilted["spacing"]
+    assert tilted["spacing"] == flat["spacing"]
+    shifts = _head.gantry_tilt_shifts(tilt, tilted["head"], dz)
+    rows = tilted["head"].crop[0]
+    assert np.allclose(np.diff(shifts[rows]), dy * np.tan(np.deg2rad(tilt)) / dz)
+    assert shifts.min() == 0.0
+    assert tilted["ct"].shape[0] == flat["ct"].shape[0] + int(np.ceil(shifts.max()))
+    # the intracranial space's top slice, counted from the stack's top, moves down by each row's shift
+    top = {}
+    for name, case in (("flat", flat), ("tilted", tilted)):
+        inside = case["head"].to_full(case["head"].intracranial, False)
+        present = inside.any(axis=2)                                  # (z, y)
+        top[name] = np.where(present.any(axis=0), inside.shape[0] - 1 - np.argmax(present[::-1], axis=0), -1)
+    has = top["flat"] >= 0
+    assert has.sum() > 40
+    from_top = {name: np.where(has, (case["ct"].shape[0] - 1) - top[name], 0)
+                for name, case in (("flat", flat), ("tilted", tilted))}
+    # (the tilted head is rendered in thinner slices: its top moves by up to one slice more or less)
+    moved = from_top["tilted"][has] - from_top["flat"][has] - shifts[has]
+    assert np.abs(moved).max() <= 1.5 and abs(np.mean(moved)) < 0.5
+    # nothing of the head is cut: a sheared grid keeps the head's volume; the mask is the volume's
+    for key in ("intracranial", "parenchyma"):
+        assert getattr(tilted["head"], key).sum() == pytest.approx(getattr(flat["head"], key).sum(), rel=0.03)
+    voxel_ml = dx * dy * dz / 1000.0
+    assert tilted["mask"].sum() * voxel_ml == pytest.approx(tilted["row"]["baseline_volume_ml"], abs=0.006)
+    assert tilted["row"]["baseline_volume_ml"] == pytest.approx(flat["row"]["baseline_volume_ml"], rel=0.1)
+    assert tilted["head"].parenchyma[tilted["mask"][(slice(None),) + tuple(tilted["head"].crop)]].all()
+    patient = ("site", "age_years", "sex", "sbp_mmhg", "onset_to_ct_h", "anticoagulant", "location",
+               *MARKER_COLUMNS)
+    assert all(tilted["row"][k] == flat["row"][k] for k in patient)
+    # the CT and its mask are moved alike: the mask is blood brighter than the brain around it, the same
+    # mask two slices higher is not
+    for case in (flat, tilted):
+        mask = case["mask"]
+        ring = ndimage.binary_dilation(mask, structure=np.ones((1, 5, 5), bool)) & ~mask
+        brain = np.median(case["ct"][ring & case["head"].to_full(case["head"].parenchyma, False)])
+        assert np.median(case["ct"][mask]) - brain > 20
+        assert np.median(case["ct"][np.roll(mask, 2, axis=0) & ~mask]) - brain < 8
+
+
+def test_gantry_tilt_range_is_drawn_per_case_and_checked(tmp_path):
+    heights = {generate_case(i, 8, SMALL, None, return_arrays=True, scanner="randomised",
+                             gantry_tilt_deg=(-25.0, 25.0))["ct"].shape[0]
+               - generate_case(i, 8, SMALL, None, return_arrays=True, scanner="randomised")["ct"].shape[0]
+               for i in range(4)}
+    assert len(heights) > 1 and min(heights) >= 0
+    manifest = make_ich_cohort(1, tmp_path / "c", shape=SMALL, scanner="randomised", gantry_tilt_deg=12.0,
+                               random_state=8)
+    image = sitk.ReadImage(manifest["image"].iloc[0])
+    case = generate_case(0, 8, SMALL, None, return_arrays=True, scanner="randomised", gantry_tilt_deg=(12.0, 12.0))
+    assert np.array_equal(sitk.GetArrayFromImage(image), case["ct"])
+    assert image.GetOrigin() == pytest.approx(case["head"].origin)
+    for bad in (31.0, (-31.0, 0.0), (10.0, 5.0), float("nan"), "steep", (1.0, 2.0, 3.0)):
+        with pytest.raises(ConfigurationError, match="gantry_tilt_deg"):
+            make_ich_cohort(1, tmp_path, shape=SMALL, scanner="randomised", gantry_tilt_deg=bad)
+    with pytest.raises(ConfigurationError, match="scanner='randomised'"):
+        make_ich_cohort(1, tmp_path, shape=SMALL, gantry_tilt_deg=10.0)

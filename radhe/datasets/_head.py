@@ -26,13 +26,14 @@ boundary normal), so thick slices blur oblique surfaces as real 5 mm slices do.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from radhe.datasets._fields import smooth_field
 
-__all__ = ["HeadPhantom", "make_head", "LANDMARKS"]
+__all__ = ["HeadPhantom", "make_head", "LANDMARKS", "gantry_tilt_shifts", "tilt_slices", "tilt_head"]
 
 #: Outer-skull semi-axes (mm) of an average adult head: left-right, antero-posterior, cranio-caudal.
 SKULL_SEMI_AXES_MM = (71.0, 91.0, 80.0)
@@ -399,3 +400,75 @@ def make_head(rng: np.random.Generator, shape_xyz, *, fov_mm: float, slice_mm: f
         crop=crop, full_shape=(nz, ny, nx), scale=s, inner_semi_axes=(ai, bi, ci), tissue_hu=hu,
         calcifications=calcifications,
     )
+
+
+
+def gantry_tilt_shifts(tilt_deg: float, head: HeadPhantom, slice_mm: float) -> np.ndarray:
+    """Per-row shift (in slices of ``slice_mm``, ``>= 0``, float) of a gantry tilted by ``tilt_deg``
+    about the scanner's left-right axis: row ``j`` of a tilted slice lies ``y_j tan(tilt)`` higher than
+    its centre row. The shifts are offset so that the head's lowest-shifted row has 0: a tilted stack
+    that starts at the untilted top slice covers the whole head in every row. Rows outside the head
+    (air) take the shift of the head's nearest row.
+    """
+    ny = head.full_shape[1]
+    raw = (np.arange(ny) - (ny - 1) / 2.0) * head.spacing[1] * np.tan(np.deg2rad(tilt_deg)) / float(slice_mm)
+    in_head = raw[head.crop[0]]
+    return np.clip(raw, in_head.min(), in_head.max()) - in_head.min()
+
+
+def tilt_slices(volume: np.ndarray, shifts: np.ndarray, n_out: int, fill, *, nearest: bool,
+                subslices: int = 1) -> np.ndarray:
+    """The ``n_out`` tilted slices (numpy ``(z, y, x)``, index 0 the lowest) of an untilted ``volume``
+    rendered in slices ``subslices`` times thinner, whose last slice is the top.
+
+    Counted from the top, tilted slice ``q`` of row ``j`` covers the untilted heights ``q - shifts[j]``
+    to ``q + 1 - shifts[j]`` (in output slices): the mean of its ``subslices`` thin slices, each read
+    by linear interpolation, ``fill`` above the top. ``nearest`` (labels): the thin slice nearest to
+    the slab's centre. The result is what a scanner stores for a tilted series whose slices are
+    stacked along the table (a sheared grid, as when a converter does not correct the tilt).
+    """
+    m = int(subslices)
+    n_fine, ny = volume.shape[:2]
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if m < 1 or shifts.shape != (ny,) or shifts.min() < 0 or n_fine < n_out * m:
+        raise ValueError("tilt_slices: one shift >= 0 per row, subslices >= 1 and n_out * subslices <= the "
+                         "volume's slices are needed")
+    pad = int(np.ceil(shifts.max() * m)) + 2
+    padded = np.concatenate([volume, np.full((pad,) + volume.shape[1:], fill, dtype=volume.dtype)])
+    rows = np.arange(ny)[None, :]
+    from_top = np.arange(n_out)[::-1, None] * m - shifts[None, :] * m             # (n_out, ny), thin slices
+
+    def read(offset):
+        height = (n_fine - 1) - (from_top + offset)                               # thin-slice index
+        if nearest:
+            return padded[np.floor(height + 0.5).astype(int), rows]
+        low = np.floor(height).astype(int)
+        upper = (height - low).astype(np.float32)[..., None]
+        below = padded[low, rows]
+        return below + upper * (padded[low + 1, rows] - below)
+
+    if nearest:
+        return read((m - 1) / 2.0)
+    out = read(0.0)
+    for i in range(1, m):
+        out = out + read(float(i))
+    return out / np.float32(m) if m > 1 else out
+
+
+def tilt_head(head: HeadPhantom, shifts: np.ndarray, n_out: int, subslices: int = 1) -> HeadPhantom:
+    """``head`` on the tilted stack of :func:`tilt_slices` (its voxel arrays ``ct``, ``intracranial``,
+    ``parenchyma``, ``ventricles``, ``depth``, its spacing and origin); ``X``, ``Y``, ``Z`` and
+    :meth:`~HeadPhantom.index_of` keep describing the untilted render."""
+    rows = shifts[head.crop[0]]
+    arrays = {name: tilt_slices(getattr(head, name), rows, n_out, False, nearest=True, subslices=subslices)
+              for name in ("intracranial", "parenchyma", "ventricles")}
+    arrays["ct"] = tilt_slices(head.ct, rows, n_out, np.float32(-1000.0), nearest=False, subslices=subslices)
+    arrays["depth"] = tilt_slices(head.depth, rows, n_out, np.float32(head.depth.min()), nearest=False,
+                                  subslices=subslices)
+    dx, dy, dz_thin = head.spacing
+    dz = dz_thin * subslices
+    # the lowest tilted slice's centre where the shift is 0: the mean of its thin slices' centres
+    n_fine = head.full_shape[0]
+    z0 = head.origin[2] + (n_fine - n_out * subslices) * dz_thin + (subslices - 1) * dz_thin / 2.0
+    return dataclasses.replace(head, **arrays, spacing=(dx, dy, dz), origin=head.origin[:2] + (z0,),
+                               full_shape=(n_out,) + head.full_shape[1:])

@@ -45,6 +45,13 @@ RANDOMISED_SCANNER = {"hu_offset": (-8.0, 8.0), "noise_sd": (2.5, 10.0), "noise_
                       "yaw_sd_deg": (2.0, 12.0)}
 #: Cranio-caudal extent (mm) covered by a randomised scanner's slices (vertex to below the skull base).
 _COVERED_MM = 140.0
+#: Largest gantry tilt (degrees) ``gantry_tilt_deg`` accepts (scanners tilt up to about 30°).
+MAX_GANTRY_TILT_DEG = 30.0
+#: Thickest slice (mm) a tilted stack is rendered in before its slabs are averaged.
+_TILT_THIN_SLICE_MM = 2.0
+#: Antero-posterior extent (mm) that bounds any phantom head's rows (skull, scalp, position), used to
+#: render enough slices below a tilted stack before the head is drawn.
+_HEAD_ROWS_MM = 240.0
 #: Columns of ``oracle.csv`` beside ``he_risk``: the volume (mL) of each kind of other blood.
 OTHER_BLOOD_COLUMNS = tuple(f"{kind}_ml" for kind in _other_blood.OTHER_BLOOD_LABELS)
 #: Columns of ``oracle.csv`` after :data:`OTHER_BLOOD_COLUMNS`: each term's share of the true log-odds
@@ -64,7 +71,7 @@ _REFERENCE_MATRIX = 256
 def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256, 28), random_state=0,
                     compress: bool = False, n_jobs: int = 1, missing_scale: float = 1.0,
                     other_blood_scale: float = 1.0, label_other_blood: bool = False, scanner: str = "sites",
-                    verbose: bool = False) -> pd.DataFrame:
+                    gantry_tilt_deg=0.0, verbose: bool = False) -> pd.DataFrame:
     """Generate a synthetic non-contrast CT cohort of intracerebral haemorrhage with known ground truth.
 
     Writes ``out_dir/images/<case_id>.nii`` (int16 HU), ``out_dir/masks/<case_id>.nii`` (uint8, 1 =
@@ -111,6 +118,15 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
         rotation. The clinical variables, location, markers and haematoma shape are those of the
         "sites" case; what depends on the mask's measured volume (GCS, the risk, the follow-up volume
         and the label) can differ, since the mask is drawn on another grid.
+    gantry_tilt_deg : float or (float, float), default 0.0
+        Gantry tilt (degrees, at most :data:`MAX_GANTRY_TILT_DEG` either way) of ``scanner="randomised"``
+        scans: one angle for every case, or a ``(low, high)`` range each case draws its own from
+        (uniformly). The slices are tilted about the left-right axis and stored stacked along the
+        table, as a series whose tilt a converter did not correct (a sheared grid: the skull base
+        crosses the slices obliquely); the stack has as many more slices as keep the whole head in
+        every row. A tilted slab is the mean of untilted slices of at most 2 mm; masks and volumes are
+        taken on the tilted stack. Only the image changes with the tilt (and what depends on the mask's
+        measured volume); 0, the default, draws nothing and changes nothing.
     verbose : bool, default False
         Print progress.
 
@@ -139,9 +155,13 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
         raise ConfigurationError(f"scanner must be 'sites' or 'randomised', got {scanner!r}")
     if not (isinstance(other_blood_scale, (int, float, np.number)) and other_blood_scale >= 0):
         raise ConfigurationError(f"other_blood_scale must be a number >= 0, got {other_blood_scale!r}")
+    tilt_range = _tilt_range(gantry_tilt_deg)
+    if tilt_range != (0.0, 0.0) and scanner != "randomised":
+        raise ConfigurationError(f"gantry_tilt_deg={gantry_tilt_deg!r} needs scanner='randomised' (its number of "
+                                 "slices follows the head; a 'sites' scan keeps shape's slices)")
     width = max(4, len(str(n_cases)))
     args = [(i, entropy, shape, str(out), bool(compress), float(missing_scale), width, False,
-             float(other_blood_scale), bool(label_other_blood), scanner) for i in range(n_cases)]
+             float(other_blood_scale), bool(label_other_blood), scanner, tilt_range) for i in range(n_cases)]
 
     if n_jobs == 1:
         results = []
@@ -169,6 +189,18 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     return load_manifest(out / "manifest.csv")
 
 
+def _tilt_range(gantry_tilt_deg) -> tuple[float, float]:
+    values = gantry_tilt_deg if isinstance(gantry_tilt_deg, (tuple, list, np.ndarray)) else (gantry_tilt_deg,) * 2
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        low = high = np.nan
+    if not (np.isfinite(low) and np.isfinite(high) and -MAX_GANTRY_TILT_DEG <= low <= high <= MAX_GANTRY_TILT_DEG):
+        raise ConfigurationError(f"gantry_tilt_deg must be an angle or a (low, high) range of angles within "
+                                 f"±{MAX_GANTRY_TILT_DEG:g} degrees, low <= high; got {gantry_tilt_deg!r}")
+    return low, high
+
+
 def _rngs(entropy: int, index: int, n: int):
     seq = np.random.SeedSequence(entropy, spawn_key=(index,))
     return [np.random.default_rng(s) for s in seq.spawn(n)]
@@ -176,18 +208,20 @@ def _rngs(entropy: int, index: int, n: int):
 
 def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress: bool = False,
                   missing_scale: float = 1.0, width: int = 4, return_arrays: bool = False,
-                  other_blood_scale: float = 1.0, label_other_blood: bool = False, scanner: str = "sites") -> dict:
+                  other_blood_scale: float = 1.0, label_other_blood: bool = False, scanner: str = "sites",
+                  gantry_tilt_deg: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Generate case ``index`` of the cohort seeded by ``entropy``; write its files when ``out_dir``.
 
     Returns a dict with ``row`` (the manifest row), ``risk`` (true HE probability), ``terms`` (the
     risk model's inputs), ``other_blood_ml`` and, with ``return_arrays``, ``ct`` (int16, numpy
     ``(z, y, x)``), ``mask`` (bool: the parenchymal haematoma), ``labels`` (uint8: the mask as written,
     :data:`MASK_LABELS`), ``head`` (the :class:`~radhe.datasets._head.HeadPhantom`) and
-    ``spacing`` ``(x, y, z)``.
+    ``spacing`` ``(x, y, z)``. ``gantry_tilt_deg``: the ``(low, high)`` range of the tilt (degrees)
+    this case draws from (see :func:`make_ich_cohort`).
     """
-    # the seventh (other blood) and eighth (randomised scanner) streams came last: the six before them
-    # draw what they always drew
-    r_clin, r_head, r_clot, r_noise, r_out, r_miss, r_other, r_scan = _rngs(entropy, index, 8)
+    # the seventh (other blood), eighth (randomised scanner) and ninth (gantry tilt) streams came last:
+    # the ones before them draw what they always drew
+    r_clin, r_head, r_clot, r_noise, r_out, r_miss, r_other, r_scan, r_tilt = _rngs(entropy, index, 9)
     nx, ny, nz = shape
     case_id = f"ich{index + 1:0{width}d}"
 
@@ -207,7 +241,17 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
         sp.update({key: float(r_scan.uniform(*bounds)) for key, bounds in RANDOMISED_SCANNER.items()})
         slice_mm, yaw_sd = sp["slice_mm"], sp["yaw_sd_deg"]
         nz = int(np.ceil(_COVERED_MM / slice_mm))
-    head = _head.make_head(r_head, (nx, ny, nz), fov_mm=sp["fov_mm"], slice_mm=slice_mm,
+    low, high = gantry_tilt_deg
+    tilt = float(r_tilt.uniform(low, high)) if low < high else float(low)
+    render_slices, thin = nz, 1
+    if tilt:
+        # a tilted stack is read from a taller untilted render (extra slices below the skull base), in
+        # slices of at most 2 mm so that a tilted slab averages thin slices instead of interpolating
+        # between thick ones
+        extra = int(np.ceil(_HEAD_ROWS_MM * abs(np.tan(np.deg2rad(tilt))) / slice_mm))
+        thin = int(np.ceil(slice_mm / _TILT_THIN_SLICE_MM))
+        render_slices = (nz + extra) * thin
+    head = _head.make_head(r_head, (nx, ny, render_slices), fov_mm=sp["fov_mm"], slice_mm=slice_mm / thin,
                            age_years=clinical["age_years"], streak_strength=sp["streaks"], yaw_sd_deg=yaw_sd)
     spec = _haematoma.draw_clot_spec(r_clot, head, location, markers["irregularity"])
     clot = _haematoma.render_clot(r_clot, head, spec, target_ml, markers)
@@ -215,10 +259,23 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
                                             clot.mask)
     if "intraventricular" in clot.info:
         other["intraventricular"] = clot.info.pop("intraventricular") & ~clot.mask
+    clot_mask, clot_ml = clot.mask, clot.volume_ml
+    if tilt:
+        shifts = _head.gantry_tilt_shifts(tilt, head, slice_mm)
+        n_tilted = nz + int(np.ceil(shifts.max()))
+        rows = shifts[head.crop[0]]
+
+        def tilted(region):
+            return _head.tilt_slices(region, rows, n_tilted, False, nearest=True, subslices=thin)
+
+        clot_mask = tilted(clot.mask)
+        other = {kind: tilted(region) for kind, region in other.items()}
+        head = _head.tilt_head(head, shifts, n_tilted, thin)
+        clot_ml = float(clot_mask.sum()) * float(np.prod(head.spacing)) / 1000.0
     voxel_ml = float(np.prod(head.spacing)) / 1000.0
     other_blood_ml = {f"{kind}_ml": round(float(other[kind].sum()) * voxel_ml, 2) if kind in other else 0.0
                       for kind in _other_blood.OTHER_BLOOD_LABELS}
-    labels = clot.mask.astype(np.uint8)
+    labels = clot_mask.astype(np.uint8)
     if label_other_blood:
         for kind, region in other.items():
             labels[region & (labels == 0)] = _other_blood.OTHER_BLOOD_LABELS[kind]
@@ -235,7 +292,7 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
     ct_int = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
 
     # outcome
-    baseline = round(clot.volume_ml, 2)
+    baseline = round(clot_ml, 2)
     terms = _outcome.risk_terms(markers=markers, onset_to_ct_h=clinical["onset_to_ct_h"], baseline_ml=baseline,
                                 anticoagulant=clinical["anticoagulant"], antiplatelet=clinical["antiplatelet"],
                                 sbp_mmhg=clinical["sbp_mmhg"])

@@ -576,6 +576,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         Returns
         -------
         mask : numpy.ndarray of uint8, ``(z, y, x)``
+            On the image's grid, in its file's voxel order (``SimpleITK.GetArrayFromImage``'s); the
+            network saw the voxels in the canonical orientation (:class:`radhe.nn.slices.Case`).
         info : dict
             ``voxels``, ``volume_ml``, ``max_probability``, ``status`` ("ok", "fallback", "empty"),
             ``reference`` (the image, for its geometry).
@@ -627,7 +629,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         info = {"voxels": int(mask.sum()), "volume_ml": float(mask.sum()) * case.voxel_ml,
                 "max_probability": max_prob, "status": status, "reference": case.reference,
                 "message": None if status == "ok" else message}
-        return mask.astype(np.uint8), info
+        return case.to_native(mask.astype(np.uint8)), info
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Predict every case's mask, write it to ``cache_dir`` and add its path as ``output_column``.
@@ -777,7 +779,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         for case_id, image, mask in zip(X["case_id"], X[self.image_column], X[self.mask_column], strict=True):
             case = S.load_case(image, mask, case_id=case_id, require_mask=True, hu_check=self.hu_check)
             pred, _ = self._predict_case(case)
-            scores.append(dice_score(case.mask, pred))
+            scores.append(dice_score(case.to_native(case.mask), pred))
         return float(np.mean(scores))
 
     def get_feature_names_out(self, input_features=None):
@@ -904,7 +906,8 @@ PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_prob
 
 #: Bumped when the masks ``transform`` writes for the same weights, settings and image could change
 #: (prediction or post-processing code): recorded masks of another version are predicted again.
-PREDICTION_VERSION = 1
+#: 2: images not stored in the canonical orientation are reoriented before the network.
+PREDICTION_VERSION = 2
 
 #: Warnings of reading an image that are recorded and raised again when its prediction is reused.
 _WARNING_CLASSES = {"radhe.errors.InputWarning": InputWarning, "builtins.UserWarning": UserWarning}

@@ -254,7 +254,7 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
                 prep = S.preprocess(case, tuple(self.window), self.skull_strip)
                 _, undo = S.to_network_grid(prep, self.input_size, 2 ** (self.levels - 1))
                 prob, _ = self._case_outputs(image, case_id)
-                out.append((undo(prob) >= 0.5).astype(np.uint8))
+                out.append(case.to_native((undo(prob) >= 0.5).astype(np.uint8)))
         return out
 
     def dice(self, X: pd.DataFrame) -> pd.Series:
@@ -266,7 +266,8 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         for (case_id, mask_path), pred in zip(zip(X["case_id"], X[self.mask_column], strict=True),
                                               self.predict_masks(X), strict=True):
             truth = S.load_case(X.loc[X["case_id"] == case_id, self.image_column].iloc[0], mask_path,
-                                case_id=case_id, require_mask=True, hu_check=self.hu_check).mask
+                                case_id=case_id, require_mask=True, hu_check=self.hu_check)
+            truth = truth.to_native(truth.mask)
             values.append(dice_score(truth, pred))
         return pd.Series(values, index=X.index, name="dice")
 
