@@ -20,6 +20,7 @@ from scipy import stats
 from scipy.spatial import ConvexHull, QhullError
 
 from radhe.errors import InputError
+from radhe.io.orientation import canonical_order, canonical_spacing
 
 __all__ = ["mask_volume_ml", "abc2_volume_ml", "compare_volumes", "ICC_FORM"]
 
@@ -32,8 +33,10 @@ def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float
         from radhe.io.validation import read_mask
 
         mask = read_mask(mask, label=label)  # the mask checks every reader runs
-        spacing = mask.GetSpacing() if spacing is None else spacing
-        array = sitk.GetArrayViewFromImage(mask)
+        # axial slices on axis 0 whatever order the file stores them in (reversed axes change nothing here)
+        axes, _ = canonical_order(mask)
+        spacing = canonical_spacing(mask.GetSpacing() if spacing is None else spacing, (axes, (False,) * 3))
+        array = np.transpose(sitk.GetArrayViewFromImage(mask), axes)
     else:
         array = np.asarray(mask)
         if spacing is None:
@@ -106,7 +109,9 @@ def abc2_volume_ml(mask, *, spacing=None, label: int | None = None, slice_weight
     Parameters
     ----------
     mask : SimpleITK.Image, path-like or numpy.ndarray
-        A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``.
+        A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``. An
+        image (or file) is measured on its axial slices whatever axis order it stores them in
+        (``reference_slice`` then counts axial slices in the image's own direction along its slice axis).
     spacing : (float, float, float), optional
         Voxel size ``(x, y, z)`` in mm; the slice thickness is taken as the ``z`` spacing.
     label : int, optional

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from radhe.datasets.cohort import generate_case
 from radhe.errors import ConfigurationError, InputWarning
-from radhe.io import read_image, write_image
+from radhe.io import orientation, read_image, write_image
 from radhe.nn import pretrained as P
 from radhe.nn import slices as S
 from radhe.segmentation import HematomaSegmenter, dice_score, segmentation_metrics
@@ -419,13 +419,13 @@ def test_loaded_cases_are_in_the_canonical_orientation_whatever_the_files_storag
         path = tmp_path / f"{code}.nii"
         sitk.WriteImage(stored, str(path))
         case = S.load_case(path, None, hu_check=False)
-        back = sitk.DICOMOrient(sitk.ReadImage(str(path)), S.CANONICAL_ORIENTATION)
+        back = sitk.DICOMOrient(sitk.ReadImage(str(path)), orientation.CANONICAL_ORIENTATION)
         assert np.array_equal(case.hu, sitk.GetArrayFromImage(back).astype(np.float32)), code
         assert np.array_equal(case.hu, reference), code
         assert case.spacing == pytest.approx(back.GetSpacing()), code
         assert np.array_equal(case.to_native(case.hu), sitk.GetArrayFromImage(stored)), code
     # an identity direction (the cohort's files) is read as stored, without a copy
-    assert S.canonical_order(base) == ((0, 1, 2), (False, False, False))
+    assert orientation.canonical_order(base) == ((0, 1, 2), (False, False, False))
 
 
 def test_the_shipped_segmenter_predicts_the_same_haematoma_from_any_storage_order(phantom_cases, tmp_path):

@@ -153,3 +153,24 @@ def test_compare_volumes_pairs_series_by_index():
     assert out["mean_difference"] == pytest.approx(1.0) and out["sd_difference"] == pytest.approx(0.0)
     with pytest.raises(InputError, match="different indexes"):
         compare_volumes(ref, pd.Series([1.0, 2.0, 3.0, 4.0], index=list("wxyz")))
+
+
+def test_abc2_measures_axial_slices_whatever_order_the_file_stores_them_in(tmp_path):
+    """The same haematoma stored with permuted and reversed axes (as reformats and converters write
+    them): ABC/2 is measured on the axial slices, so every storage order gives the same estimate."""
+    spacing = (0.45, 0.6, 5.0)
+    mask = ellipsoid_mask((25.0, 12.0, 14.0), spacing, (120, 110, 14), centre_offset=(3.0, -2.0, 1.0))
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(spacing)
+    expected, details = abc2_volume_ml(image, return_details=True)
+    assert details["C_mm"] % 2.5 == 0  # slices of 5 mm, weighted 0, 0.5 or 1
+    for code in ("RAI", "PLS", "SLP", "IRA"):
+        path = tmp_path / f"{code}.nii"
+        sitk.WriteImage(sitk.DICOMOrient(image, code), str(path))
+        stored = sitk.ReadImage(str(path))
+        assert (stored.GetSize() == image.GetSize()) == (code == "RAI")  # axes permuted, except RAI
+        # (NIfTI keeps the spacing in float32)
+        assert abc2_volume_ml(path) == pytest.approx(expected, rel=1e-6), code
+        assert abc2_volume_ml(stored, slice_weighting=False) == pytest.approx(
+            abc2_volume_ml(image, slice_weighting=False), rel=1e-6), code
+        assert mask_volume_ml(path) == pytest.approx(mask_volume_ml(image), rel=1e-6)

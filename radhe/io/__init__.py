@@ -1,8 +1,8 @@
 """Image input/output, the case manifest and input validation.
 
 One reader module per concept: :mod:`radhe.io.image` (volumes), :mod:`radhe.io.manifest`
-(the case table), :mod:`radhe.io.validation` (per-case checks) and :mod:`radhe.io.dicom_masks`
-(RTSTRUCT and DICOM-SEG masks onto the CT grid).
+(the case table), :mod:`radhe.io.validation` (per-case checks), :mod:`radhe.io.orientation` (a
+volume's voxel order) and :mod:`radhe.io.dicom_masks` (RTSTRUCT and DICOM-SEG masks onto the CT grid).
 """
 
 from radhe.io.dicom_masks import read_dicom_mask

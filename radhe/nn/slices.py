@@ -16,16 +16,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radhe.errors import ConfigurationError, InputError
+from radhe.io.orientation import canonical_order, canonical_spacing, to_canonical, to_native
 
 #: HU above which a voxel is taken as bone by :func:`skull_strip`.
 BONE_HU = 300.0
-
-
-#: The orientation every network sees: ITK's identity direction (DICOM's LPS): along numpy ``(z, y, x)``,
-#: slices run towards the vertex, rows towards posterior and columns towards the patient's left.
-CANONICAL_ORIENTATION = "LPS"
-
-_PATIENT_AXIS = {"L": (0, True), "R": (0, False), "P": (1, True), "A": (1, False), "S": (2, True), "I": (2, False)}
 
 
 @dataclass
@@ -33,9 +27,9 @@ class Case:
     """One case loaded for a network: arrays in numpy ``(z, y, x)`` order, in the canonical orientation.
 
     ``hu`` and ``mask`` are the image's voxels reordered (axes permuted and reversed, never resampled)
-    to :data:`CANONICAL_ORIENTATION`, so that a network sees every scan as the ones it was trained on,
-    whatever order the file stores them in (a NIfTI from dcm2niix often stores rows from posterior to
-    anterior). ``axes`` and ``flipped`` record the reordering; :meth:`to_native` undoes it for an
+    to :data:`radhe.io.orientation.CANONICAL_ORIENTATION`, so that a network sees every scan as the
+    ones it was trained on, whatever order the file stores them in (a NIfTI from dcm2niix often
+    stores rows from posterior to anterior). ``axes`` and ``flipped`` record the reordering; :meth:`to_native` undoes it for an
     array that goes back to the file's grid (``reference``).
     """
 
@@ -53,38 +47,11 @@ class Case:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel spacing ``(x, y, z)`` in mm of the canonical arrays."""
-        native = self.reference.GetSpacing()  # (x, y, z): numpy axis n has native[2 - n]
-        return tuple(float(native[2 - self.axes[2 - a]]) for a in range(3))
+        return canonical_spacing(self.reference.GetSpacing(), (self.axes, self.flipped))
 
     def to_native(self, array: np.ndarray) -> np.ndarray:
         """A canonical ``(z, y, x)`` array in the file's own voxel order (the inverse of loading)."""
-        if self.axes == (0, 1, 2) and not any(self.flipped):
-            return array
-        reversed_axes = tuple(a for a in range(3) if self.flipped[a])
-        return np.ascontiguousarray(np.transpose(np.flip(array, reversed_axes), np.argsort(self.axes)))
-
-
-def canonical_order(image: sitk.Image) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
-    """``(axes, flipped)`` bringing ``image``'s numpy array to :data:`CANONICAL_ORIENTATION`: canonical
-    numpy axis ``a`` is the native axis ``axes[a]``, reversed where ``flipped[a]``.
-
-    The orientation is SimpleITK's closest one to the direction cosines (an oblique scan goes to the
-    patient axes nearest to its own), as :func:`SimpleITK.DICOMOrient` reorients.
-    """
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    axes, flipped = [0, 0, 0], [False, False, False]
-    for index_axis, letter in enumerate(code):  # ITK index axes x, y, z are numpy axes 2, 1, 0
-        patient_axis, positive = _PATIENT_AXIS[letter]
-        axes[2 - patient_axis] = 2 - index_axis
-        flipped[2 - patient_axis] = not positive
-    return tuple(axes), tuple(flipped)
-
-
-def _to_canonical(array: np.ndarray, axes, flipped) -> np.ndarray:
-    if tuple(axes) == (0, 1, 2) and not any(flipped):
-        return array
-    reordered = np.flip(np.transpose(array, axes), tuple(a for a in range(3) if flipped[a]))
-    return np.ascontiguousarray(reordered)
+        return to_native(array, (self.axes, self.flipped))
 
 
 def is_missing(value) -> bool:
@@ -110,12 +77,12 @@ def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, requi
         raise InputError("no mask path: a ground-truth mask is required here", case_id=case_id)
     loaded = load_checked_case(image_path, mask_path if has_mask else None, case_id=case_id, label=label,
                                hu_check=hu_check, require_label=False, min_roi_dimensions=0)
-    axes, flipped = canonical_order(loaded.image)
-    hu = _to_canonical(sitk.GetArrayFromImage(loaded.image).astype(np.float32, copy=False), axes, flipped)
+    order = canonical_order(loaded.image)
+    hu = to_canonical(sitk.GetArrayFromImage(loaded.image).astype(np.float32, copy=False), order)
     mask = None
     if loaded.mask is not None:
-        mask = _to_canonical((sitk.GetArrayViewFromImage(loaded.mask) == label).astype(np.uint8), axes, flipped)
-    return Case(str(case_id), hu, mask, loaded.image, axes, flipped)
+        mask = to_canonical((sitk.GetArrayViewFromImage(loaded.mask) == label).astype(np.uint8), order)
+    return Case(str(case_id), hu, mask, loaded.image, *order)
 
 
 def window(hu: np.ndarray, low: float, high: float) -> np.ndarray:
