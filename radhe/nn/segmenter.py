@@ -906,7 +906,8 @@ PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_prob
 
 #: Bumped when the masks ``transform`` writes for the same weights, settings and image could change
 #: (prediction or post-processing code): recorded masks of another version are predicted again.
-#: 2: images not stored in the canonical orientation are reoriented before the network.
+#: 2: images not stored in the canonical orientation are reoriented before the network; a skull ring
+#: cut by the field of view is closed by the field's edge.
 PREDICTION_VERSION = 2
 
 #: Warnings of reading an image that are recorded and raised again when its prediction is reused.

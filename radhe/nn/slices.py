@@ -130,7 +130,9 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     the ring is closed over 3 mm, on a grid of about 0.9 mm for finer scans; a slice with bone that
     keeps nothing of that component (a ring left open at the skull base or the vertex by foramina
     or thin bone in partial volume, or only small air pockets enclosed) is closed again over 8 mm
-    and the component found again. Without ``spacing``, the ring is closed over 2 pixels. Slices
+    and the component found again. Without ``spacing``, the ring is closed over 2 pixels. Where the
+    field of view cuts the head (tissue on the array's border or next to padding below
+    :data:`PADDING_HU`), the field's edge closes the ring. Slices
     without a closed ring keep nothing; a volume where this finds nothing returns all-True (no
     stripping) rather than an empty brain.
     """
@@ -145,13 +147,25 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
         pixel_mm *= factor
     closings = (2,) if pixel_mm is None else tuple(max(2, int(round(mm / pixel_mm))) for mm in (3.0, 8.0))
 
+    wall = _field_edge_tissue(hu)
+    if wall is not None and factor > 1:
+        wall = _any_in_blocks(wall, factor)
+
     def enclosed(z, iterations):
         # on the slice's bone box widened by the closing and one voxel the closing and its holes are
         # those of the whole slice: outside the box all stays background, connected to the border
-        box = padded_box(bone[z], pad=iterations + 1)
+        cut = wall is not None and wall[z].any()
+        box = padded_box(bone[z] | wall[z] if cut else bone[z], pad=iterations + 1)
         closed = ndimage.binary_closing(bone[z][box], iterations=iterations, border_value=0)
         out = np.zeros(bone.shape[1:], dtype=bool)
-        out[box] = fill_holes(closed) & ~closed
+        if cut:
+            # a head cut by the field of view: the ring is closed by the field's edge where tissue
+            # meets it (and the closing, which erodes at the array's edge, keeps the bone it had)
+            closed |= bone[z][box]
+            edge = wall[z][box]
+            out[box] = fill_holes(closed | edge) & ~closed & ~edge
+        else:
+            out[box] = fill_holes(closed) & ~closed
         return out
 
     inside = np.zeros_like(bone)
@@ -179,6 +193,27 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     out = np.zeros(native_bone.shape, dtype=bool)
     out[fine] = rim & ~native_bone[fine] & (hu[fine] > -500)
     return out
+
+
+#: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
+#: write -2000, -3024 or lower there; air is about -1000).
+PADDING_HU = -1500.0
+
+
+def _field_edge_tissue(hu: np.ndarray) -> np.ndarray | None:
+    """Tissue (HU above -500) on the edge of the scanned field: on the array's border or next to
+    padding (:data:`PADDING_HU`) in its slice; None when there is none (the head lies inside the field)."""
+    faces = (hu[:, 0, :], hu[:, -1, :], hu[:, :, 0], hu[:, :, -1])
+    padded = bool(hu.min() < PADDING_HU) if hu.size else False
+    if not padded and not any((face > -500).any() for face in faces):
+        return None
+    edge = np.zeros(hu.shape, dtype=bool)
+    edge[:, (0, -1), :] = True
+    edge[:, :, (0, -1)] = True
+    if padded:
+        edge |= ndimage.binary_dilation(hu < PADDING_HU, structure=ndimage.generate_binary_structure(2, 1)[None])
+    edge &= hu > -500
+    return edge if edge.any() else None
 
 
 def _any_in_blocks(mask: np.ndarray, factor: int) -> np.ndarray:
