@@ -138,9 +138,9 @@ def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
         wall = np.pad(wall, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
         wall = wall.reshape(nz, wall.shape[1] // factor, factor, wall.shape[2] // factor, factor).any(axis=(2, 4))
 
-    def enclosed(z, iterations):
+    def enclosed(z, iterations, field_edge=False):
         closed = ndimage.binary_closing(bone[z], iterations=iterations, border_value=0)
-        if not wall[z].any():
+        if not field_edge:
             return ndimage.binary_fill_holes(closed) & ~closed
         closed |= bone[z]
         return ndimage.binary_fill_holes(closed | wall[z]) & ~closed & ~wall[z]
@@ -154,14 +154,20 @@ def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
     for z in with_bone:
         inside[z] = enclosed(z, closings[0])
     brain = largest(inside)
-    if brain is None:
-        return np.ones_like(native_bone)
-    if len(closings) > 1:
+    if brain is not None and len(closings) > 1:
         redo = [z for z in with_bone if not brain[z].any()]
         for z in redo:
             inside[z] = enclosed(z, closings[1])
         if redo:
             brain = largest(inside)
+    for iterations in closings:  # slices still without brain whose ring the field cuts
+        cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
+        for z in cut:
+            inside[z] = enclosed(z, iterations, field_edge=True)
+        if cut:
+            brain = largest(inside)
+    if brain is None:
+        return np.ones_like(native_bone)
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     brain = ndimage.binary_dilation(brain, structure=in_plane)
@@ -208,6 +214,10 @@ def test_skull_strip_closes_a_skull_ring_cut_by_the_field_of_view():
         assert dice_score(cut, truth & ~outside) > 0.95 and cut[clot & ~outside].all()
         assert not cut[:, outside].any()
         np.testing.assert_array_equal(cut, _reference_skull_strip(circle, spacing))
+        # a background masked to padding (no air left) around a whole skull changes nothing
+        masked = ct.copy()
+        masked[ct < -500] = -3024.0
+        np.testing.assert_array_equal(S.skull_strip(masked, spacing=spacing), whole)
         # away from the cut, the stripped space is the uncut head's
         inner = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.3 * size) ** 2)[0]
         assert (cut[:, inner] == whole[:, inner]).mean() > 0.99

@@ -132,7 +132,8 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     or thin bone in partial volume, or only small air pockets enclosed) is closed again over 8 mm
     and the component found again. Without ``spacing``, the ring is closed over 2 pixels. Where the
     field of view cuts the head (tissue on the array's border or next to padding below
-    :data:`PADDING_HU`), the field's edge closes the ring. Slices
+    :data:`PADDING_HU`) and a slice has no brain after both closings, the field's edge closes the
+    ring. Slices
     without a closed ring keep nothing; a volume where this finds nothing returns all-True (no
     stripping) rather than an empty brain.
     """
@@ -151,16 +152,15 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     if wall is not None and factor > 1:
         wall = _any_in_blocks(wall, factor)
 
-    def enclosed(z, iterations):
+    def enclosed(z, iterations, *, field_edge=False):
         # on the slice's bone box widened by the closing and one voxel the closing and its holes are
         # those of the whole slice: outside the box all stays background, connected to the border
-        cut = wall is not None and wall[z].any()
-        box = padded_box(bone[z] | wall[z] if cut else bone[z], pad=iterations + 1)
+        box = padded_box(bone[z] | wall[z] if field_edge else bone[z], pad=iterations + 1)
         closed = ndimage.binary_closing(bone[z][box], iterations=iterations, border_value=0)
         out = np.zeros(bone.shape[1:], dtype=bool)
-        if cut:
-            # a head cut by the field of view: the ring is closed by the field's edge where tissue
-            # meets it (and the closing, which erodes at the array's edge, keeps the bone it had)
+        if field_edge:
+            # a head cut by the field of view: the field's edge closes the ring where tissue meets it
+            # (and the closing, which erodes at the array's edge, keeps the bone it had)
             closed |= bone[z][box]
             edge = wall[z][box]
             out[box] = fill_holes(closed | edge) & ~closed & ~edge
@@ -173,14 +173,23 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     for z in with_bone:
         inside[z] = enclosed(z, closings[0])
     brain = _largest_component(inside)
-    if brain is None:
-        return np.ones_like(native_bone)
-    if len(closings) > 1:
+    if brain is not None and len(closings) > 1:
         redo = [z for z in with_bone if not brain[z].any()]
         for z in redo:
             inside[z] = enclosed(z, closings[1])
         if redo:
             brain = _largest_component(inside)
+    if wall is not None:
+        # last, slices still without brain whose tissue meets the field's edge: a ring the field cuts
+        # (only then, so that a background masked to padding around a closed skull changes nothing)
+        for iterations in closings:
+            cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
+            for z in cut:
+                inside[z] = enclosed(z, iterations, field_edge=True)
+            if cut:
+                brain = _largest_component(inside)
+    if brain is None:
+        return np.ones_like(native_bone)
     # give back a rim of the haematoma lying against the inner table (in-plane only: the head's
     # outline changes from slice to slice); everything below happens in the brain's box
     box = padded_box(brain, pad=(0, 1, 1))
