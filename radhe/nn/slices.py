@@ -148,9 +148,7 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
         pixel_mm *= factor
     closings = (2,) if pixel_mm is None else tuple(max(2, int(round(mm / pixel_mm))) for mm in (3.0, 8.0))
 
-    wall = _field_edge_tissue(hu)
-    if wall is not None and factor > 1:
-        wall = _any_in_blocks(wall, factor)
+    wall = np.zeros_like(bone)  # tissue on the field's edge, found only on the slices that need it
 
     def enclosed(z, iterations, *, field_edge=False):
         # on the slice's bone box widened by the closing and one voxel the closing and its holes are
@@ -179,9 +177,12 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
             inside[z] = enclosed(z, closings[1])
         if redo:
             brain = _largest_component(inside)
-    if wall is not None:
-        # last, slices still without brain whose tissue meets the field's edge: a ring the field cuts
-        # (only then, so that a background masked to padding around a closed skull changes nothing)
+    # last, slices still without brain whose tissue meets the field's edge: a ring the field cuts
+    # (only then, so that a background masked to padding around a closed skull changes nothing)
+    missing = [z for z in with_bone if brain is None or not brain[z].any()]
+    edge_tissue = _field_edge_tissue(hu[missing]) if missing else None
+    if edge_tissue is not None:
+        wall[missing] = _any_in_blocks(edge_tissue, factor) if factor > 1 else edge_tissue
         for iterations in closings:
             cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
             for z in cut:
