@@ -276,8 +276,6 @@ def main(argv=None) -> dict:
         results["forward_32x256x256"] = forward_speed(args.forward_threads)
         print("forward, 32 x 256^2, 16 base channels:", json.dumps(results["forward_32x256x256"], indent=1))
 
-    tilt = tuple(float(v) for v in args.gantry_tilt_deg.split(","))
-    tilt = tilt * 2 if len(tilt) == 1 else tilt
     tmp = tempfile.TemporaryDirectory(prefix="radhe-bench-seg-")
     data = Path(args.data) if args.data else Path(tmp.name) / "cohort"
     t0 = time.perf_counter()

@@ -204,6 +204,9 @@ def _local_pool_workers(n_jobs) -> int | None:
 #: workers and their imports takes about 0.6 s of wall time and more of CPU on a 2-core machine.
 COLD_POOL_MIN_SECONDS = 3.0
 
+#: Tasks this process runs (and times) before it decides whether a cold pool would pay.
+SEQUENTIAL_PROBE_TASKS = 2
+
 class _LocalPool:
     """radhe's own loky process pool (not joblib's shared executor, whose reuse rules it would upset)."""
 
@@ -254,8 +257,9 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
 
     Starting worker processes (and their imports) costs more than a few cases of extraction, so a
     small batch sent to a cold pool finishes later than in this process alone. A single task runs
-    here. With no warm pool, this process runs the first task and times it; when the rest would
-    take less than :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts
+    here. With no warm pool, this process runs the first :data:`SEQUENTIAL_PROBE_TASKS` tasks and
+    times them (the first also pays one-time costs, so the faster one is the estimate); when the rest
+    would take less than :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts
     and, until a worker returns its first result, this process keeps taking tasks (from the end of
     the queue, the workers from the front); when none is left to take it computes those still
     waiting for a worker, and the first result of a task is the one kept (the functions run here
@@ -275,12 +279,19 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
     finished: set[int] = set()
     pool = _pool if _pool is not None and _pool.n_workers == n_workers and _pool.warm else None
     if pool is None or len(tasks) == 1:
-        start = time.perf_counter()
-        i = pending.popleft()
-        result = func(*tasks[i])
-        finished.add(i)
-        yield i, result
-        if (time.perf_counter() - start) * len(pending) < COLD_POOL_MIN_SECONDS:
+        # the first task also pays this process's one-time costs (lazy imports, first use of the
+        # libraries): the faster of the first two is the estimate of a task's cost
+        seconds = []
+        for _ in range(min(SEQUENTIAL_PROBE_TASKS, len(tasks))):
+            start = time.perf_counter()
+            i = pending.popleft()
+            result = func(*tasks[i])
+            seconds.append(time.perf_counter() - start)
+            finished.add(i)
+            yield i, result
+        if not pending:
+            return
+        if min(seconds) * len(pending) < COLD_POOL_MIN_SECONDS:
             while pending:
                 i = pending.popleft()
                 yield i, func(*tasks[i])

@@ -318,10 +318,10 @@ def test_tilt_slices_reads_each_row_at_its_height():
     ramp = np.broadcast_to(np.arange(nz, dtype=np.float32)[:, None, None], (nz, ny, nx)).copy()
     shifts = np.array([0.0, 0.25, 0.5, 1.75, 2.0])
     with pytest.raises(ValueError, match="n_out"):
-        tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=False)
+        tilt_slices(ramp, shifts, n_out, np.float32(-1.0))
     ramp = np.concatenate([np.full((4, ny, nx), -5.0, np.float32), ramp])  # 16 slices, top slice 15
     height = (16 - n_out) + np.arange(n_out)[:, None] + shifts[None, :]     # untilted slice read
-    linear = tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=False)
+    linear = tilt_slices(ramp, shifts, n_out, np.float32(-1.0))
     expected = height - 4
     inside = (height >= 4) & (height <= 15)                                 # on the ramp
     assert np.allclose(linear[:, :, 0][inside], expected[inside])
@@ -330,22 +330,27 @@ def test_tilt_slices_reads_each_row_at_its_height():
     between = (height > 15) & (height < 16)
     fraction = (height - 15)[between]
     assert np.allclose(linear[:, :, 0][between], (1 - fraction) * (15 - 4) + fraction * -1.0)
-    nearest = tilt_slices(ramp, shifts, n_out, np.float32(-1.0), nearest=True)
-    read = np.floor(height + 0.5)
-    assert np.array_equal(nearest[:, :, 0], np.where(read <= 15, np.where(read >= 4, read - 4, -5), -1))
-    labels = (ramp > 8).astype(np.uint8)
-    # whole slices move along a row: every labelled voxel below the top is kept
-    assert tilt_slices(labels, np.array([0.0, 0.4, 0.6, 1.2, 1.49]), 16, np.uint8(0), nearest=True).sum() == labels.sum()
+    # a region (boolean): the voxels it fills at least half of; on one-slice slabs a row moves by whole
+    # slices, so every voxel of a region below the top is kept
+    region = ramp > 8
+    half = tilt_slices(region, shifts, n_out, False)
+    assert half.dtype == bool
+    assert np.array_equal(half[:, :, 0], tilt_slices(region.astype(np.float32), shifts, n_out, np.float32(0))[:, :, 0] >= 0.5)
+    assert tilt_slices(region, np.array([0.0, 0.4, 0.6, 1.2, 1.49]), 16, False).sum() == region.sum()
     with pytest.raises(ValueError, match="shift"):
-        tilt_slices(labels, -shifts, 10, np.uint8(0), nearest=True)
-    # slices rendered three times thinner: a tilted slab is the mean of its three thin slices, a label
-    # the one at its centre; a shift of one slab moves three thin slices
+        tilt_slices(region, -shifts, 10, False)
+    # slices rendered three times thinner: a tilted slab is the mean of its three thin slices; a shift
+    # of one slab moves three thin slices
     thin = np.broadcast_to(np.arange(30, dtype=np.float32)[:, None, None], (30, 2, 1)).copy()
-    slab = tilt_slices(thin, np.array([0.0, 1.0]), 9, np.float32(99.0), nearest=False, subslices=3)
+    slab = tilt_slices(thin, np.array([0.0, 1.0]), 9, np.float32(99.0), subslices=3)
     assert np.allclose(slab[:, 0, 0], 3 * np.arange(1, 10) + 1)              # mean of 3k+0..3k+2, top at 29
     assert np.allclose(slab[:, 1, 0], np.r_[3 * np.arange(2, 10) + 1, 99.0])
-    centre = tilt_slices(thin.astype(np.uint8), np.array([0.0, 1.0]), 9, np.uint8(0), nearest=True, subslices=3)
-    assert np.array_equal(centre[:, 0, 0], 3 * np.arange(1, 10) + 1)
+    # a region covering the lowest thin slice of a slab only is not in it; one covering two of three is
+    low_one = np.zeros((30, 2, 1), bool)
+    low_one[0::3] = True
+    low_two = low_one | np.roll(low_one, 1, axis=0)
+    assert not tilt_slices(low_one, np.zeros(2), 9, False, subslices=3).any()
+    assert tilt_slices(low_two, np.zeros(2), 9, False, subslices=3)[:, 0, 0].sum() == 9
 
 
 @pytest.mark.parametrize("tilt", [20.0, -15.0])
@@ -409,7 +414,14 @@ def test_gantry_tilt_range_is_drawn_per_case_and_checked(tmp_path):
     case = generate_case(0, 8, SMALL, None, return_arrays=True, scanner="randomised", gantry_tilt_deg=(12.0, 12.0))
     assert np.array_equal(sitk.GetArrayFromImage(image), case["ct"])
     assert image.GetOrigin() == pytest.approx(case["head"].origin)
-    for bad in (31.0, (-31.0, 0.0), (10.0, 5.0), float("nan"), "steep", (1.0, 2.0, 3.0)):
+    oracle = pd.read_csv(tmp_path / "c" / "oracle.csv")
+    assert oracle["gantry_tilt_deg"].tolist() == [12.0] and case["gantry_tilt_deg"] == 12.0
+    make_ich_cohort(1, tmp_path / "flat", shape=SMALL, scanner="randomised", random_state=8)
+    assert "gantry_tilt_deg" not in pd.read_csv(tmp_path / "flat" / "oracle.csv").columns  # untilted: as before
+    drawn = [generate_case(i, 8, SMALL, None, scanner="randomised", gantry_tilt_deg=(-25.0, 25.0))["gantry_tilt_deg"]
+             for i in range(4)]
+    assert all(-25 <= t <= 25 for t in drawn) and len(set(drawn)) == 4
+    for bad in (31.0, (-31.0, 0.0), (10.0, 5.0), float("nan"), "steep", "10", True, (1.0, 2.0, 3.0)):
         with pytest.raises(ConfigurationError, match="gantry_tilt_deg"):
             make_ich_cohort(1, tmp_path, shape=SMALL, scanner="randomised", gantry_tilt_deg=bad)
     with pytest.raises(ConfigurationError, match="scanner='randomised'"):

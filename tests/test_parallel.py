@@ -45,8 +45,19 @@ def test_small_batch_on_a_cold_pool_runs_here(cold):
     assert parallel._pool is None  # no pool was started
 
 
+def test_a_slow_first_task_alone_does_not_start_a_cold_pool(cold):
+    """The first task pays one-time costs (imports, first use of a library): a batch whose other tasks
+    are quick stays in this process instead of paying for workers too."""
+    slow_first = 1.5 * parallel.COLD_POOL_MIN_SECONDS
+    tasks = [(slow_first, 0)] + [(0.01, i) for i in range(1, 16)]
+    results = list(run_tasks(pid_after, tasks, n_jobs=2))
+    _check_complete(results, 16)
+    assert {pid for _, (_, pid) in results} == {os.getpid()}
+    assert parallel._pool is None
+
+
 def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(cold):
-    # the first task, timed here, puts the batch above COLD_POOL_MIN_SECONDS
+    # the first tasks, timed here, put the batch above COLD_POOL_MIN_SECONDS
     seconds = 1.2 * parallel.COLD_POOL_MIN_SECONDS / 15
     tasks = [(seconds, i) for i in range(16)]
     results = list(run_tasks(pid_after, tasks, n_jobs=2))

@@ -416,17 +416,19 @@ def gantry_tilt_shifts(tilt_deg: float, head: HeadPhantom, slice_mm: float) -> n
     return np.clip(raw, in_head.min(), in_head.max()) - in_head.min()
 
 
-def tilt_slices(volume: np.ndarray, shifts: np.ndarray, n_out: int, fill, *, nearest: bool,
-                subslices: int = 1) -> np.ndarray:
+def tilt_slices(volume: np.ndarray, shifts: np.ndarray, n_out: int, fill, *, subslices: int = 1) -> np.ndarray:
     """The ``n_out`` tilted slices (numpy ``(z, y, x)``, index 0 the lowest) of an untilted ``volume``
     rendered in slices ``subslices`` times thinner, whose last slice is the top.
 
     Counted from the top, tilted slice ``q`` of row ``j`` covers the untilted heights ``q - shifts[j]``
     to ``q + 1 - shifts[j]`` (in output slices): the mean of its ``subslices`` thin slices, each read
-    by linear interpolation, ``fill`` above the top. ``nearest`` (labels): the thin slice nearest to
-    the slab's centre. The result is what a scanner stores for a tilted series whose slices are
-    stacked along the table (a sheared grid, as when a converter does not correct the tilt).
+    by linear interpolation, ``fill`` above the top. A boolean ``volume`` (a region) gives the voxels
+    that region fills at least half of, the partial-volume rule of the untilted render. The result is
+    what a scanner stores for a tilted series whose slices are stacked along the table (a sheared grid,
+    as when a converter does not correct the tilt).
     """
+    if volume.dtype == bool:
+        return tilt_slices(volume.astype(np.float32), shifts, n_out, np.float32(bool(fill)), subslices=subslices) >= 0.5
     m = int(subslices)
     n_fine, ny = volume.shape[:2]
     shifts = np.asarray(shifts, dtype=np.float64)
@@ -440,15 +442,11 @@ def tilt_slices(volume: np.ndarray, shifts: np.ndarray, n_out: int, fill, *, nea
 
     def read(offset):
         height = (n_fine - 1) - (from_top + offset)                               # thin-slice index
-        if nearest:
-            return padded[np.floor(height + 0.5).astype(int), rows]
         low = np.floor(height).astype(int)
         upper = (height - low).astype(np.float32)[..., None]
         below = padded[low, rows]
         return below + upper * (padded[low + 1, rows] - below)
 
-    if nearest:
-        return read((m - 1) / 2.0)
     out = read(0.0)
     for i in range(1, m):
         out = out + read(float(i))
@@ -460,11 +458,10 @@ def tilt_head(head: HeadPhantom, shifts: np.ndarray, n_out: int, subslices: int 
     ``parenchyma``, ``ventricles``, ``depth``, its spacing and origin); ``X``, ``Y``, ``Z`` and
     :meth:`~HeadPhantom.index_of` keep describing the untilted render."""
     rows = shifts[head.crop[0]]
-    arrays = {name: tilt_slices(getattr(head, name), rows, n_out, False, nearest=True, subslices=subslices)
+    arrays = {name: tilt_slices(getattr(head, name), rows, n_out, False, subslices=subslices)
               for name in ("intracranial", "parenchyma", "ventricles")}
-    arrays["ct"] = tilt_slices(head.ct, rows, n_out, np.float32(-1000.0), nearest=False, subslices=subslices)
-    arrays["depth"] = tilt_slices(head.depth, rows, n_out, np.float32(head.depth.min()), nearest=False,
-                                  subslices=subslices)
+    arrays["ct"] = tilt_slices(head.ct, rows, n_out, np.float32(-1000.0), subslices=subslices)
+    arrays["depth"] = tilt_slices(head.depth, rows, n_out, np.float32(head.depth.min()), subslices=subslices)
     dx, dy, dz_thin = head.spacing
     dz = dz_thin * subslices
     # the lowest tilted slice's centre where the shift is 0: the mean of its thin slices' centres

@@ -126,7 +126,10 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
         crosses the slices obliquely); the stack has as many more slices as keep the whole head in
         every row. A tilted slab is the mean of untilted slices of at most 2 mm; masks and volumes are
         taken on the tilted stack. Only the image changes with the tilt (and what depends on the mask's
-        measured volume); 0, the default, draws nothing and changes nothing.
+        measured volume); each case's angle is ``oracle.csv``'s ``gantry_tilt_deg`` column. 0, the
+        default, draws nothing and changes nothing. The shear leaves out the 1/cos(tilt) antero-posterior
+        stretch of a real uncorrected series (10 % at 25°). A tilted case is rendered in thin slices: at
+        512² it takes about three times the time and memory of an untilted one (10 s and 3.3 GB at 30°).
     verbose : bool, default False
         Print progress.
 
@@ -185,16 +188,17 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
                            **{c: [r["other_blood_ml"][c] for r in results] for c in OTHER_BLOOD_COLUMNS},
                            **{f"logit_{t}": [_outcome.WEIGHTS[t] * r["terms"][t] for r in results]
                               for t in _outcome.WEIGHTS}})
+    if tilt_range != (0.0, 0.0):
+        oracle["gantry_tilt_deg"] = [r["gantry_tilt_deg"] for r in results]
     oracle.to_csv(out / "oracle.csv", index=False)
     return load_manifest(out / "manifest.csv")
 
 
 def _tilt_range(gantry_tilt_deg) -> tuple[float, float]:
     values = gantry_tilt_deg if isinstance(gantry_tilt_deg, (tuple, list, np.ndarray)) else (gantry_tilt_deg,) * 2
-    try:
-        low, high = (float(v) for v in values)
-    except (TypeError, ValueError):
-        low = high = np.nan
+    numbers = len(values) == 2 and all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                                       for v in values)
+    low, high = (float(v) for v in values) if numbers else (np.nan, np.nan)
     if not (np.isfinite(low) and np.isfinite(high) and -MAX_GANTRY_TILT_DEG <= low <= high <= MAX_GANTRY_TILT_DEG):
         raise ConfigurationError(f"gantry_tilt_deg must be an angle or a (low, high) range of angles within "
                                  f"±{MAX_GANTRY_TILT_DEG:g} degrees, low <= high; got {gantry_tilt_deg!r}")
@@ -266,7 +270,7 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
         rows = shifts[head.crop[0]]
 
         def tilted(region):
-            return _head.tilt_slices(region, rows, n_tilted, False, nearest=True, subslices=thin)
+            return _head.tilt_slices(region, rows, n_tilted, False, subslices=thin)
 
         clot_mask = tilted(clot.mask)
         other = {kind: tilted(region) for kind, region in other.items()}
@@ -318,7 +322,7 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
            "site": site, **{c: recorded[c] for c in _clinical.CLINICAL_COLUMNS}, "location": location,
            **{m: int(markers[m]) for m in MARKER_COLUMNS}, "baseline_volume_ml": baseline,
            "followup_volume_ml": followup, "he": he}
-    result = {"row": row, "risk": risk, "terms": terms, "other_blood_ml": other_blood_ml,
+    result = {"row": row, "risk": risk, "terms": terms, "other_blood_ml": other_blood_ml, "gantry_tilt_deg": tilt,
               "latent": {k: markers[k] for k in
               ("irregularity", "heterogeneity", "clot_density_hu")}}
     if return_arrays:

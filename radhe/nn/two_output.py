@@ -214,8 +214,10 @@ class TwoOutputUNetClassifier(UNetEstimator, ClassifierMixin, BaseEstimator):
         Returns
         -------
         pandas.DataFrame
-            ``case_id``, ``slices`` (slice indices, ``z``) and ``predicted_area_px`` (predicted
-            haematoma pixels on each).
+            ``case_id``, ``slices`` (axial slice indices, counted upwards from the lowest slice: the
+            network's canonical orientation, :mod:`radhe.io.orientation`; for a file stored slices
+            upwards along its first axis, as DICOM series and radhe's cohort are, the file's own slice
+            numbers) and ``predicted_area_px`` (predicted haematoma pixels on each).
         """
         return self._scores_and_slices(X)[1]
 
