@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["run_tasks", "make_parallel", "watch_parent", "dask_backend", "progress", "effective_n_jobs",
+__all__ = ["run_tasks", "make_parallel", "watch_parent", "dask_backend", "progress", "effective_n_jobs", "stop_workers",
            "single_threaded", "PARENT_POLL_SECONDS"]
 
 #: Extractions of more than this many cases show a progress bar (when verbose).
@@ -250,6 +250,21 @@ def _discard_pool(pool: _LocalPool) -> None:
     pool.close()
     if _pool is pool:
         _pool = None
+
+
+def stop_workers() -> bool:
+    """End radhe's local worker processes now (idle ones otherwise end after
+    :data:`WORKER_IDLE_SECONDS`), freeing their memory; the next parallel call starts new ones.
+
+    Returns
+    -------
+    bool
+        Whether there were workers to stop.
+    """
+    if _pool is None:
+        return False
+    _discard_pool(_pool)
+    return True
 
 
 def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int, object]]:

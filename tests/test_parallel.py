@@ -30,6 +30,20 @@ def cold():
     yield
 
 
+def _wait_until_gone(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as stat:  # a killed worker its parent has not reaped yet
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except (ProcessLookupError, FileNotFoundError):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} still running {timeout} s after stop_workers")
+
+
 def _check_complete(results, n):
     positions = [position for position, _ in results]
     assert sorted(positions) == list(range(n)), "every task once"
@@ -70,7 +84,16 @@ def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(
     # the pool is now warm: the next call (the next fold) goes to the workers only, even a small one
     again = list(run_tasks(pid_after, [(0.01, i) for i in range(6)], n_jobs=2))
     _check_complete(again, 6)
-    assert os.getpid() not in {pid for _, (_, pid) in again}
+    workers = {pid for _, (_, pid) in again}
+    assert os.getpid() not in workers
+
+    # stop_workers ends them now; the next small batch finds no pool and runs here
+    assert parallel.stop_workers() and parallel._pool is None
+    assert not parallel.stop_workers()
+    for pid in workers:
+        _wait_until_gone(pid)
+    later = list(run_tasks(pid_after, [(0.01, i) for i in range(6)], n_jobs=2))
+    assert {pid for _, (_, pid) in later} == {os.getpid()}
 
 
 def test_a_workers_exception_reaches_the_caller(cold):
