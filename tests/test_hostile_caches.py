@@ -378,9 +378,9 @@ WORKER_SCRIPT = textwrap.dedent("""
     from radhe.parallel import run_tasks
 
     def work(i, record):
-        # the first task (this process, timed) makes the batch long enough to start the pool; every
+        # the first two tasks (this process, timed) make the batch long enough to start the pool; every
         # other one records who runs it and stays busy, so the workers are busy when the parent is killed
-        if i == 0:
+        if i < 2:
             time.sleep(1.0)
             return os.getpid()
         with open(record, "a") as out:

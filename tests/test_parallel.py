@@ -77,7 +77,7 @@ def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(
     results = list(run_tasks(pid_after, tasks, n_jobs=2))
     _check_complete(results, 16)
     pids = {pid for _, (_, pid) in results}
-    assert os.getpid() in pids, "the first task runs here"
+    assert os.getpid() in pids, "the first tasks run here"
     assert pids - {os.getpid()}, "the rest went (at least partly) to worker processes"
     assert parallel._pool is not None and parallel._pool.n_workers == 2 and parallel._pool.warm
 
