@@ -31,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
+
 __all__ = ["run_tasks", "make_parallel", "watch_parent", "dask_backend", "progress", "effective_n_jobs", "stop_workers",
            "single_threaded", "PARENT_POLL_SECONDS"]
 
@@ -256,10 +258,12 @@ def stop_workers() -> bool:
     """End radhe's local worker processes now (idle ones otherwise end after
     :data:`WORKER_IDLE_SECONDS`), freeing their memory; the next parallel call starts new ones.
 
+    Not while a parallel run is being read: its workers are killed and the run fails.
+
     Returns
     -------
     bool
-        Whether there were workers to stop.
+        Whether radhe had a worker pool to stop (its workers may already have ended, idle).
     """
     if _pool is None:
         return False
@@ -272,9 +276,10 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
 
     Starting worker processes (and their imports) costs more than a few cases of extraction, so a
     small batch sent to a cold pool finishes later than in this process alone. A single task runs
-    here. With no warm pool, this process runs the first :data:`SEQUENTIAL_PROBE_TASKS` tasks and
-    times them (the first also pays one-time costs, so the faster one is the estimate); when the rest
-    would take less than :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts
+    here. With no warm pool, this process runs the first task and times it; as the first also pays
+    one-time costs, when the rest would take between one and two :data:`COLD_POOL_MIN_SECONDS` by that
+    time it times a second one (up to :data:`SEQUENTIAL_PROBE_TASKS`) and uses their mean. When the
+    rest would take less than :data:`COLD_POOL_MIN_SECONDS` here, it runs them too. Otherwise the pool starts
     and, until a worker returns its first result, this process keeps taking tasks (from the end of
     the queue, the workers from the front); when none is left to take it computes those still
     waiting for a worker, and the first result of a task is the one kept (the functions run here
@@ -295,18 +300,21 @@ def _run_on_local_pool(func, tasks: list, n_workers: int) -> Iterator[tuple[int,
     pool = _pool if _pool is not None and _pool.n_workers == n_workers and _pool.warm else None
     if pool is None or len(tasks) == 1:
         # the first task also pays this process's one-time costs (lazy imports, first use of the
-        # libraries): the faster of the first two is the estimate of a task's cost
+        # libraries), so it can only overestimate a task's cost: when it says the pool would clearly
+        # pay, the pool starts; when it is unclear, a second task is timed and their mean decides
         seconds = []
-        for _ in range(min(SEQUENTIAL_PROBE_TASKS, len(tasks))):
+        while pending and len(seconds) < SEQUENTIAL_PROBE_TASKS:
             start = time.perf_counter()
             i = pending.popleft()
             result = func(*tasks[i])
             seconds.append(time.perf_counter() - start)
             finished.add(i)
             yield i, result
+            if seconds[0] * len(pending) >= 2 * COLD_POOL_MIN_SECONDS:
+                break
         if not pending:
             return
-        if min(seconds) * len(pending) < COLD_POOL_MIN_SECONDS:
+        if np.mean(seconds) * len(pending) < COLD_POOL_MIN_SECONDS:
             while pending:
                 i = pending.popleft()
                 yield i, func(*tasks[i])

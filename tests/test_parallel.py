@@ -62,12 +62,25 @@ def test_small_batch_on_a_cold_pool_runs_here(cold):
 def test_a_slow_first_task_alone_does_not_start_a_cold_pool(cold):
     """The first task pays one-time costs (imports, first use of a library): a batch whose other tasks
     are quick stays in this process instead of paying for workers too."""
-    slow_first = 1.5 * parallel.COLD_POOL_MIN_SECONDS
+    # by the first task the rest would take 1.5 times the threshold: the second is timed, and the mean
+    slow_first = 1.5 * parallel.COLD_POOL_MIN_SECONDS / 15
     tasks = [(slow_first, 0)] + [(0.01, i) for i in range(1, 16)]
     results = list(run_tasks(pid_after, tasks, n_jobs=2))
     _check_complete(results, 16)
     assert {pid for _, (_, pid) in results} == {os.getpid()}
     assert parallel._pool is None
+
+
+def test_one_quick_task_does_not_keep_a_long_batch_here(cold):
+    """A quick second task (a case that fails its checks at once) does not make a long batch of slow
+    tasks run serially: a first task showing the pool clearly pays starts it at once (a second is
+    timed only when the rest would take one to two times COLD_POOL_MIN_SECONDS)."""
+    # the first task alone says the rest would take 2.5 times the threshold: the pool starts at once
+    seconds = 2.5 * parallel.COLD_POOL_MIN_SECONDS / 15
+    results = list(run_tasks(pid_after, [(seconds, 0), (0.0, 1)] + [(seconds, i) for i in range(2, 16)], n_jobs=2))
+    _check_complete(results, 16)
+    assert {pid for _, (_, pid) in results} - {os.getpid()}, "workers took part"
+    assert parallel.stop_workers()
 
 
 def test_long_batch_starts_the_pool_and_this_process_helps_only_while_it_starts(cold):

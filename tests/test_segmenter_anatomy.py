@@ -132,7 +132,10 @@ def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
     # tissue on the field's edge (the array's border, next to padding) closes a ring the field cuts
     field_edge = np.zeros(hu.shape, bool)
     field_edge[:, (0, -1), :] = field_edge[:, :, (0, -1)] = True
-    field_edge |= ndimage.binary_dilation(hu < S.PADDING_HU, structure=ndimage.generate_binary_structure(2, 1)[None])
+    for z in range(hu.shape[0]):  # padding counts where it meets air: a field's circle, not a masked background
+        beside = ndimage.binary_dilation(hu[z] < S.PADDING_HU)
+        if (beside & (hu[z] >= S.PADDING_HU) & (hu[z] < -500)).any():
+            field_edge[z] |= beside
     wall = field_edge & (hu > -500)
     if factor > 1:
         wall = np.pad(wall, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
@@ -143,7 +146,9 @@ def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
         if not field_edge:
             return ndimage.binary_fill_holes(closed) & ~closed
         closed |= bone[z]
-        return ndimage.binary_fill_holes(closed | wall[z]) & ~closed & ~wall[z]
+        space = ndimage.binary_fill_holes(closed | wall[z]) & ~closed & ~wall[z]
+        touching = ndimage.binary_dilation(space)
+        return space if (touching & wall[z]).sum() <= (touching & closed).sum() else np.zeros_like(space)
 
     def largest(mask):
         labels, count = ndimage.label(mask)
@@ -162,9 +167,23 @@ def _reference_skull_strip(hu, spacing, bone_hu=S.BONE_HU):
             brain = largest(inside)
     for iterations in closings:  # slices still without brain whose ring the field cuts
         cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
-        for z in cut:
-            inside[z] = enclosed(z, iterations, field_edge=True)
-        if cut:
+        spaces = {z: enclosed(z, iterations, field_edge=True) for z in cut}
+        if brain is not None:  # kept: the spaces continuing the brain from a neighbouring slice, outwards
+            kept, changed = {}, True
+            while changed:
+                changed = False
+                for z in cut:
+                    if z in kept or not spaces[z].any():
+                        continue
+                    for n in (z - 1, z + 1):
+                        near = kept[n] if n in kept else (brain[n] if 0 <= n < len(brain) else None)
+                        if near is not None and 2 * (spaces[z] & near).sum() >= spaces[z].sum():
+                            kept[z], changed = spaces[z], True
+                            break
+            spaces = kept
+        for z, space in spaces.items():
+            inside[z] = space
+        if spaces:
             brain = largest(inside)
     if brain is None:
         return np.ones_like(native_bone)
@@ -218,6 +237,16 @@ def test_skull_strip_closes_a_skull_ring_cut_by_the_field_of_view():
         masked = ct.copy()
         masked[ct < -500] = -3024.0
         np.testing.assert_array_equal(S.skull_strip(masked, spacing=spacing), whole)
+        # a craniectomy (an open ring the field does not cut) under a masked background: the skin is
+        # not the field's edge, so the scalp stays out, as with air around the head
+        if size == 256:
+            z, y, x = np.ogrid[:ct.shape[0], :size, :size]
+            sector = (np.abs(np.arctan2(y - size / 2, x - size / 2)) < 0.35) & (z >= 8) & (z < 22)
+            open_ring = np.where(sector & (ct > S.BONE_HU), 40.0, ct).astype(np.float32)
+            masked_open = open_ring.copy()
+            masked_open[~ndimage.binary_fill_holes(open_ring > -500, structure=np.ones((1, 3, 3)))] = -3024.0
+            np.testing.assert_array_equal(S.skull_strip(masked_open, spacing=spacing),
+                                          S.skull_strip(open_ring, spacing=spacing))
         # away from the cut, the stripped space is the uncut head's
         inner = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.3 * size) ** 2)[0]
         assert (cut[:, inner] == whole[:, inner]).mean() > 0.99

@@ -158,10 +158,15 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
         out = np.zeros(bone.shape[1:], dtype=bool)
         if field_edge:
             # a head cut by the field of view: the field's edge closes the ring where tissue meets it
-            # (and the closing, which erodes at the array's edge, keeps the bone it had)
+            # (and the closing, which erodes at the array's edge, keeps the bone it had). A skull ring
+            # the field cuts is closed mostly by bone; space closed mostly by the field's edge (the
+            # shoulders, a neck) is not intracranial
             closed |= bone[z][box]
             edge = wall[z][box]
-            out[box] = fill_holes(closed | edge) & ~closed & ~edge
+            space = fill_holes(closed | edge) & ~closed & ~edge
+            touching = ndimage.binary_dilation(space, structure=ndimage.generate_binary_structure(2, 1))
+            if (touching & edge).sum() <= (touching & closed).sum():
+                out[box] = space
         else:
             out[box] = fill_holes(closed) & ~closed
         return out
@@ -185,9 +190,11 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
         wall[missing] = _any_in_blocks(edge_tissue, factor) if factor > 1 else edge_tissue
         for iterations in closings:
             cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
-            for z in cut:
-                inside[z] = enclosed(z, iterations, field_edge=True)
-            if cut:
+            spaces = {z: enclosed(z, iterations, field_edge=True) for z in cut}
+            accepted = spaces if brain is None else _continuing_brain(spaces, brain)
+            for z, space in accepted.items():
+                inside[z] = space
+            if accepted:
                 brain = _largest_component(inside)
     if brain is None:
         return np.ones_like(native_bone)
@@ -205,14 +212,37 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     return out
 
 
+def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
+    """The slices' ``spaces`` that continue the brain: each lies at least half on the brain (or on an
+    accepted space) of a neighbouring slice, taken outwards from the brain slice by slice. The
+    intracranial space changes little from one slice to the next; the shoulders below a neck do not."""
+    accepted: dict = {}
+    grown = True
+    while grown:
+        grown = False
+        for z, space in spaces.items():
+            if z in accepted or not space.any():
+                continue
+            for neighbour in (z - 1, z + 1):
+                below = accepted.get(neighbour)
+                if below is None and 0 <= neighbour < len(brain):
+                    below = brain[neighbour]
+                if below is not None and 2 * int((space & below).sum()) >= int(space.sum()):
+                    accepted[z] = space
+                    grown = True
+                    break
+    return accepted
+
+
 #: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
 #: write -2000, -3024 or lower there; air is about -1000).
 PADDING_HU = -1500.0
 
 
 def _field_edge_tissue(hu: np.ndarray) -> np.ndarray | None:
-    """Tissue (HU above -500) on the edge of the scanned field: on the array's border or next to
-    padding (:data:`PADDING_HU`) in its slice; None when there is none (the head lies inside the field)."""
+    """Tissue (HU above -500) on the edge of the scanned field: on the array's border, or next to
+    padding (:data:`PADDING_HU`) on a slice where the padding also meets air (a reconstruction field's
+    circle around air, not a background masked to padding around the body); None when there is none."""
     faces = (hu[:, 0, :], hu[:, -1, :], hu[:, :, 0], hu[:, :, -1])
     padded = bool(hu.min() < PADDING_HU) if hu.size else False
     if not padded and not any((face > -500).any() for face in faces):
@@ -221,7 +251,9 @@ def _field_edge_tissue(hu: np.ndarray) -> np.ndarray | None:
     edge[:, (0, -1), :] = True
     edge[:, :, (0, -1)] = True
     if padded:
-        edge |= ndimage.binary_dilation(hu < PADDING_HU, structure=ndimage.generate_binary_structure(2, 1)[None])
+        beside = ndimage.binary_dilation(hu < PADDING_HU, structure=ndimage.generate_binary_structure(2, 1)[None])
+        meets_air = (beside & (hu >= PADDING_HU) & (hu < -500)).any(axis=(1, 2))
+        edge[meets_air] |= beside[meets_air]
     edge &= hu > -500
     return edge if edge.any() else None
 
