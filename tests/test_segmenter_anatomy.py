@@ -505,6 +505,15 @@ def test_loaded_cases_are_in_the_canonical_orientation_whatever_the_files_storag
         assert np.array_equal(case.to_native(case.hu), sitk.GetArrayFromImage(stored)), code
     # an identity direction (the cohort's files) is read as stored, without a copy
     assert orientation.canonical_order(base) == ((0, 1, 2), (False, False, False))
+    # bad input: named errors
+    with pytest.raises(TypeError, match="SimpleITK.Image"):
+        orientation.canonical_order(reference)
+    with pytest.raises(ValueError, match="3-D image"):
+        orientation.canonical_order(sitk.Image(4, 4, sitk.sitkInt16))
+    with pytest.raises(ValueError, match="shape"):
+        orientation.to_canonical(reference[0], ((1, 0, 2), (False, True, False)))
+    with pytest.raises(ValueError, match="order"):
+        orientation.to_native(reference, ((0, 0, 2), (False, False, False)))
 
 
 def test_the_shipped_segmenter_predicts_the_same_haematoma_from_any_storage_order(phantom_cases, tmp_path):

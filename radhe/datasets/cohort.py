@@ -275,8 +275,9 @@ def generate_case(index: int, entropy: int, shape, out_dir: str | None, compress
         clot_mask = tilted(clot.mask)
         other = {kind: tilted(region) for kind, region in other.items()}
         head = _head.tilt_head(head, shifts, n_tilted, thin)
-        clot_ml = float(clot_mask.sum()) * float(np.prod(head.spacing)) / 1000.0
     voxel_ml = float(np.prod(head.spacing)) / 1000.0
+    if tilt:
+        clot_ml = float(clot_mask.sum()) * voxel_ml
     other_blood_ml = {f"{kind}_ml": round(float(other[kind].sum()) * voxel_ml, 2) if kind in other else 0.0
                       for kind in _other_blood.OTHER_BLOOD_LABELS}
     labels = clot_mask.astype(np.uint8)

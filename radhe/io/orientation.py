@@ -31,6 +31,10 @@ def canonical_order(image: sitk.Image) -> Order:
     The orientation is SimpleITK's closest one to the direction cosines (an oblique scan goes to the
     patient axes nearest to its own), as :func:`SimpleITK.DICOMOrient` reorients.
     """
+    if not isinstance(image, sitk.Image):
+        raise TypeError(f"canonical_order needs a SimpleITK.Image, got {type(image).__name__}")
+    if image.GetDimension() != 3:
+        raise ValueError(f"canonical_order needs a 3-D image, got a {image.GetDimension()}-D one")
     code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
     axes, flipped = [0, 0, 0], [False, False, False]
     for index_axis, letter in enumerate(code):  # ITK index axes x, y, z are numpy axes 2, 1, 0
@@ -40,8 +44,16 @@ def canonical_order(image: sitk.Image) -> Order:
     return tuple(axes), tuple(flipped)
 
 
+def _check(array: np.ndarray, order: Order) -> None:
+    axes, flipped = order
+    if np.ndim(array) != 3 or sorted(axes) != [0, 1, 2] or len(flipped) != 3:
+        raise ValueError(f"a (z, y, x) array and an (axes, flipped) order of canonical_order are needed; got an "
+                         f"array of shape {np.shape(array)} and order {order!r}")
+
+
 def to_canonical(array: np.ndarray, order: Order) -> np.ndarray:
     """A native ``(z, y, x)`` array in the canonical orientation (``array`` itself when already so)."""
+    _check(array, order)
     axes, flipped = order
     if (tuple(axes), tuple(flipped)) == IDENTITY:
         return array
@@ -50,6 +62,7 @@ def to_canonical(array: np.ndarray, order: Order) -> np.ndarray:
 
 def to_native(array: np.ndarray, order: Order) -> np.ndarray:
     """The inverse of :func:`to_canonical`: a canonical array in the file's own voxel order."""
+    _check(array, order)
     axes, flipped = order
     if (tuple(axes), tuple(flipped)) == IDENTITY:
         return array

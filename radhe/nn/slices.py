@@ -29,8 +29,8 @@ class Case:
     ``hu`` and ``mask`` are the image's voxels reordered (axes permuted and reversed, never resampled)
     to :data:`radhe.io.orientation.CANONICAL_ORIENTATION`, so that a network sees every scan as the
     ones it was trained on, whatever order the file stores them in (a NIfTI from dcm2niix often
-    stores rows from posterior to anterior). ``axes`` and ``flipped`` record the reordering; :meth:`to_native` undoes it for an
-    array that goes back to the file's grid (``reference``).
+    stores rows from posterior to anterior). ``axes`` and ``flipped`` record the reordering;
+    :meth:`to_native` undoes it for an array that goes back to the file's grid (``reference``).
     """
 
     case_id: str
@@ -132,8 +132,9 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     or thin bone in partial volume, or only small air pockets enclosed) is closed again over 8 mm
     and the component found again. Without ``spacing``, the ring is closed over 2 pixels. Where the
     field of view cuts the head (tissue on the array's border or next to padding below
-    :data:`PADDING_HU`) and a slice has no brain after both closings, the field's edge closes the
-    ring. Slices
+    :data:`PADDING_HU` where that padding meets air) and a slice has no brain after both closings,
+    the field's edge closes the ring, keeping a space closed mostly by bone that continues the brain
+    of a neighbouring slice. Slices
     without a closed ring keep nothing; a volume where this finds nothing returns all-True (no
     stripping) rather than an empty brain.
     """
