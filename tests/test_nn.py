@@ -123,6 +123,50 @@ def test_minibatches_drop_a_lone_last_sample_unless_it_is_all():
     assert [c.tolist() for c in minibatches(np.arange(1), 2)] == [[0]]
 
 
+def test_folding_batchnorm_keeps_the_outputs_and_needs_eval_mode():
+    """The segmenter's inference copy folds each BatchNorm into its convolution: the same logits as the
+    network with its BatchNorm (fitted running statistics and affine), and one pass less per layer."""
+    from radhe.nn.networks import UNet2d, fold_batchnorm
+
+    torch.manual_seed(0)
+    net = UNet2d(in_channels=1, base_channels=4, levels=3)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(net)
+    for module in net.modules():  # statistics and affine far from the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.2, 3)
+            module.weight.data.uniform_(0.5, 2)
+            module.bias.data.uniform_(-1, 1)
+    net.eval()
+    x = torch.rand(3, 1, 32, 24)
+    with torch.inference_mode():
+        expected = net(x)
+        folded = fold_batchnorm(net)
+        got = folded(x)
+    assert folded is net
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.Identity) for m in folded.modules()) == 2 * 5  # two per conv block
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert float((got - expected).abs().max()) < 1e-3 * float(expected.abs().max())
+
+
+def test_inference_max_pooling_is_max_pool2d():
+    """The strided-maximum pooling the U-Net uses in eval mode gives F.max_pool2d's values (ties, all
+    dtypes, channels-last), and odd sizes fall back to F.max_pool2d."""
+    from torch.nn import functional as F
+
+    from radhe.nn.networks import max_pool_2x2
+
+    torch.manual_seed(1)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.relu(torch.randn(3, 5, 18, 12)).round().to(dtype)  # many ties (zeros, integers)
+        for tensor in (x, x.contiguous(memory_format=torch.channels_last)):
+            assert torch.equal(max_pool_2x2(tensor, exact_gradient=False), F.max_pool2d(tensor, 2))
+    odd = torch.randn(2, 3, 7, 9)
+    assert torch.equal(max_pool_2x2(odd, exact_gradient=False), F.max_pool2d(odd, 2))
+
+
 TINY = {
     HematomaSegmenter: dict(epochs=1, base_channels=4, levels=2, batch_size=8),
     CNNEmbedder: dict(epochs=1, crop_size=16, n_features=4, base_channels=4, depth=2, batch_size=8),

@@ -103,6 +103,67 @@ def test_fill_holes_is_scipys():
         assert np.array_equal(S.fill_holes(mask), ndimage.binary_fill_holes(mask)), shape
 
 
+def test_in_plane_closing_and_hole_filling_of_all_slices_at_once_are_scipys_per_slice():
+    """The vectorised closing and hole filling skull_strip runs on every slice at once give, slice by
+    slice, scipy's ``binary_closing`` (2-D cross, background border) and ``binary_fill_holes``."""
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        shape = (int(rng.integers(1, 5)), int(rng.integers(3, 40)), int(rng.integers(3, 40)))
+        mask = rng.random(shape) < rng.uniform(0.05, 0.6)
+        iterations = int(rng.integers(1, 6))
+        closed = S._closing_in_plane(mask, iterations)
+        grown = S._dilate_in_plane(mask, iterations)
+        for z in range(shape[0]):
+            expected = ndimage.binary_closing(mask[z], iterations=iterations, border_value=0)
+            np.testing.assert_array_equal(closed[z], expected)
+            np.testing.assert_array_equal(grown[z], ndimage.binary_dilation(mask[z], iterations=iterations))
+        filled = S._fill_holes_in_plane(closed)
+        for z in range(shape[0]):
+            np.testing.assert_array_equal(filled[z], ndimage.binary_fill_holes(closed[z]))
+
+
+def test_large_bone_pieces_found_around_a_box_are_those_of_the_whole_volume():
+    """``_large_pieces`` labels only a region around the box, grown while a piece could continue
+    outside it: the same pieces as labelling the whole volume, including a long thin bar that crosses
+    the box with a few voxels (large in the volume, small in the box) and a small piece in the box."""
+    bone = np.full((12, 60, 60), -100.0)
+    bone[6, 30, :] = 1000.0            # a bar along x: 60 voxels in the volume, 3 inside the box
+    bone[2:4, 20:22, 28:30] = 1000.0   # a piece of 8 voxels wholly inside the box
+    box = (slice(1, 8), slice(18, 33), slice(28, 31))
+    large = S._large_pieces(bone, 300.0, box, 1.0, 20.0)
+    assert large[5, 12].all() and not large[1:3, 2:4, 0:2].any()
+    rng = np.random.default_rng(11)
+    for _ in range(80):
+        shape = tuple(int(v) for v in rng.integers(6, 40, size=3))
+        hu = ndimage.gaussian_filter(rng.normal(size=shape), rng.uniform(0.5, 3.0)) * 1000
+        threshold = float(np.quantile(hu, rng.uniform(0.5, 0.95)))
+        voxel_ml, min_ml = rng.uniform(0.001, 0.01), rng.uniform(0.001, 0.3)
+        low = [int(rng.integers(0, n)) for n in shape]
+        box = tuple(slice(lo, int(rng.integers(lo + 1, n + 1))) for lo, n in zip(low, shape, strict=True))
+        pieces, _ = ndimage.label(hu > threshold)
+        whole = np.bincount(pieces.ravel()) * voxel_ml >= min_ml
+        whole[0] = False
+        np.testing.assert_array_equal(S._large_pieces(hu, threshold, box, voxel_ml, min_ml), whole[pieces][box])
+
+
+def test_preprocess_and_undo_restricted_to_the_box_equal_the_whole_volume():
+    """The segmenter windows only the head's box and reads back only its probabilities: the same
+    values as the whole-volume path, inside the box, and zeros outside."""
+    result = generate_case(2, 515, (256, 256, 8), None, return_arrays=True)
+    case = S.Case("c", result["ct"].astype(np.float32), None, sitk.Image(1, 1, 1, sitk.sitkInt16))
+    intracranial = S.skull_strip(case.hu, spacing=result["spacing"])
+    box = S.head_box(case.hu, intracranial, result["spacing"])
+    whole = S.preprocess(case, (0.0, 100.0), True, intracranial)
+    part = S.preprocess(case, (0.0, 100.0), True, intracranial, box=box)
+    region = (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
+    np.testing.assert_array_equal(part[region], whole[region])
+    outside = np.ones(part.shape, dtype=bool)
+    outside[region] = False
+    assert outside.any() and not part[outside].any()
+    grid, undo = S.to_physical_grid(whole, result["spacing"], 1.0, box, 8)
+    np.testing.assert_array_equal(undo(grid, crop=True), undo(grid)[region])
+
+
 def test_skull_strip_on_a_fine_grid_finds_the_phantoms_intracranial_space():
     # 480² at a 220-240 mm field of view: 0.46-0.5 mm pixels, stripped on a grid of twice that
     result = generate_case(2, 77, (480, 480, 28), None, return_arrays=True)

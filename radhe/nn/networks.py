@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["UNet2d", "RoiCNN", "HaarPool2d", "TwoOutputUNet", "MarkerNet", "BackboneHead", "conv_block",
-           "flatten_output"]
+           "flatten_output", "fold_batchnorm", "max_pool_2x2"]
 
 
 def conv_block(in_channels: int, out_channels: int, *, dilation: int = 1) -> nn.Sequential:
@@ -35,6 +35,49 @@ def conv_block(in_channels: int, out_channels: int, *, dilation: int = 1) -> nn.
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+def max_pool_2x2(x: torch.Tensor, *, exact_gradient: bool = True) -> torch.Tensor:
+    """2 × 2 max pooling with stride 2 (``F.max_pool2d(x, 2)``).
+
+    With ``exact_gradient=False`` (inference) and even sizes it is the maximum of the four strided
+    sub-grids: the same values, about three times faster on CPU in bfloat16 (no argmax indices kept).
+    """
+    if exact_gradient or x.shape[-1] % 2 or x.shape[-2] % 2:
+        return F.max_pool2d(x, 2)
+    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a convolution inside an ``nn.Sequential`` into it.
+
+    For inference only (``net`` must be in eval mode): each ``Conv2d`` → ``BatchNorm2d`` pair becomes
+    one convolution with the normalisation's running statistics and affine folded into its weights
+    and bias (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`), the BatchNorm replaced by
+    ``nn.Identity`` so that the layers keep their indices. The outputs are those of the unfolded
+    network up to float rounding; under bfloat16 autocast on CPU it runs about twice as fast (the
+    normalisation is a separate pass over every activation otherwise). ``net`` is changed in place
+    and returned.
+
+    Raises
+    ------
+    ValueError
+        ``net`` is in training mode (batch statistics cannot be folded).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if net.training:
+        raise ValueError("fold_batchnorm: the network must be in eval mode (call net.eval() first)")
+    for sequential in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        names = list(sequential._modules)
+        for first, second in zip(names, names[1:], strict=False):
+            conv, norm = sequential._modules[first], sequential._modules[second]
+            if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats
+                    and norm.running_mean is not None):
+                sequential._modules[first] = fuse_conv_bn_eval(conv, norm)
+                sequential._modules[second] = nn.Identity()
+    return net
 
 
 class UNet2d(nn.Module):
@@ -81,7 +124,7 @@ class UNet2d(nn.Module):
             x = encoder(x)
             if i < self.levels - 1:
                 skips.append(x)
-                x = F.max_pool2d(x, 2)
+                x = max_pool_2x2(x, exact_gradient=self.training)
         bottleneck = x
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips), strict=True):
             x = decoder(torch.cat([upsample(x), skip], dim=1))
@@ -95,7 +138,7 @@ class UNet2d(nn.Module):
         for i, encoder in enumerate(self.encoders):
             x = encoder(x)
             if i < self.levels - 1:
-                x = F.max_pool2d(x, 2)
+                x = max_pool_2x2(x, exact_gradient=self.training)
         return x
 
 

@@ -261,6 +261,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     def _prepare_for_inference(self, net, device):
         import torch
 
+        from radhe.nn.networks import fold_batchnorm
+
+        # the inference copy only (built from model_state_ by _network): training keeps its BatchNorm
+        net = fold_batchnorm(net)
         if runtime.use_bfloat16(device, self.inference_precision):
             net = net.to(memory_format=torch.channels_last)
         return net
@@ -281,7 +285,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     def _prepared(self, case: S.Case, geometry=None):
         """Windowed (optionally skull-stripped) volume on the network grid, with the undo function."""
         intracranial, box = self._geometry(case) if geometry is None else geometry
-        image = S.preprocess(case, tuple(self.window), self.skull_strip, intracranial)
+        image = S.preprocess(case, tuple(self.window), self.skull_strip, intracranial, box=box)
         return self._to_grid(image, case, box)
 
     def _image_and_mask(self, case: S.Case, *, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -594,39 +598,56 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         net = self._network()
         device = self._net_device
         geometry = self._geometry(case)
-        intracranial = geometry[0]
+        intracranial, box = geometry
         grid, undo = self._prepared(case, geometry)
         slices = None
         if self.spacing_mm is not None and intracranial is not None and not intracranial.all():
             slices = np.flatnonzero(intracranial.any(axis=(1, 2)))
+        # the probabilities of the network's box only (0 outside it): the thresholds and the anatomy
+        # below need not pass over the whole scan
+        region = (slice(None),) if box is None else (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
         prob = undo(self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision),
-                                         slices=slices))
-        mask = prob >= self.threshold
+                                         slices=slices), crop=True)
+        mask = np.zeros(case.hu.shape, dtype=bool)
+        mask[region] = prob >= self.threshold
+        max_prob, kept = None, None
         if self.brain_only:
             kept = S.brain_only(mask, case.hu, case.spacing, intracranial)
-            # the fallback region must not bring back what anatomy removed (a rim along the skull, bone)
-            allowed = ~(mask & ~kept) & (case.hu > S.HAEMATOMA_HU[0]) & (case.hu < S.HAEMATOMA_HU[1])
-            if intracranial is not None:
-                allowed &= intracranial
-            prob = prob * allowed
-            mask = kept
-        mask = postprocess(mask, case.voxel_ml, self.min_component_ml, self.fill_holes,
+            if kept.any():
+                # the probabilities anatomy allows (see below) are the kept voxels' and ones below the
+                # threshold: their peak is a kept voxel's
+                max_prob = float(prob[kept[region]].max())
+        predicted = mask
+        mask = postprocess(mask if kept is None else kept, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
+        voxels = int(np.count_nonzero(mask))
+        if kept is not None and (max_prob is None or not voxels):
+            # the fallback region must not bring back what anatomy removed (a rim along the skull, bone):
+            # it reads only the probabilities anatomy allows
+            hu = case.hu[region]
+            allowed = ~(predicted[region] & ~kept[region]) & (hu > S.HAEMATOMA_HU[0]) & (hu < S.HAEMATOMA_HU[1])
+            if intracranial is not None:
+                allowed &= intracranial[region]
+            prob = prob * allowed
+        if max_prob is None:
+            max_prob = float(prob.max()) if prob.size else 0.0
         status = "ok"
-        max_prob = float(prob.max()) if prob.size else 0.0
-        if not mask.any():
+        if not voxels:
             status = "empty"
             message = (f"{format_case(case.case_id)}: no haematoma predicted (peak probability {max_prob:.3f} "
                        f"< threshold {self.threshold})")
             if self.on_empty == "raise":
                 raise InputError(message.split(": ", 1)[1], case_id=case.case_id)
             if self.on_empty == "fallback":
-                mask = fallback_region(prob)
+                whole = np.zeros(case.hu.shape, dtype=np.float32)
+                whole[region] = prob
+                mask = fallback_region(whole)
                 status = "fallback"
                 message += f"; using the most probable region ({int(mask.sum())} voxels) instead"
             else:
                 message += "; wrote an empty mask"
-        info = {"voxels": int(mask.sum()), "volume_ml": float(mask.sum()) * case.voxel_ml,
+            voxels = int(np.count_nonzero(mask))
+        info = {"voxels": voxels, "volume_ml": voxels * case.voxel_ml,
                 "max_probability": max_prob, "status": status, "reference": case.reference,
                 "message": None if status == "ok" else message}
         return case.to_native(mask.astype(np.uint8)), info
@@ -907,8 +928,9 @@ PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_prob
 #: Bumped when the masks ``transform`` writes for the same weights, settings and image could change
 #: (prediction or post-processing code): recorded masks of another version are predicted again.
 #: 2: images not stored in the canonical orientation are reoriented before the network; a skull ring
-#: cut by the field of view is closed by the field's edge.
-PREDICTION_VERSION = 2
+#: cut by the field of view is closed by the field's edge. 3: BatchNorm folded into the convolutions
+#: for inference (probabilities change in the last bits).
+PREDICTION_VERSION = 3
 
 #: Warnings of reading an image that are recorded and raised again when its prediction is reused.
 _WARNING_CLASSES = {"radhe.errors.InputWarning": InputWarning, "builtins.UserWarning": UserWarning}

@@ -174,14 +174,12 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
 
     inside = np.zeros_like(bone)
     with_bone = np.flatnonzero(bone.any(axis=(1, 2)))
-    for z in with_bone:
-        inside[z] = enclosed(z, closings[0])
+    inside[with_bone] = _enclosed_in_plane(bone[with_bone], closings[0])
     brain = _largest_component(inside)
     if brain is not None and len(closings) > 1:
         redo = [z for z in with_bone if not brain[z].any()]
-        for z in redo:
-            inside[z] = enclosed(z, closings[1])
         if redo:
+            inside[redo] = _enclosed_in_plane(bone[redo], closings[1])
             brain = _largest_component(inside)
     # last, slices still without brain whose tissue meets the field's edge: a ring the field cuts
     # (only then, so that a background masked to padding around a closed skull changes nothing)
@@ -202,7 +200,7 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     # give back a rim of the haematoma lying against the inner table (in-plane only: the head's
     # outline changes from slice to slice); everything below happens in the brain's box
     box = padded_box(brain, pad=(0, 1, 1))
-    rim = ndimage.binary_dilation(brain[box], structure=ndimage.generate_binary_structure(2, 1)[None])
+    rim = _dilate_in_plane(brain[box], 1)
     fine = (box[0],) + tuple(slice(b.start * factor, min(b.stop * factor, n))
                              for b, n in zip(box[1:], hu.shape[1:], strict=True))
     if factor > 1:
@@ -211,6 +209,73 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     out = np.zeros(native_bone.shape, dtype=bool)
     out[fine] = rim & ~native_bone[fine] & (hu[fine] > -500)
     return out
+
+
+def _enclosed_in_plane(bone: np.ndarray, iterations: int) -> np.ndarray:
+    """Per slice of ``bone`` ``(n, y, x)``, the space its ring encloses once closed in-plane over
+    ``iterations`` (``scipy.ndimage.binary_closing`` with the 2-D cross and a background border, holes
+    filled, the closed bone removed), every slice in one pass on the slices' common bone box widened by
+    the closing and one voxel: outside it everything stays background, connected to the border, so
+    the result is that of closing and filling each whole slice."""
+    out = np.zeros(bone.shape, dtype=bool)
+    if not bone.any():
+        return out
+    rows, columns = padded_box(bone.any(axis=0), pad=iterations + 1)
+    closed = _closing_in_plane(bone[:, rows, columns], iterations)
+    out[:, rows, columns] = _fill_holes_in_plane(closed) & ~closed
+    return out
+
+
+def _closing_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``scipy.ndimage.binary_closing(slice, iterations=iterations, border_value=0)`` of every slice of
+    ``mask`` ``(n, y, x)`` with the 2-D cross (face neighbours in y and x)."""
+    return _erode_in_plane(_dilate_in_plane(mask, iterations), iterations)
+
+
+def _dilate_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``scipy.ndimage.binary_dilation`` of every slice of ``mask`` ``(n, y, x)`` with the 2-D cross,
+    ``iterations`` times, by shifted ORs."""
+    grown = mask.copy()
+    for _ in range(iterations):
+        step = grown.copy()
+        step[:, 1:] |= grown[:, :-1]
+        step[:, :-1] |= grown[:, 1:]
+        step[:, :, 1:] |= grown[:, :, :-1]
+        step[:, :, :-1] |= grown[:, :, 1:]
+        grown = step
+    return grown
+
+
+def _erode_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``scipy.ndimage.binary_erosion(..., border_value=0)`` of every slice of ``mask`` ``(n, y, x)``
+    with the 2-D cross, ``iterations`` times, by shifted ANDs."""
+    shrunk = mask.copy()
+    for _ in range(iterations):
+        # outside the array is background: a voxel on its border has a background neighbour
+        step = shrunk.copy()
+        step[:, 1:] &= shrunk[:, :-1]
+        step[:, :-1] &= shrunk[:, 1:]
+        step[:, :, 1:] &= shrunk[:, :, :-1]
+        step[:, :, :-1] &= shrunk[:, :, 1:]
+        step[:, (0, -1)] = False
+        step[:, :, (0, -1)] = False
+        shrunk = step
+    return shrunk
+
+
+def _fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """:func:`fill_holes` of every slice of ``mask`` ``(n, y, x)`` (face-connected in-plane), in one labelling."""
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    background, count = ndimage.label(~mask, structure=in_plane)
+    if count == 0:
+        return mask.copy()
+    on_border = np.zeros(count + 1, dtype=bool)
+    for face in (background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]):
+        on_border[face] = True
+    hole = ~on_border
+    hole[0] = False
+    return mask | hole[background]
 
 
 def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
@@ -263,7 +328,7 @@ def _any_in_blocks(mask: np.ndarray, factor: int) -> np.ndarray:
     """``(z, y, x)`` mask on a grid ``factor`` times coarser in y and x: True where any covered voxel is
     (the last row / column of blocks padded with False)."""
     nz, ny, nx = mask.shape
-    padded = np.pad(mask, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
+    padded = mask if not (ny % factor or nx % factor) else np.pad(mask, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
     coarse = padded[:, 0::factor, 0::factor].copy()
     for dy in range(factor):
         for dx in range(factor):
@@ -354,7 +419,7 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
         return out
     labels, count = ndimage.label(mask)
     # the skull: bone in pieces of at least SKULL_MIN_ML over the whole scan (a calcification is smaller)
-    skull = _large_pieces(hu > bone_hu, work, voxel_ml, SKULL_MIN_ML)
+    skull = _large_pieces(hu, bone_hu, work, voxel_ml, SKULL_MIN_ML)
     keep = np.zeros(count + 1, dtype=bool)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         # distances below 2 × the threshold are exact inside a box padded by that much
@@ -371,27 +436,64 @@ def brain_only(mask: np.ndarray, hu: np.ndarray, spacing, intracranial: np.ndarr
     return out
 
 
-def _large_pieces(mask: np.ndarray, box: tuple[slice, ...], voxel_ml: float, min_ml: float) -> np.ndarray:
-    """Inside ``box``, the voxels of ``mask`` whose face-connected piece of the whole ``mask`` holds at
-    least ``min_ml`` (mL; ``voxel_ml`` per voxel)."""
-    # SimpleITK's labelling (face-connected by default) is twice as fast as scipy's here; the pieces
-    # are the same, only their numbers differ
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    pieces = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8))))
-    large = np.bincount(pieces[mask], minlength=1) * voxel_ml >= min_ml
-    large[0] = False
-    return large[pieces[box]]
+def _large_pieces(hu: np.ndarray, threshold: float, box: tuple[slice, ...], voxel_ml: float, min_ml: float
+                  ) -> np.ndarray:
+    """Inside ``box``, the voxels above ``threshold`` (HU) whose face-connected piece of the whole volume's
+    voxels above it holds at least ``min_ml`` (mL; ``voxel_ml`` per voxel).
+
+    The pieces are found in a region around ``box`` that grows (doubling) only while a piece reaching
+    into ``box`` is below ``min_ml`` there and touches the region's inner faces, so might continue
+    outside: a piece that does not touch them is a whole piece, and one already large enough inside
+    the region is large in the volume. The result is that of labelling the whole volume, at the cost
+    of the box (the skull, one large piece, is decided in the first region)."""
+    shape = hu.shape
+    region = box
+    while True:
+        labels, _ = ndimage.label(hu[region] > threshold)
+        sizes = np.bincount(labels.ravel())
+        large = sizes * voxel_ml >= min_ml
+        large[0] = False
+        inner = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region, strict=True))
+        reaching = np.zeros(len(sizes), dtype=bool)
+        reaching[labels[inner]] = True
+        whole = all(r.start == 0 and r.stop == n for r, n in zip(region, shape, strict=True))
+        if not whole:
+            open_faces = np.zeros(len(sizes), dtype=bool)
+            for axis, (r, n) in enumerate(zip(region, shape, strict=True)):
+                if r.start > 0:
+                    open_faces[np.take(labels, 0, axis=axis)] = True
+                if r.stop < n:
+                    open_faces[np.take(labels, -1, axis=axis)] = True
+            open_faces[0] = False
+            if not (reaching & ~large & open_faces).any():
+                whole = True
+        if whole:
+            return large[labels[inner]]
+        region = tuple(slice(max(r.start - (r.stop - r.start), 0), min(r.stop + (r.stop - r.start), n))
+                       for r, n in zip(region, shape, strict=True))
 
 
-def preprocess(case: Case, window_hu: tuple[float, float], strip: bool, intracranial: np.ndarray | None = None
-               ) -> np.ndarray:
+def preprocess(case: Case, window_hu: tuple[float, float], strip: bool, intracranial: np.ndarray | None = None,
+               *, box=None) -> np.ndarray:
     """Windowed ``[0, 1]`` volume; voxels outside the intracranial space set to 0 when ``strip``.
 
     ``intracranial`` is that space when the caller has it already (else :func:`skull_strip`).
+    ``box`` (in-plane ``(y0, y1, x0, x1)``, e.g. :func:`head_box`): only that part is computed, the rest
+    left 0, for a caller that crops to it.
     """
-    image = window(case.hu, *window_hu)
+    if strip and intracranial is None:
+        intracranial = skull_strip(case.hu)
+    if box is None:
+        image = window(case.hu, *window_hu)
+        if strip:
+            image[~intracranial] = 0.0
+        return image
+    region = (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
+    part = window(case.hu[region], *window_hu)
     if strip:
-        image[~(skull_strip(case.hu) if intracranial is None else intracranial)] = 0.0
+        part[~intracranial[region]] = 0.0
+    image = np.zeros(case.hu.shape, dtype=np.float32)
+    image[region] = part
     return image
 
 
@@ -411,7 +513,8 @@ def to_physical_grid(volume: np.ndarray, spacing, target_mm: float, box, multipl
     """Crop ``(z, y, x)`` slices to ``box`` and resample them in-plane to ``target_mm`` pixels.
 
     The result is zero-padded to a multiple of ``multiple``. Returns ``(array, undo)``;
-    ``undo(prob)`` maps a ``(z, Y, X)`` float map back to the full native grid (0 outside the box).
+    ``undo(prob)`` maps a ``(z, Y, X)`` float map back to the full native grid (0 outside the box),
+    ``undo(prob, crop=True)`` to the box only (``(z, y1 - y0, x1 - x0)``).
     """
     import torch
     from torch.nn import functional as F
@@ -434,11 +537,13 @@ def to_physical_grid(volume: np.ndarray, spacing, target_mm: float, box, multipl
     out = np.zeros((z, padded_size(h, multiple), padded_size(w, multiple)), dtype=resized.dtype)
     out[:, :h, :w] = resized
 
-    def undo(prob: np.ndarray) -> np.ndarray:
+    def undo(prob: np.ndarray, *, crop: bool = False) -> np.ndarray:
         part = np.ascontiguousarray(prob[:, :h, :w], dtype=np.float32)
         if (h, w) != (h0, w0):
             part = F.interpolate(torch.from_numpy(part)[:, None], size=(h0, w0), mode="bilinear",
                                  align_corners=False)[:, 0].numpy()
+        if crop:
+            return part
         full = np.zeros((prob.shape[0], full_h, full_w), dtype=np.float32)
         full[:, y0:y1, x0:x1] = part
         return full
@@ -454,7 +559,8 @@ def padded_size(size: int, multiple: int) -> int:
 def to_network_grid(volume: np.ndarray, input_size: int | None, multiple: int, *, is_mask: bool = False):
     """Bring ``(z, y, x)`` slices to the network grid: resized to ``input_size`` or padded to ``multiple``.
 
-    Returns ``(array, undo)``; ``undo(prob)`` maps a ``(z, Y, X)`` float map back to the original grid.
+    Returns ``(array, undo)``; ``undo(prob)`` maps a ``(z, Y, X)`` float map back to the original grid
+    (``undo(prob, crop=True)`` is the same: the whole grid is the box).
     """
     import torch
     from torch.nn import functional as F
@@ -465,19 +571,19 @@ def to_network_grid(volume: np.ndarray, input_size: int | None, multiple: int, *
         out = np.zeros((z, ph, pw), dtype=volume.dtype)
         out[:, :h, :w] = volume
 
-        def undo(prob: np.ndarray) -> np.ndarray:
+        def undo(prob: np.ndarray, *, crop: bool = False) -> np.ndarray:
             return prob[:, :h, :w]
 
         return out, undo
     size = padded_size(int(input_size), multiple)
     if (h, w) == (size, size):
-        return volume, lambda prob: prob
+        return volume, lambda prob, *, crop=False: prob
     tensor = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
     resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
     if is_mask:
         resized = (resized >= 0.5).astype(np.uint8)
 
-    def undo(prob: np.ndarray) -> np.ndarray:
+    def undo(prob: np.ndarray, *, crop: bool = False) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[:, None]
         return F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
 
