@@ -117,9 +117,11 @@ def test_in_plane_closing_and_hole_filling_of_all_slices_at_once_are_scipys_per_
             expected = ndimage.binary_closing(mask[z], iterations=iterations, border_value=0)
             np.testing.assert_array_equal(closed[z], expected)
             np.testing.assert_array_equal(grown[z], ndimage.binary_dilation(mask[z], iterations=iterations))
-        filled = S._fill_holes_in_plane(closed)
+        filled = S.fill_holes(closed, in_plane=True)
         for z in range(shape[0]):
             np.testing.assert_array_equal(filled[z], ndimage.binary_fill_holes(closed[z]))
+    with pytest.raises(ValueError, match="in_plane needs a"):
+        S.fill_holes(np.zeros((4, 4), dtype=bool), in_plane=True)
 
 
 def test_large_bone_pieces_found_around_a_box_are_those_of_the_whole_volume():
