@@ -113,3 +113,28 @@ def test_check_labels_refuses_and_names_the_rows(y, message):
 
     with pytest.raises(InputError, match=message):
         check_labels(y, where="test")
+
+
+def test_a_label_series_out_of_the_manifests_order_is_refused_not_paired_by_position():
+    import radhe
+
+    rng = np.random.default_rng(0)
+    manifest = pd.DataFrame({"case_id": [f"c{i}" for i in range(40)], "patient_id": [f"p{i}" for i in range(40)],
+                             "age_years": rng.normal(70, 10, 40), "gcs": rng.integers(3, 16, 40)},
+                            index=[f"r{i}" for i in range(40)])
+    y = pd.Series(np.r_[np.ones(12), np.zeros(28)].astype(int), index=manifest.index, name="he")
+    pipe = radhe.make_pipeline(radiomics=None, random_state=0)
+    # sorted apart from the manifest: the same row labels in another order
+    with pytest.raises(InputError, match=r"'he' holds the manifest's row labels in another order: row 0 of the "
+                                         r"manifest has index 'r0' \(case 'c0'\), the label in that position has "
+                                         r"index 'r12'.*y\.loc\[manifest\.index\]"):
+        pipe.fit(manifest, y.sort_values())
+    # re-indexed apart from it
+    with pytest.raises(InputError, match=r"other row labels than the manifest: row 0 .* index 0; .*y\.to_numpy\(\)"):
+        pipe.fit(manifest, y.reset_index(drop=True))
+    with pytest.raises(InputError, match="another order"):
+        radhe.evaluate(pipe, manifest, y.iloc[::-1], cv=2)
+    # the manifest's own column, a subset of it taken together, and plain arrays are paired as given
+    pipe.fit(manifest, y)
+    pipe.fit(manifest.iloc[5:], y.iloc[5:])
+    pipe.fit(manifest, y.to_numpy())
