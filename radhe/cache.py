@@ -76,15 +76,15 @@ def file_fingerprint(path) -> dict | None:
     """
     if path is None:
         return None
-    path = Path(path)
     try:
+        path = Path(path)
         resolved = path.resolve()
         if resolved.is_dir():
             entries = sorted(p for p in resolved.iterdir() if p.is_file())
             stats = [(p.name, *_stamp(p.stat())) for p in entries]
             return {"path": str(resolved), "files": stats}
         st = resolved.stat()
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # TypeError: a cell without a path (NaN); the reader names it
         return {"path": str(path), "missing": True}
     size, mtime_ns, ctime_ns = _stamp(st)
     return {"path": str(resolved), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns}

@@ -14,7 +14,7 @@ from _segdata import make_case
 from scipy import ndimage
 
 from radhe.datasets.cohort import generate_case
-from radhe.errors import ConfigurationError, InputWarning
+from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.io import orientation, read_image, write_image
 from radhe.nn import pretrained as P
 from radhe.nn import slices as S
@@ -628,3 +628,50 @@ def test_the_shipped_segmenter_finds_the_haematoma_of_a_head_the_field_of_view_c
         assert info["status"] == "ok", name
         assert dice_score(truth, predicted) > 0.85, name
         assert dice_score(reference, predicted) > 0.95, name
+
+
+def test_with_nothing_anatomy_allows_the_fallback_is_empty_not_the_whole_scan(phantom_cases, tmp_path):
+    """A scan where no voxel the anatomy allows has any probability (the intracranial space filled
+    with fat; air with two bone voxels): the fallback threshold, halfway between median and peak,
+    was 0, and the 'most probable region' was the whole volume (7,406 mL). Now the mask is empty and
+    the warning says why; a case whose regions are only too small says that, not 'peak < threshold'."""
+    manifest, cases = phantom_cases
+    ct, _, spacing = cases["h0"]
+    intracranial = S.skull_strip(ct.astype(np.float32), spacing=spacing)
+    fat = ct.copy()
+    fat[intracranial] = -100
+    air = np.full_like(ct, -1000)
+    air[14, 128, 128:130] = 1200
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1, hu_check=False)
+    for name, image in (("fat", fat), ("air", air)):
+        path = write_image(image, tmp_path / f"{name}.nii", spacing=spacing)
+        with pytest.warns(InputWarning, match="no region to fall back to .*wrote an empty mask"):
+            mask, info = seg.predict_mask(path)
+        assert info["status"] == "empty" and not mask.any() and info["max_probability"] == 0.0, name
+    from radhe.nn.segmenter import fallback_region
+
+    assert not fallback_region(np.zeros((3, 4, 5), dtype=np.float32)).any()
+    # post-processing, not the threshold, empties the prediction: the message says so
+    strict = HematomaSegmenter.pretrained(cache_dir=tmp_path / "strict", n_threads=1, min_component_ml=500.0,
+                                          on_empty="raise")
+    with pytest.raises(InputError, match=r"^case 'site A: 017': no haematoma predicted: the regions above the "
+                                         r"threshold 0\.5 are all smaller than min_component_ml = 500\.0 mL$"):
+        strict.predict_mask(manifest["image"].iloc[0], case_id="site A: 017")
+
+
+@pytest.mark.parametrize("cell", ["", "   ", np.nan, None])
+def test_a_case_without_an_image_path_is_named_not_read_from_the_working_directory(cell, phantom_cases, tmp_path,
+                                                                                  monkeypatch):
+    """``Path("")`` is the working directory: a blank cell was read as whatever DICOM series lay there
+    (another patient's mask written for this case); a NaN cell failed in pathlib with a bare TypeError."""
+    manifest, _ = phantom_cases
+    monkeypatch.chdir(tmp_path)
+    rows = pd.DataFrame({"case_id": ["h0", "no_scan"], "patient_id": ["h0", "p2"],
+                         "image": [manifest["image"].iloc[0], cell]})
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1)
+    with pytest.raises(InputError, match=r"case 'no_scan': no image path \(the manifest's cell holds "):
+        seg.transform(rows)
+    from radhe.features.radiomics import RadiomicsFeatures
+
+    with pytest.raises(InputError, match=r"^case 'no_scan': no 'image' path"):
+        RadiomicsFeatures().fit_transform(rows.assign(mask=[manifest["mask"].iloc[0], manifest["mask"].iloc[0]]))

@@ -26,6 +26,23 @@ __all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_pro
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
+def _image_path(path, case_id) -> Path:
+    """``path`` as a Path, or an error for a manifest cell without one (None, NaN, NA, a blank string:
+    ``Path("")`` is the working directory, which would be read as if it were the case's scan)."""
+    import pandas as pd
+
+    try:
+        missing = path is None or (not isinstance(path, str | os.PathLike) and bool(pd.isna(path)))
+    except (TypeError, ValueError):
+        missing = False
+    if missing or (isinstance(path, str) and not path.strip()):
+        raise InputError(f"no image path (the manifest's cell holds {path!r})", case_id=case_id)
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"an image path must be text or a path; got {type(path).__name__} {path!r}",
+                         case_id=case_id)
+    return Path(path)
+
+
 def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image:
     """Read a 3-D medical image from a file or a DICOM series folder.
 
@@ -46,9 +63,10 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
     Raises
     ------
     radhe.errors.InputError
-        The path does not exist, or the file cannot be read (truncated, not an image).
+        No path (None, NaN, a blank string), the path does not exist, or the file cannot be read
+        (truncated, not an image).
     """
-    path = Path(path)
+    path = _image_path(path, case_id)
     if not path.exists():
         raise InputError("file not found", case_id=case_id, path=path)
     if path.is_dir():

@@ -112,7 +112,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         What to do when a case's prediction is empty after post-processing. "fallback": warn and
         write the most probable region instead (the connected component at the peak probability,
         thresholded halfway between the median and the peak), so downstream features are computed
-        from *something* and the case is named; "warn": warn and write the empty mask (downstream
+        from *something* and the case is named (an empty mask, with the same warning, when every
+        probability that anatomy allows is 0: there is no region to fall back to); "warn": warn and write the empty mask (downstream
         radiomics will then fail or skip it); "raise": raise :class:`~radhe.errors.InputError`.
         Every case's outcome is recorded beside its mask (:meth:`prediction_records`).
     [shared: image_column, mask_column, hu_check]
@@ -634,16 +635,28 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         status = "ok"
         if not voxels:
             status = "empty"
-            message = (f"{format_case(case.case_id)}: no haematoma predicted (peak probability {max_prob:.3f} "
-                       f"< threshold {self.threshold})")
+            above = int(np.count_nonzero(predicted))
+            if not above:
+                reason = f"no haematoma predicted (peak probability {max_prob:.3f} < threshold {self.threshold})"
+            elif kept is not None and not kept.any():
+                reason = (f"no haematoma predicted: the {above} voxel(s) above the threshold {self.threshold} all lie "
+                          "where anatomy rules a parenchymal haematoma out (outside the brain, in bone, air or fat, "
+                          "or as a rim along the skull)")
+            else:
+                reason = (f"no haematoma predicted: the regions above the threshold {self.threshold} are all "
+                          f"smaller than min_component_ml = {self.min_component_ml} mL")
             if self.on_empty == "raise":
-                raise InputError(message.split(": ", 1)[1], case_id=case.case_id)
-            if self.on_empty == "fallback":
+                raise InputError(reason, case_id=case.case_id)
+            message = f"{format_case(case.case_id)}: {reason}"
+            if self.on_empty == "fallback" and max_prob > 0:
                 whole = np.zeros(case.hu.shape, dtype=np.float32)
                 whole[region] = prob
                 mask = fallback_region(whole)
                 status = "fallback"
-                message += f"; using the most probable region ({int(mask.sum())} voxels) instead"
+                message += f"; using the most probable region ({int(np.count_nonzero(mask))} voxels) instead"
+            elif self.on_empty == "fallback":
+                message += ("; no region to fall back to (every voxel that anatomy allows has probability 0): "
+                            "wrote an empty mask")
             else:
                 message += "; wrote an empty mask"
             voxels = int(np.count_nonzero(mask))
@@ -887,12 +900,15 @@ def _postprocess_box(mask: np.ndarray, voxel_ml: float, min_component_ml: float,
 
 
 def fallback_region(prob: np.ndarray) -> np.ndarray:
-    """The connected region around the peak probability (never empty).
+    """The connected region around the peak probability; empty when every probability is 0.
 
     Thresholded halfway between the volume's median probability and its peak, so a nearly flat
     probability map gives a small region around the peak rather than the whole volume.
     """
-    peak = float(prob.max())
+    peak = float(prob.max()) if prob.size else 0.0
+    if not peak > 0:
+        # no voxel has any probability: thresholding at 0 would return the whole volume
+        return np.zeros(prob.shape, dtype=bool)
     region = prob >= (float(np.median(prob)) + peak) / 2
     labels, _ = ndimage.label(region)
     peak_label = labels[np.unravel_index(int(np.argmax(prob)), prob.shape)]
