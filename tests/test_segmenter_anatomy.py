@@ -675,3 +675,50 @@ def test_a_case_without_an_image_path_is_named_not_read_from_the_working_directo
 
     with pytest.raises(InputError, match=r"^case 'no_scan': no 'image' path"):
         RadiomicsFeatures().fit_transform(rows.assign(mask=[manifest["mask"].iloc[0], manifest["mask"].iloc[0]]))
+
+
+def test_a_skull_ring_open_between_closed_ones_is_closed_and_the_brain_beyond_it_kept(phantom_cases, tmp_path):
+    """A gap wider than the 8 mm closing bridges (a burr hole, a fracture, thin bone in partial volume)
+    on three slices below the haematoma cut the brain above it off the largest component: the
+    haematoma was lost (Dice 0). The convex hull of those slices' bone closes them."""
+    manifest, cases = phantom_cases
+    ct, clot, spacing = cases["h0"]
+    intact = S.skull_strip(ct.astype(np.float32), spacing=spacing)
+    lowest = int(np.flatnonzero(clot.any(axis=(1, 2)))[0])
+    assert lowest >= 6, "the phantom's haematoma must leave closed rings below the gap"
+    half = int(round(6.0 / spacing[0]))  # a 12 mm gap
+    opened = ct.copy()
+    for z in range(lowest - 3, lowest):
+        bone = opened[z] > 300
+        row = int(np.mean(np.flatnonzero(bone.any(axis=1))))
+        edge = int(np.flatnonzero(bone[row])[0])
+        band = (slice(row - half, row + half + 1), slice(edge, edge + 25))
+        opened[z][band] = np.where(bone[band], 20, opened[z][band])
+        ring = ndimage.binary_closing(opened[z] > 300, iterations=int(round(8.0 / spacing[0])), border_value=0)
+        assert not (ndimage.binary_fill_holes(ring) & ~ring).any(), "the 8 mm closing must not close the gap"
+    intracranial = S.skull_strip(opened.astype(np.float32), spacing=spacing)
+    assert intracranial[clot.astype(bool)].all()
+    # above the gap the intact head's space; the gap slices closed; below it the rings closed again
+    # over 8 mm (cut off from the largest component at first, those slices are redone), within 5 %
+    assert np.array_equal(intracranial[lowest:], intact[lowest:])
+    for z in range(lowest - 3, lowest):
+        assert intracranial[z].sum() > 0.9 * intact[z].sum()
+    for z in range(lowest - 3):
+        assert abs(int(intracranial[z].sum()) - int(intact[z].sum())) <= 0.05 * intact[z].sum(), z
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1)
+    predicted, info = seg.predict_mask(write_image(opened, tmp_path / "opened.nii", spacing=spacing))
+    assert info["status"] == "ok" and dice_score(clot, predicted) > 0.85
+
+
+def test_the_convex_hull_space_of_an_open_ring_is_its_interior():
+    yy, xx = np.mgrid[:61, :61]
+    radius = np.hypot(yy - 30, xx - 30)
+    ring = (radius >= 20) & (radius < 24)
+    opened = ring & ~((np.abs(yy - 30) < 6) & (xx < 20))  # a 11-pixel gap on one side
+    space = S._convex_hull_space(opened)
+    interior = radius < 20
+    assert not (space & opened).any()
+    # the interior, apart from the sliver the gap's chord cuts off
+    assert space[interior].mean() > 0.98 and not (space & (radius >= 24.5)).any()
+    assert not S._convex_hull_space(np.zeros((8, 8), dtype=bool)).any()
+    assert not S._convex_hull_space(np.eye(8, dtype=bool)).any()  # a line: no hull

@@ -199,6 +199,22 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
                 inside[z] = space
             if accepted:
                 brain = _largest_component(inside)
+    # last, slices with bone and no brain *between* slices whose rings are closed: a ring open there by
+    # more than the 8 mm closing bridges (a burr hole or a fracture, thin bone in partial volume) cut
+    # the brain beyond it off the largest component. The convex hull of the slice's bone closes it,
+    # taken where it continues the brain of a neighbouring slice at about its size (HULL_MAX_GROWTH).
+    # Not beyond the last closed ring: at the vertex that would take in the partial-volume bone of the
+    # skull's cap, below the skull base the face
+    closed = np.flatnonzero(inside.any(axis=(1, 2)))
+    if brain is not None and closed.size:
+        gaps = [z for z in with_bone if closed[0] < z < closed[-1] and not brain[z].any()]
+        if gaps:
+            spaces = {z: _convex_hull_space(bone[z]) for z in gaps}
+            accepted = _continuing_brain(spaces, brain, max_growth=HULL_MAX_GROWTH)
+            for z, space in accepted.items():
+                inside[z] = space | inside[z]
+            if accepted:
+                brain = _largest_component(inside)
     if brain is None:
         return np.ones_like(native_bone)
     # give back a rim of the haematoma lying against the inner table (in-plane only: the head's
@@ -267,10 +283,11 @@ def _erode_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
     return shrunk
 
 
-def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
+def _continuing_brain(spaces: dict, brain: np.ndarray, max_growth: float | None = None) -> dict:
     """The slices' ``spaces`` that continue the brain: each lies at least half on the brain (or on an
     accepted space) of a neighbouring slice, taken outwards from the brain slice by slice. The
-    intracranial space changes little from one slice to the next; the shoulders below a neck do not."""
+    intracranial space changes little from one slice to the next; the shoulders below a neck do not.
+    ``max_growth``: also at most that many times the neighbour's area."""
     accepted: dict = {}
     grown = True
     while grown:
@@ -282,11 +299,49 @@ def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
                 below = accepted.get(neighbour)
                 if below is None and 0 <= neighbour < len(brain):
                     below = brain[neighbour]
-                if below is not None and 2 * int((space & below).sum()) >= int(space.sum()):
+                if below is None:
+                    continue
+                area = int(space.sum())
+                if 2 * int((space & below).sum()) >= area and (
+                        max_growth is None or area <= max_growth * int(below.sum())):
                     accepted[z] = space
                     grown = True
                     break
     return accepted
+
+
+#: A slice's space closed by the convex hull of its bone is taken as intracranial only where it is at
+#: most this many times the brain's area on the neighbouring slice (and lies half on it): the
+#: intracranial cross-section changes by far less from one slice to the next (5 mm apart), the convex
+#: hull of the facial bones below the skull base is larger.
+HULL_MAX_GROWTH = 1.3
+
+
+def _convex_hull_space(bone: np.ndarray) -> np.ndarray:
+    """The pixels of a 2-D slice inside the convex hull of its ``bone`` pixels, the bone excluded (empty
+    when the bone is too small or flat for a hull)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = np.zeros(bone.shape, dtype=bool)
+    rows = np.flatnonzero(bone.any(axis=1))
+    if rows.size < 2:
+        return out
+    # each row's first and last bone pixel span the same hull as all of them
+    first = bone[rows].argmax(axis=1)
+    last = bone.shape[1] - 1 - bone[rows, ::-1].argmax(axis=1)
+    points = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])]).astype(float)
+    try:
+        hull = ConvexHull(points)
+    except (QhullError, ValueError):
+        return out
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(first.min()), int(last.max()) + 1
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    normal_y, normal_x, offset = hull.equations[:, 0], hull.equations[:, 1], hull.equations[:, 2]
+    inside = np.ones(yy.shape, dtype=bool)
+    for a, b, c in zip(normal_y, normal_x, offset, strict=True):
+        inside &= a * yy + b * xx + c <= 1e-9
+    out[y0:y1, x0:x1] = inside & ~bone[y0:y1, x0:x1]
+    return out
 
 
 #: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
