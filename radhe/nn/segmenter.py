@@ -945,8 +945,9 @@ PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_prob
 #: (prediction or post-processing code): recorded masks of another version are predicted again.
 #: 2: images not stored in the canonical orientation are reoriented before the network; a skull ring
 #: cut by the field of view is closed by the field's edge. 3: BatchNorm folded into the convolutions
-#: for inference (probabilities change in the last bits).
-PREDICTION_VERSION = 3
+#: for inference (probabilities change in the last bits). 4: a skull ring open between closed ones is
+#: closed by its bone's convex hull; no whole-volume fallback region where anatomy allows nothing.
+PREDICTION_VERSION = 4
 
 #: Warnings of reading an image that are recorded and raised again when its prediction is reused.
 _WARNING_CLASSES = {"radhe.errors.InputWarning": InputWarning, "builtins.UserWarning": UserWarning}
