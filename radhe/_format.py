@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "defined_number"]
+__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "format_bound", "defined_number"]
 
 #: What an undefined value (None, NaN, ±inf: e.g. LR+ with no false positive) prints as.
 NOT_AVAILABLE = "n/a"
@@ -31,10 +31,27 @@ def format_number(value, digits: int = 3) -> str:
     return f"{number:.{digits}f}"
 
 
+def format_bound(value, digits: int = 3) -> str | None:
+    """A CI bound as shown: a number, "∞" / "−∞" for an unbounded side (an LR+ interval reaching a
+    test without false positives), None when undefined."""
+    number = defined_number(value)
+    if number is not None:
+        return format_number(number, digits)
+    try:
+        infinite = not isinstance(value, bool) and value is not None and math.isinf(float(value))
+    except (TypeError, ValueError):
+        infinite = False
+    if infinite:
+        return "∞" if float(value) > 0 else "−∞"
+    return None
+
+
 def format_interval(estimate, low, high, digits: int = 3) -> str:
-    """``"0.812 (0.741–0.873)"``; ``"n/a"`` when the estimate is undefined, ``"0.812 (CI n/a)"`` when a bound is."""
+    """``"0.812 (0.741–0.873)"``, ``"2.448 (0.000–∞)"`` for an unbounded side; ``"n/a"`` when the estimate
+    is undefined, ``"0.812 (CI n/a)"`` when a bound is."""
     if defined_number(estimate) is None:
         return NOT_AVAILABLE
-    if defined_number(low) is None or defined_number(high) is None:
+    lo, hi = format_bound(low, digits), format_bound(high, digits)
+    if lo is None or hi is None:
         return f"{format_number(estimate, digits)} (CI {NOT_AVAILABLE})"
-    return f"{format_number(estimate, digits)} ({format_number(low, digits)}–{format_number(high, digits)})"
+    return f"{format_number(estimate, digits)} ({lo}–{hi})"

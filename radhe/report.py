@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from radhe import plots
-from radhe._format import NOT_AVAILABLE, format_number
+from radhe._format import NOT_AVAILABLE, format_bound, format_number
 from radhe._log import get_logger
 
 log = get_logger(__name__)
@@ -94,14 +94,21 @@ def _close(fig) -> None:
     fig.clear()
 
 
+def _ci_text(estimate, low, high) -> str:
+    """``"0.281 – 0.437"``; an unbounded side (an LR+ interval reaching no false positives) as ∞;
+    n/a for an undefined estimate or bound."""
+    lo, hi = format_bound(low), format_bound(high)
+    if format_bound(estimate) in (None, "∞", "−∞") or lo is None or hi is None:
+        return NOT_AVAILABLE
+    return html.escape(f"{lo} – {hi}")
+
+
 def _metrics_table(report) -> str:
     m = report.metrics
     frame = pd.DataFrame(
         {
             "Estimate": [_fmt(m.loc[k, "estimate"]) for k in m.index],
-            "95% CI": [f"{_fmt(m.loc[k, 'ci_low'])} – {_fmt(m.loc[k, 'ci_high'])}"
-                       if np.isfinite(m.loc[k, "ci_low"]) and np.isfinite(m.loc[k, "ci_high"]) else NOT_AVAILABLE
-                       for k in m.index],
+            "95% CI": [_ci_text(m.loc[k, "estimate"], m.loc[k, "ci_low"], m.loc[k, "ci_high"]) for k in m.index],
         },
         index=[_METRIC_LABELS.get(k, k) for k in m.index],
     )

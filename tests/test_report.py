@@ -145,6 +145,10 @@ def test_undefined_values_print_as_na_and_the_header_says_what_ran(result):
     metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [np.inf, np.inf, np.inf]  # LR+ with no false positive
     text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
     assert "∞" not in text and "n/a" in text
+    # a finite LR+ whose interval reaches a test without false positives: unbounded, not undefined
+    metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [2.448, 0.0, np.inf]
+    text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
+    assert "<td>2.448</td><td>0.000 – ∞</td>" in text
 
 
 def test_importance_intervals_never_go_below_zero(result):
