@@ -171,28 +171,49 @@ def check_cases(X, n: int, where: str) -> None:
                              f"{list_cases(duplicated, 10)}")
 
 
-def _misaligned_message(index: pd.Index, X: pd.DataFrame, name: str, where: str) -> str:
-    """What is wrong when a label Series' index is not the manifest's, naming the first row that differs."""
-    same_labels = index.is_unique and index.sort_values().equals(X.index.sort_values())
+def _is_na(value) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
-    def differ(a, b) -> bool:
-        return not (a == b or (a != a and b != b))  # NaN labels equal each other, as in Index.equals
+
+def _differ(a, b) -> bool:
+    """Whether two index labels differ (missing labels equal each other, as in ``Index.equals``)."""
+    if _is_na(a) or _is_na(b):
+        return not (_is_na(a) and _is_na(b))
+    try:
+        return not bool(a == b)
+    except (TypeError, ValueError):
+        return True
+
+
+def _first_misaligned(index: pd.Index, X: pd.DataFrame) -> int | None:
+    """The first position where a label Series' index differs from the manifest's (by value: an
+    ``Int64`` index equal to an ``int64`` one is aligned); None when none does."""
+    if index.equals(X.index):
+        return None
+    return next((i for i, (a, b) in enumerate(zip(index, X.index, strict=True)) if _differ(a, b)), None)
+
+
+def _misaligned_message(index: pd.Index, X: pd.DataFrame, position: int, name: str, where: str) -> str:
+    """What is wrong when a label Series' index is not the manifest's, naming the first row that differs."""
+    try:
+        same_labels = bool(index.is_unique and set(index) == set(X.index))
+    except TypeError:  # unhashable labels
+        same_labels = False
 
     def shown(label) -> str:
         return repr(label.item() if isinstance(label, np.generic) else label)
 
-    position = next((i for i, (a, b) in enumerate(zip(index, X.index, strict=True)) if differ(a, b)), 0)
     case = f" (case '{X['case_id'].iloc[position]}')" if "case_id" in X.columns else ""
     problem = ("holds the manifest's row labels in another order" if same_labels
                else "has other row labels than the manifest")
     fix = ("pass the labels in the manifest's order, e.g. y.loc[manifest.index]" if same_labels
            else "pass its values (y.to_numpy()) if they are in the manifest's row order")
     return (f"{where}: the outcome {name} {problem}: row {position} of the manifest has index "
-            f"{shown(X.index[position])}{case}, the label in that position has index {shown(index[position])}; labels "
-            f"are paired with cases by position, so cases would get other cases' labels: {fix}")
+            f"{shown(X.index[position])}{case}, the label in that position has index {shown(index[position])}; "
+            f"labels are paired with cases by position, so cases would get other cases' labels: {fix}")
 
 
-def check_labels(y, X=None, *, where: str = "fit") -> np.ndarray:
+def check_labels(y, X=None, *, where: str = "fit", aligned: bool = False) -> np.ndarray:
     """The 0/1 outcome of every case as an int array, or an error saying which cases to fix.
 
     Run where fitting starts, before any image is read or any network trained.
@@ -205,6 +226,12 @@ def check_labels(y, X=None, *, where: str = "fit") -> np.ndarray:
         The manifest; its ``case_id`` names the cases in messages, and its length must be ``y``'s.
     where : str
         What is checking (prefixes the messages).
+    aligned : bool, default False
+        Also refuse a Series ``y`` whose index is not the DataFrame ``X``'s (sorted, filtered or
+        re-indexed apart from it: pairing by position would give cases other cases' labels). For
+        where a user hands radhe the manifest and its labels (:func:`radhe.evaluate`, the command
+        line), not for ``fit``: scikit-learn's tools pair by position and some shuffle ``y`` alone
+        (``permutation_test_score``).
 
     Returns
     -------
@@ -214,9 +241,7 @@ def check_labels(y, X=None, *, where: str = "fit") -> np.ndarray:
     ------
     radhe.errors.InputError
         No cases; a manifest ``X`` with a repeated ``case_id``; ``y`` not one-dimensional or of
-        another length than ``X``; ``y`` a Series whose index is not the index of the DataFrame ``X``
-        (sorted, filtered or re-indexed apart from it: pairing by position would mix cases up);
-        missing labels (naming the cases); values other than 0/1, e.g.
+        another length than ``X``; with ``aligned``, a Series ``y`` whose index is not ``X``'s; missing labels (naming the cases); values other than 0/1, e.g.
         "yes"/"no" or a 3-level grade (naming the values and cases); a single class.
     """
     name = f"'{y.name}'" if isinstance(y, pd.Series) and y.name is not None else "y"
@@ -227,11 +252,10 @@ def check_labels(y, X=None, *, where: str = "fit") -> np.ndarray:
     if X is not None and len(X) != values.size:
         raise InputError(f"{where}: the manifest has {len(X)} rows but the outcome {name} has {values.size} labels")
     check_cases(X, values.size, where)
-    if isinstance(y, pd.Series) and isinstance(X, pd.DataFrame) and not y.index.equals(X.index):
-        # labels are paired with rows by position (scikit-learn's convention); a Series whose index is
-        # not the manifest's was sorted, filtered or re-indexed apart from it, and pairing it by position
-        # would give cases other cases' labels
-        raise InputError(_misaligned_message(y.index, X, name, where))
+    if aligned and isinstance(y, pd.Series) and isinstance(X, pd.DataFrame):
+        position = _first_misaligned(y.index, X)
+        if position is not None:
+            raise InputError(_misaligned_message(y.index, X, position, name, where))
     names = row_names(X, values.size, y.index if isinstance(y, pd.Series) else None)
     as_float = np.asarray([_label_value(v) for v in values], dtype=float)
     missing = np.isnan(as_float)

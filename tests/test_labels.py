@@ -115,8 +115,14 @@ def test_check_labels_refuses_and_names_the_rows(y, message):
         check_labels(y, where="test")
 
 
-def test_a_label_series_out_of_the_manifests_order_is_refused_not_paired_by_position():
+def test_evaluate_refuses_a_label_series_out_of_the_manifests_order_and_fit_pairs_by_position():
+    """``radhe.evaluate`` takes the manifest and its labels from the user: a Series sorted or
+    re-indexed apart from the manifest would give cases other cases' labels, and is refused. ``fit``
+    pairs by position, as scikit-learn's tools expect (``permutation_test_score`` shuffles y alone)."""
+    from sklearn.model_selection import StratifiedKFold, permutation_test_score
+
     import radhe
+    from radhe.evaluation import cross_validate_predictions
 
     rng = np.random.default_rng(0)
     manifest = pd.DataFrame({"case_id": [f"c{i}" for i in range(40)], "patient_id": [f"p{i}" for i in range(40)],
@@ -124,17 +130,28 @@ def test_a_label_series_out_of_the_manifests_order_is_refused_not_paired_by_posi
                             index=[f"r{i}" for i in range(40)])
     y = pd.Series(np.r_[np.ones(12), np.zeros(28)].astype(int), index=manifest.index, name="he")
     pipe = radhe.make_pipeline(radiomics=None, random_state=0)
-    # sorted apart from the manifest: the same row labels in another order
-    with pytest.raises(InputError, match=r"'he' holds the manifest's row labels in another order: row 0 of the "
-                                         r"manifest has index 'r0' \(case 'c0'\), the label in that position has "
-                                         r"index 'r12'.*y\.loc\[manifest\.index\]"):
-        pipe.fit(manifest, y.sort_values())
-    # re-indexed apart from it
+    with pytest.raises(InputError, match=r"^evaluate: the outcome 'he' holds the manifest's row labels in another "
+                                         r"order: row 0 of the manifest has index 'r0' \(case 'c0'\), the label in "
+                                         r"that position has index 'r12'.*y\.loc\[manifest\.index\]"):
+        radhe.evaluate(pipe, manifest, y.sort_values(), cv=2)
     with pytest.raises(InputError, match=r"other row labels than the manifest: row 0 .* index 0; .*y\.to_numpy\(\)"):
-        pipe.fit(manifest, y.reset_index(drop=True))
-    with pytest.raises(InputError, match="another order"):
-        radhe.evaluate(pipe, manifest, y.iloc[::-1], cv=2)
-    # the manifest's own column, a subset of it taken together, and plain arrays are paired as given
-    pipe.fit(manifest, y)
-    pipe.fit(manifest.iloc[5:], y.iloc[5:])
-    pipe.fit(manifest, y.to_numpy())
+        cross_validate_predictions(pipe, manifest, y.reset_index(drop=True), cv=2)
+    # the same labels under an index of another dtype, or the manifest's own column, are aligned
+    numbered = manifest.reset_index(drop=True)
+    cross_validate_predictions(pipe, numbered, pd.Series(y.to_numpy(), index=pd.Index(range(40), dtype="Int64")),
+                               cv=2, threshold_cv=None)
+    # a permutation test shuffles y alone and fits by position
+    score, permuted, _ = permutation_test_score(pipe, manifest, y, cv=StratifiedKFold(2), n_permutations=2,
+                                                random_state=0)
+    assert np.isfinite(score) and np.isfinite(permuted).all()
+
+
+@pytest.mark.parametrize("index", [pd.Index([pd.NA, 1, 2, 3], dtype=object), pd.Index(["a", 1, "b", 2])],
+                         ids=["NA_label", "mixed_types"])
+def test_an_unusual_label_index_gets_the_named_error_not_a_crash(index):
+    from radhe._checks import check_labels
+
+    manifest = pd.DataFrame({"case_id": list("wxyz")}, index=[10, 11, 12, 13])
+    with pytest.raises(InputError, match=r"other row labels than the manifest: row 0 of the manifest has index 10 "
+                                         r"\(case 'w'\)"):
+        check_labels(pd.Series([0, 1, 0, 1], index=index), manifest, aligned=True)

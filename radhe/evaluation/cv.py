@@ -268,7 +268,7 @@ def cross_validate_predictions(
     -------
     CVPredictions
     """
-    y = check_labels(y, X, where="cross_validate_predictions")  # names the cases; checks the length
+    y = check_labels(y, X, where="cross_validate_predictions", aligned=True)  # names the cases; checks the length
     g = resolve_groups(X, groups)
     if splits is None:
         splits = _split(make_cv(cv, random_state=random_state), X, y, g)

@@ -517,7 +517,7 @@ def evaluate(
         y = X[label_column]
     from radhe._checks import check_labels
 
-    y = check_labels(y, X, where="evaluate")  # names the cases; before anything is fitted
+    y = check_labels(y, X, where="evaluate", aligned=True)  # names the cases; before anything is fitted
     from radhe import _progress, tracking
 
     tracker = tracking.prepare(mlflow)  # before any fit: a missing mlflow or an unusable store stops here
