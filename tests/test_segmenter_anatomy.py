@@ -708,6 +708,23 @@ def test_a_skull_ring_open_between_closed_ones_is_closed_and_the_brain_beyond_it
     seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1)
     predicted, info = seg.predict_mask(write_image(opened, tmp_path / "opened.nii", spacing=spacing))
     assert info["status"] == "ok" and dice_score(clot, predicted) > 0.85
+    # a bony arch 20 mm outside the gap (as the zygomatic arch lies outside the temporal bone), muscle
+    # between: the hull is that of the skull ring, not of the arch, and takes no muscle in
+    z = lowest - 2
+    rows, cols = np.nonzero(ct[z] > 300)
+    yy, xx = np.mgrid[:ct.shape[1], :ct.shape[2]]
+    radius = np.hypot((yy - rows.mean()) * spacing[1], (xx - cols.mean()) * spacing[0])
+    angle = np.arctan2(yy - rows.mean(), xx - cols.mean())
+    row = int(np.mean(np.flatnonzero((ct[z] > 300).any(axis=1))))
+    towards_gap = np.arctan2(row - rows.mean(), int(np.flatnonzero(ct[z][row] > 300)[0]) - cols.mean())
+    sector = np.abs(np.angle(np.exp(1j * (angle - towards_gap)))) < np.deg2rad(30)
+    outer = float(radius[(ct[z] > 300) & sector].max())
+    arched = opened.copy()
+    arched[z][sector & (radius > outer) & (radius < outer + 23) & (arched[z] < 300)] = 45
+    arched[z][sector & (np.abs(radius - outer - 20) < 1.0)] = 1200
+    with_arch = S.skull_strip(arched.astype(np.float32), spacing=spacing)
+    assert with_arch[z].any()
+    assert int((with_arch[z] & ~intracranial[z] & (arched[z] == 45)).sum()) <= 5
 
 
 def test_the_convex_hull_space_of_an_open_ring_is_its_interior():

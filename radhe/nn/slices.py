@@ -201,7 +201,8 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
                 brain = _largest_component(inside)
     # last, slices with bone and no brain *between* slices whose rings are closed: a ring open there by
     # more than the 8 mm closing bridges (a burr hole or a fracture, thin bone in partial volume) cut
-    # the brain beyond it off the largest component. The convex hull of the slice's bone closes it,
+    # the brain beyond it off the largest component. The convex hull of the slice's skull ring (its bone
+    # near the neighbouring slice's brain, HULL_BONE_REACH_MM) closes it,
     # taken where it continues the brain of a neighbouring slice at about its size (HULL_MAX_GROWTH).
     # Not beyond the last closed ring: at the vertex that would take in the partial-volume bone of the
     # skull's cap, below the skull base the face
@@ -209,8 +210,7 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     if brain is not None and closed.size:
         gaps = [z for z in with_bone if closed[0] < z < closed[-1] and not brain[z].any()]
         if gaps:
-            spaces = {z: _convex_hull_space(bone[z]) for z in gaps}
-            accepted = _continuing_brain(spaces, brain, max_growth=HULL_MAX_GROWTH)
+            accepted = _hull_closed(gaps, bone, brain, 1.0 if pixel_mm is None else pixel_mm)
             for z, space in accepted.items():
                 inside[z] = space | inside[z]
             if accepted:
@@ -283,11 +283,10 @@ def _erode_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
     return shrunk
 
 
-def _continuing_brain(spaces: dict, brain: np.ndarray, max_growth: float | None = None) -> dict:
+def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
     """The slices' ``spaces`` that continue the brain: each lies at least half on the brain (or on an
     accepted space) of a neighbouring slice, taken outwards from the brain slice by slice. The
-    intracranial space changes little from one slice to the next; the shoulders below a neck do not.
-    ``max_growth``: also at most that many times the neighbour's area."""
+    intracranial space changes little from one slice to the next; the shoulders below a neck do not."""
     accepted: dict = {}
     grown = True
     while grown:
@@ -299,11 +298,7 @@ def _continuing_brain(spaces: dict, brain: np.ndarray, max_growth: float | None 
                 below = accepted.get(neighbour)
                 if below is None and 0 <= neighbour < len(brain):
                     below = brain[neighbour]
-                if below is None:
-                    continue
-                area = int(space.sum())
-                if 2 * int((space & below).sum()) >= area and (
-                        max_growth is None or area <= max_growth * int(below.sum())):
+                if below is not None and 2 * int((space & below).sum()) >= int(space.sum()):
                     accepted[z] = space
                     grown = True
                     break
@@ -315,6 +310,37 @@ def _continuing_brain(spaces: dict, brain: np.ndarray, max_growth: float | None 
 #: intracranial cross-section changes by far less from one slice to the next (5 mm apart), the convex
 #: hull of the facial bones below the skull base is larger.
 HULL_MAX_GROWTH = 1.3
+#: The hull is that of the bone within this distance (mm) of the neighbouring slice's brain: the skull
+#: ring (inner table against the brain, 5-8 mm thick), not bone further out (the zygomatic arch 20-30 mm
+#: from the brain, with the temporal muscle between), which would bring extracranial tissue in.
+HULL_BONE_REACH_MM = 12.0
+
+
+def _hull_closed(gaps, bone: np.ndarray, brain: np.ndarray, pixel_mm: float) -> dict:
+    """For the slices ``gaps`` (bone, no brain), the space the convex hull of the bone near the
+    neighbouring slice's brain encloses, where it lies at least half on that brain and is at most
+    :data:`HULL_MAX_GROWTH` times its area; taken outwards slice by slice from the brain."""
+    accepted: dict = {}
+    grown = True
+    while grown:
+        grown = False
+        for z in gaps:
+            if z in accepted:
+                continue
+            for neighbour in (z - 1, z + 1):
+                below = accepted.get(neighbour)
+                if below is None and 0 <= neighbour < len(brain):
+                    below = brain[neighbour]
+                if below is None or not below.any():
+                    continue
+                near = ndimage.distance_transform_edt(~below) * pixel_mm <= HULL_BONE_REACH_MM
+                space = _convex_hull_space(bone[z] & near) & ~bone[z]
+                area = int(space.sum())
+                if area and 2 * int((space & below).sum()) >= area and area <= HULL_MAX_GROWTH * int(below.sum()):
+                    accepted[z] = space
+                    grown = True
+                    break
+    return accepted
 
 
 def _convex_hull_space(bone: np.ndarray) -> np.ndarray:
