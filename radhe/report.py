@@ -192,7 +192,9 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     parts.append("<h2>Threshold metrics</h2>")
     parts.append('<div class="figs"><div>')
     parts.append(_metrics_table(main))
-    parts.append('<p class="note">Percentile bootstrap CIs (cases resampled within each class, thresholds fixed).</p>')
+    parts.append('<p class="note">95% CIs with the thresholds fixed: exact (Clopper-Pearson) for sensitivity, '
+                 'specificity, PPV, NPV and accuracy; percentile bootstrap of the cases for F1, within each class '
+                 'for the Youden index and the likelihood ratios.</p>')
     conformal = result.conformal_summary() if hasattr(result, "conformal_summary") else None
     if conformal is not None:
         confidence = float(conformal["target"].iloc[0])

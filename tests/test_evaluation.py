@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -247,6 +248,22 @@ def test_calibration_intercept_and_slope_are_the_maximum_likelihood_fits():
                              options={"gtol": 1e-12}).x[0]
         fit = calibration_intercept_slope(y, p)
         assert fit["slope"] == pytest.approx(slope, abs=1e-6) and fit["intercept"] == pytest.approx(intercept, abs=1e-6)
+
+
+def test_calibration_slope_is_nan_with_a_warning_where_no_maximum_exists():
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    y = np.array([0, 0, 0, 1, 1])
+    for p, why in ((np.array([0.1, 0.2, 0.3, 0.6, 0.9]), "separate the classes"),
+                   (np.array([0.0, 0.0, 1.0, 1.0, 1.0])[[0, 1, 0, 2, 3]], "separate the classes"),
+                   (np.full(5, 0.3), "all predictions are the same")):
+        with pytest.warns(UndefinedMetricWarning, match=why):
+            fit = calibration_intercept_slope(y, p)
+        assert math.isnan(fit["slope"]) and math.isfinite(fit["intercept"])
+    # overlapping classes: a finite slope, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isfinite(calibration_intercept_slope(y, np.array([0.1, 0.7, 0.3, 0.6, 0.9]))["slope"])
 
 
 def test_roc_curve_band():

@@ -659,7 +659,7 @@ def test_with_nothing_anatomy_allows_the_fallback_is_empty_not_the_whole_scan(ph
         strict.predict_mask(manifest["image"].iloc[0], case_id="site A: 017")
 
 
-@pytest.mark.parametrize("cell", ["", "   ", np.nan, None])
+@pytest.mark.parametrize("cell", ["", "   ", np.nan, None, pd.NA, np.float32("nan")])
 def test_a_case_without_an_image_path_is_named_not_read_from_the_working_directory(cell, phantom_cases, tmp_path,
                                                                                   monkeypatch):
     """``Path("")`` is the working directory: a blank cell was read as whatever DICOM series lay there
@@ -675,6 +675,13 @@ def test_a_case_without_an_image_path_is_named_not_read_from_the_working_directo
 
     with pytest.raises(InputError, match=r"^case 'no_scan': no 'image' path"):
         RadiomicsFeatures().fit_transform(rows.assign(mask=[manifest["mask"].iloc[0], manifest["mask"].iloc[0]]))
+
+    # a mask cell without a path, read through the one validation path: named, not a TypeError
+    from radhe.io import load_checked_case
+
+    if cell is not None:
+        with pytest.raises(InputError, match=r"^case 'no_mask': no mask path \(the manifest's cell holds "):
+            load_checked_case(manifest["image"].iloc[0], cell, case_id="no_mask")
 
 
 def test_a_skull_ring_open_between_closed_ones_is_closed_and_the_brain_beyond_it_kept(phantom_cases, tmp_path):

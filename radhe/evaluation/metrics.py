@@ -331,7 +331,10 @@ def bootstrap_metrics(
       does between cohorts. (A within-class bootstrap holds it fixed, and PPV / NPV intervals made that
       way covered the true value in 67 % / 89 % of simulated cohorts instead of 95 %.)
 
-    Replicates where a metric is undefined are ignored for that metric.
+    Replicates where a metric is undefined are ignored for that metric. A bootstrap interval is a
+    single point when every replicate gives the same value (a perfect classification: F1 and Youden
+    1, LR− 0 in every resample); read it with the exact intervals of sensitivity and specificity,
+    which say how few cases that rests on.
 
     Returns
     -------
@@ -531,7 +534,12 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
 
     ``slope`` is the coefficient of a logistic regression of ``y`` on logit(prob) (ideal 1; < 1
     means over-confident predictions); ``intercept`` is the intercept with the slope fixed at 1
-    (ideal 0; > 0 means risks are under-estimated on average).
+    (ideal 0; > 0 means risks are under-estimated on average). Both are maximum-likelihood fits.
+
+    The slope is NaN, with an :class:`sklearn.exceptions.UndefinedMetricWarning`, where no finite
+    maximum exists: the predictions separate the classes (every case with the outcome ranked at or
+    above every case without; the likelihood grows without bound with the slope), or they are all
+    the same.
     """
     from scipy.optimize import brentq
     from scipy.special import expit
@@ -541,11 +549,22 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
     p = np.clip(check_probability(prob, y.size), 1e-6, 1 - 1e-6)
     check_both_classes(y, "calibration slope")
     lp = np.log(p / (1 - p))
-    # Newton's method to the maximum-likelihood fit (lbfgs at its default tolerance stopped up to
-    # 0.01 away from it)
-    model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
-    model.fit(lp[:, None], y)
-    slope = float(model.coef_[0, 0])
+    separated = lp[y == 1].min() >= lp[y == 0].max() or lp[y == 1].max() <= lp[y == 0].min()
+    if separated or np.ptp(lp) == 0:
+        import warnings
+
+        from sklearn.exceptions import UndefinedMetricWarning
+
+        why = "all predictions are the same" if np.ptp(lp) == 0 else "the predictions separate the classes"
+        warnings.warn(f"calibration slope undefined ({why}: the likelihood has no finite maximum); it is NaN",
+                      UndefinedMetricWarning, stacklevel=2)
+        slope = float("nan")
+    else:
+        # Newton's method to the maximum-likelihood fit (lbfgs at its default tolerance stopped up to
+        # 0.01 away from it)
+        model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
+        model.fit(lp[:, None], y)
+        slope = float(model.coef_[0, 0])
 
     def score(a):  # the log-likelihood's derivative in the intercept: increasing, 0 at the maximum
         return float(np.sum(expit(a + lp) - y))

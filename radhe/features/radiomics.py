@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from radhe._compat import Interval, StrOptions, validate_params
 from radhe.errors import ConfigurationError, InputError
+from radhe.io.image import is_missing_path
 
 __all__ = ["RadiomicsFeatures", "PRESETS", "preset_params", "ENGINE_VERSION"]
 
@@ -332,17 +333,11 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         return results, failures
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or (
-        isinstance(value, str) and not value.strip()
-    )
-
-
 def _input_problem(image, mask, image_column, mask_column):
     """(file, problem) when a case's paths are missing; None when both files exist."""
-    if _missing(image):
+    if is_missing_path(image):
         return None, f"no '{image_column}' path"
-    if _missing(mask):
+    if is_missing_path(mask):
         return str(image), f"no '{mask_column}' path (a haematoma mask is required for radiomics)"
     for path in (image, mask):
         if not Path(str(path)).exists():

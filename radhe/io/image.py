@@ -21,24 +21,36 @@ import SimpleITK as sitk
 
 from radhe.errors import InputError
 
-__all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_problem", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_problem", "IMAGE_SUFFIXES",
+           "is_missing_path", "checked_path"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
-def _image_path(path, case_id) -> Path:
-    """``path`` as a Path, or an error for a manifest cell without one (None, NaN, NA, a blank string:
-    ``Path("")`` is the working directory, which would be read as if it were the case's scan)."""
+def is_missing_path(value) -> bool:
+    """True for a manifest cell without a path: None, NaN, NaT, ``pd.NA`` or a blank string."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, os.PathLike):
+        return False
     import pandas as pd
 
     try:
-        missing = path is None or (not isinstance(path, str | os.PathLike) and bool(pd.isna(path)))
-    except (TypeError, ValueError):
-        missing = False
-    if missing or (isinstance(path, str) and not path.strip()):
-        raise InputError(f"no image path (the manifest's cell holds {path!r})", case_id=case_id)
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like cells
+        return False
+
+
+def checked_path(path, case_id, what: str = "image") -> Path:
+    """``path`` as a Path, or an :class:`~radhe.errors.InputError` naming the case for a cell without one
+    (:func:`is_missing_path`: ``Path("")`` would be the working directory, read as if it were the case's
+    scan) or holding something else than a path."""
+    if is_missing_path(path):
+        raise InputError(f"no {what} path (the manifest's cell holds {path!r})", case_id=case_id)
     if not isinstance(path, str | os.PathLike):
-        raise InputError(f"an image path must be text or a path; got {type(path).__name__} {path!r}",
+        raise InputError(f"an {what} path must be text or a path; got {type(path).__name__} {path!r}",
                          case_id=case_id)
     return Path(path)
 
@@ -66,7 +78,7 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
         No path (None, NaN, a blank string), the path does not exist, or the file cannot be read
         (truncated, not an image).
     """
-    path = _image_path(path, case_id)
+    path = checked_path(path, case_id)
     if not path.exists():
         raise InputError("file not found", case_id=case_id, path=path)
     if path.is_dir():

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from radhe.errors import InputError, format_case
+from radhe.io.image import is_missing_path
 
 __all__ = ["load_manifest", "RESERVED_COLUMNS", "feature_columns"]
 
@@ -96,7 +97,7 @@ def load_manifest(
     if "patient_id" in frame.columns:
         patient = frame["patient_id"].astype(object)
         frame["patient_id"] = [
-            _as_id(p) if not _is_missing(p) else c for p, c in zip(patient, frame["case_id"], strict=True)
+            _as_id(p) if not is_missing_path(p) else c for p, c in zip(patient, frame["case_id"], strict=True)
         ]
     else:
         frame["patient_id"] = frame["case_id"]
@@ -135,14 +136,8 @@ def _as_id(value: object) -> str:
     return str(value).strip()
 
 
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or (
-        isinstance(value, str) and not value.strip()
-    )
-
-
 def _resolve(value: object, root: Path) -> str | None:
-    if _is_missing(value):
+    if is_missing_path(value):
         return None
     path = Path(str(value).strip()).expanduser()
     return str(path if path.is_absolute() else (root / path))

@@ -15,7 +15,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from radhe.errors import InputError, InputWarning, format_case
-from radhe.io.image import read_image
+from radhe.io.image import checked_path, read_image
 
 __all__ = ["CaseCheck", "LoadedCase", "ValidationReport", "load_checked_case", "validate_case", "validate_manifest",
            "check_on_error", "read_mask", "GEOMETRY_TOLERANCE_MM"]
@@ -191,7 +191,7 @@ def load_checked_case(
     if mask is None:
         return LoadedCase(img, None, check)
 
-    mask_path = None if isinstance(mask, sitk.Image) else mask
+    mask_path = None if isinstance(mask, sitk.Image) else checked_path(mask, case_id, "mask")
     if image_path is not None and mask_path is not None and _same_file(image_path, mask_path):
         raise InputError("the mask column names the image file itself", case_id=case_id, path=mask_path)
     msk = mask if isinstance(mask, sitk.Image) else read_image(mask, case_id=case_id)
@@ -387,7 +387,7 @@ def _check_finite(values: np.ndarray, case_id, path, what: str) -> None:
 def _same_file(a, b) -> bool:
     try:
         return os.path.samefile(a, b)
-    except OSError:
+    except (OSError, TypeError, ValueError):
         return False
 
 

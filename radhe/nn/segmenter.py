@@ -619,6 +619,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                 # threshold: their peak is a kept voxel's
                 max_prob = float(prob[kept[region]].max())
         predicted = mask
+        raw_peak = float(prob.max()) if prob.size else 0.0
         mask = postprocess(mask if kept is None else kept, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
         voxels = int(np.count_nonzero(mask))
@@ -636,12 +637,19 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         if not voxels:
             status = "empty"
             above = int(np.count_nonzero(predicted))
+            ruled_out = above - (above if kept is None else int(np.count_nonzero(kept)))
+            anatomy = "where anatomy rules a parenchymal haematoma out (outside the brain, in bone, air or fat, or " \
+                      "as a rim along the skull)"
             if not above:
-                reason = f"no haematoma predicted (peak probability {max_prob:.3f} < threshold {self.threshold})"
-            elif kept is not None and not kept.any():
-                reason = (f"no haematoma predicted: the {above} voxel(s) above the threshold {self.threshold} all lie "
-                          "where anatomy rules a parenchymal haematoma out (outside the brain, in bone, air or fat, "
-                          "or as a rim along the skull)")
+                peak = f"{raw_peak:.3f}" + ("" if raw_peak == max_prob else
+                                             f"; {max_prob:.3f} where anatomy allows a haematoma")
+                reason = f"no haematoma predicted (peak probability {peak} < threshold {self.threshold})"
+            elif ruled_out == above:
+                reason = f"no haematoma predicted: the {above} voxel(s) above the threshold {self.threshold} all lie {anatomy}"
+            elif ruled_out:
+                reason = (f"no haematoma predicted: of the {above} voxel(s) above the threshold {self.threshold}, "
+                          f"{ruled_out} lie {anatomy}, the others in regions smaller than min_component_ml = "
+                          f"{self.min_component_ml} mL")
             else:
                 reason = (f"no haematoma predicted: the regions above the threshold {self.threshold} are all "
                           f"smaller than min_component_ml = {self.min_component_ml} mL")

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radhe.errors import ConfigurationError, InputError
+from radhe.io.image import is_missing_path as is_missing
 from radhe.io.orientation import canonical_order, canonical_spacing, to_canonical, to_native
 
 #: HU above which a voxel is taken as bone by :func:`skull_strip`.
@@ -52,13 +53,6 @@ class Case:
     def to_native(self, array: np.ndarray) -> np.ndarray:
         """A canonical ``(z, y, x)`` array in the file's own voxel order (the inverse of loading)."""
         return to_native(array, (self.axes, self.flipped))
-
-
-def is_missing(value) -> bool:
-    """True for a manifest cell without a path: None, NaN or a blank string."""
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip()
-    )
 
 
 def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, require_mask: bool = False,
