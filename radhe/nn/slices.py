@@ -136,9 +136,13 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     field of view cuts the head (tissue on the array's border or next to padding below
     :data:`PADDING_HU` where that padding meets air) and a slice has no brain after both closings,
     the field's edge closes the ring, keeping a space closed mostly by bone that continues the brain
-    of a neighbouring slice. Slices
-    without a closed ring keep nothing; a volume where this finds nothing returns all-True (no
-    stripping) rather than an empty brain.
+    of a neighbouring slice. A slice with bone and still no brain lying between slices with closed
+    rings (a gap wider than the 8 mm closing: a burr hole, a fracture, thin bone in partial volume) is
+    closed by the convex hull of its bone within :data:`HULL_BONE_REACH_MM` of the neighbouring
+    slice's brain, where that space lies at least half on that brain and is at most
+    :data:`HULL_MAX_GROWTH` times its area. Other slices without a closed ring keep nothing (beyond
+    the last closed ring: a removed bone flap up to the vertex is not recovered); a volume where this
+    finds nothing returns all-True (no stripping) rather than an empty brain.
     """
     native_bone = hu > bone_hu
     bone, factor = native_bone, 1
