@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radhe._format import format_number
+
 __all__ = [
     "plot_roc",
     "plot_pr",
@@ -138,7 +140,7 @@ def plot_calibration(reports, *, title: str = "Calibration"):
         colour = _COLOURS[i % len(_COLOURS)]
         yerr = np.clip(np.vstack([c["observed"] - c["observed_low"], c["observed_high"] - c["observed"]]), 0, None)
         ax.errorbar(c["mean_predicted"], c["observed"], yerr=yerr, fmt="o-", color=colour, ms=4, lw=1.2, capsize=2,
-                    label=f"{r.name}: Brier {r.brier:.3f}, slope {r.calibration_fit['slope']:.2f}")
+                    label=f"{r.name}: Brier {r.brier:.3f}, slope {format_number(r.calibration_fit['slope'], 2)}")
         drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, "no probabilistic model", ha="center", va="center", transform=ax.transAxes)

@@ -298,3 +298,24 @@ def test_report_shows_out_of_fold_conformal_coverage(tmp_path):
     summary = res.to_dict()["conformal"]
     assert summary["all"]["coverage"] == pytest.approx(np.mean(covered))
     assert 0.65 < summary["all"]["coverage"] < 0.95
+
+
+def test_a_report_of_predictions_that_separate_the_classes_says_the_slope_is_undefined(tmp_path):
+    """No finite calibration slope exists when the out-of-fold risks separate the classes: it is NaN,
+    written as null in metrics.json (which refuses NaN) and shown as n/a, not a crash."""
+    import warnings
+
+    import radhe
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20), np.zeros(40)].astype(int)
+    manifest = pd.DataFrame({"case_id": [f"c{i}" for i in range(60)], "patient_id": [f"p{i}" for i in range(60)],
+                             "age_years": rng.normal(70, 1, 60) + 40 * y, "gcs": rng.integers(3, 16, 60), "he": y})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(radhe.make_pipeline(radiomics=None, random_state=0), manifest, cv=3, n_bootstrap=50,
+                          explain=False, threshold_cv=None, conformal=None, baselines=False)
+    assert result.main.auc.auc == 1.0 and np.isnan(result.main.calibration_fit["slope"])
+    write_html(result, tmp_path / "report.html")
+    assert json.loads((tmp_path / "metrics.json").read_text())["main"]["calibration"]["slope"] is None
+    assert "slope n/a (ideal 1)" in (tmp_path / "report.html").read_text()

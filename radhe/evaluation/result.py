@@ -106,7 +106,8 @@ class ModelReport:
             "auc": self.auc.to_dict(),
             "average_precision": self.average_precision,
             "brier": self.brier,
-            "calibration": None if self.calibration_fit is None else dict(self.calibration_fit),
+            "calibration": None if self.calibration_fit is None else {
+                k: _json_float(v) for k, v in self.calibration_fit.items()},
             "threshold_method": self.threshold_method,
             "thresholds": [float(t) for t in self.thresholds],
             "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])},
