@@ -209,13 +209,24 @@ def summarise(y, folds, oof: dict, splits: int, seconds: dict) -> pd.DataFrame:
     for name, probs in oof.items():
         aucs = [roc_auc_score(y[test], probs[k // splits, test]) for k, (_, test) in enumerate(folds)]
         cal = [calibration_intercept_slope(y, probs[r]) for r in range(probs.shape[0])]
+        # NaN where a repeat's risks separate the classes (no finite slope): the mean of the others
+        slopes = np.array([c["slope"] for c in cal], dtype=float)
         rows.append({
             "model": name, "auc": float(np.mean(aucs)), "auc_sd": float(np.std(aucs, ddof=1)),
             "cal_intercept": float(np.mean([c["intercept"] for c in cal])),
-            "cal_slope": float(np.mean([c["slope"] for c in cal])),
+            "cal_slope": float(np.nanmean(slopes)) if np.isfinite(slopes).any() else None,
+            "repeats_without_slope": int(np.sum(~np.isfinite(slopes))),
             "seconds": seconds[name],
         })
     return pd.DataFrame(rows).set_index("model")
+
+
+def _slope(row) -> str:
+    """The mean calibration slope as printed, with the repeats that had none (risks separating the classes)."""
+    slope = row["cal_slope"]
+    missing = int(row.get("repeats_without_slope", 0) or 0)
+    text = "n/a" if slope is None or not np.isfinite(slope) else f"{slope:.2f}"
+    return text + (f" ({missing} repeat(s) without one)" if missing else "")
 
 
 def run_dataset(name: str, args, workdir: Path) -> tuple[pd.DataFrame, dict]:
@@ -292,7 +303,7 @@ def main(argv=None) -> int:
                 radhe_row = model.startswith("radhe")
                 delta = f"{row['vs best anchor']:+.3f}" if radhe_row else ("best anchor" if model == best else "")
                 print(f"  {model:<30} AUC {row['auc']:.3f} ± {row['auc_sd']:.3f}  {delta:<12} "
-                      f"calibration intercept {row['cal_intercept']:+.2f} slope {row['cal_slope']:.2f}  "
+                      f"calibration intercept {row['cal_intercept']:+.2f} slope {_slope(row)}  "
                       f"({row['seconds']:.0f} s)", flush=True)
 
     real = [n for n in results if n != "cohort"]
@@ -307,9 +318,13 @@ def main(argv=None) -> int:
         print(f"cohort: radhe default {row['auc']:.3f} = oracle {row['auc'] - oracle:+.3f}, "
               f"volume-only logistic {row['auc'] - volume:+.3f}")
     if args.json:
-        payload = {n: {**{k: v for k, v in r.items() if k != "table"}, "table": r["table"].reset_index().to_dict("records")}
+        def records(table):  # valid JSON: an undefined value (a slope no repeat had) is null, not NaN
+            return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+                    for row in table.reset_index().to_dict("records")]
+
+        payload = {n: {**{k: v for k, v in r.items() if k != "table"}, "table": records(r["table"])}
                    for n, r in results.items()}
-        Path(args.json).write_text(json.dumps(payload, indent=2, default=float))
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=float, allow_nan=False))
     return 0
 
 

@@ -97,6 +97,15 @@ def test_delong_matches_bootstrap_on_larger_sample():
 def test_delong_identical_scores_and_errors():
     t = delong_test(Y_HAND, A_HAND, 2 * A_HAND + 1)  # same ranking
     assert t.difference == 0 and t.p_value == 1.0
+    # zero variance, different AUCs (a separating score against a constant one): undefined, not p = 1
+    y = np.array([0, 0, 0, 1, 1])
+    t = delong_test(y, np.array([0.1, 0.2, 0.3, 0.8, 0.9]), np.full(5, 0.5))
+    assert t.difference == 0.5 and math.isnan(t.p_value) and math.isnan(t.z)
+    from radhe.evaluation import compare_models
+
+    table = compare_models({"separating": np.array([0.1, 0.2, 0.3, 0.8, 0.9]), "constant": np.full(5, 0.5)}, y=y,
+                           reference="separating", n_bootstrap=20)
+    assert table.attrs["formatted"]["DeLong p"].tolist() == ["ref.", "n/a"]
     with pytest.raises(InputError, match="both classes"):
         roc_auc_ci([1, 1, 1], [0.1, 0.2, 0.3])
     with pytest.raises(InputError, match="0/1"):

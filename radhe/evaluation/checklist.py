@@ -14,7 +14,6 @@ import hashlib
 import json
 from importlib import metadata as importlib_metadata
 
-import numpy as np
 import pandas as pd
 
 from radhe._format import NOT_AVAILABLE, format_interval, format_number
@@ -135,7 +134,9 @@ def reporting_checklist(result) -> str:
         _line("Random seeds (12c)", f"random_state={meta.get('random_state')}"),
         _line("Configuration hash (SHA-256 of every parameter)", f"`{meta.get('parameters_sha256', NOT_AVAILABLE)}`"),
         _line("Software (12c)", ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())),
-        _line("Bootstrap replicates for CIs", meta.get("n_bootstrap")),
+        _line("CIs of threshold metrics", "exact (Clopper-Pearson) for sensitivity, specificity, PPV, NPV and "
+              "accuracy; percentile bootstrap for F1, the Youden index and the likelihood ratios"),
+        _line("Bootstrap replicates (ROC band, F1, Youden, LR±)", meta.get("n_bootstrap")),
         "",
         "## Performance (23a), out of fold",
         "",
@@ -157,9 +158,11 @@ def reporting_checklist(result) -> str:
     if result.comparison is not None and len(result.comparison) > 1:
         lines += ["", "## Comparison with reference models (23b)", "", "| Model | AUC (95 % CI) | DeLong p |",
                   "|---|---|---|"]
+        from radhe.evaluation.result import format_comparison
+
+        delong = format_comparison(result.comparison)["DeLong p"]
         for name, row in result.comparison.iterrows():
-            p = row.get("delong_p", np.nan)
-            shown = "ref." if not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+            shown = delong[name]
             lines.append(f"| {name} | {format_interval(row['auc'], row['auc_ci_low'], row['auc_ci_high'])} | {shown} |")
     seg = getattr(result, "segmentation", None)
     if seg is not None:

@@ -173,7 +173,9 @@ def delong_test(y, score_a, score_b) -> DeLongResult:
     """Two-sided paired DeLong test of H0: AUC(score_a) == AUC(score_b) on the same cases.
 
     Returns AUCs, their difference (a − b), its SE, the z statistic and the p-value. When the two
-    scores rank the cases identically the difference has zero variance: z = 0 and p = 1.
+    scores rank the cases identically the difference has zero variance: z = 0 and p = 1. When its
+    variance is zero but the AUCs differ (e.g. a constant score, AUC 0.5, against one that separates
+    the classes, AUC 1) the test is undefined: z and p are NaN.
     """
     y = check_binary(y)
     a = check_score(score_a, y.size, "score_a")
@@ -183,7 +185,7 @@ def delong_test(y, score_a, score_b) -> DeLongResult:
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     se = float(np.sqrt(max(var, 0.0)))
     if se <= 1e-12:
-        z, p = 0.0, 1.0
+        z, p = (0.0, 1.0) if abs(diff) <= 1e-12 else (float("nan"), float("nan"))
     else:
         z = diff / se
         p = float(2 * stats.norm.sf(abs(z)))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from radhe._checks import check_binary, check_score
-from radhe._format import format_interval
+from radhe._format import NOT_AVAILABLE, format_interval
 from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
@@ -54,7 +54,8 @@ class ModelReport:
         With the DeLong 95 % CI.
     metrics : pandas.DataFrame
         Threshold metrics (sensitivity, specificity, PPV, NPV, F1, accuracy, Youden, LR+, LR−)
-        with bootstrap CIs; columns ``estimate``, ``ci_low``, ``ci_high``.
+        with CIs (exact binomial for the proportions, bootstrap for F1, Youden and the likelihood ratios:
+        :func:`~radhe.evaluation.metrics.bootstrap_metrics`); columns ``estimate``, ``ci_low``, ``ci_high``.
     confusion : pandas.DataFrame
         2×2 confusion matrix of ``y_pred``.
     roc : pandas.DataFrame
@@ -193,11 +194,26 @@ def summarize(
         average_precision=average_precision(y, score),
         brier=brier_score(y, score) if is_prob else None,
         calibration=calibration_curve(y, score, n_bins=calibration_bins) if is_prob else None,
-        calibration_fit=calibration_intercept_slope(y, score) if is_prob else None,
+        calibration_fit=_named_calibration_fit(y, score, name) if is_prob else None,
         threshold_method=method,
         thresholds=[float(t) for t in thresholds],
         predictions=predictions,
     )
+
+
+def _named_calibration_fit(y, score, name) -> dict:
+    """:func:`calibration_intercept_slope`, its warning (an undefined slope) naming the model."""
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        fit = calibration_intercept_slope(y, score)
+    for w in caught:
+        message = f"{name}: {w.message}" if issubclass(w.category, UndefinedMetricWarning) else w.message
+        warnings.warn(message, w.category, stacklevel=3)
+    return fit
 
 
 def compare_models(
@@ -274,7 +290,17 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
             format_interval(a, lo, hi, 2)
             for a, lo, hi in table[[metric, f"{metric}_ci_low", f"{metric}_ci_high"]].itertuples(index=False)
         ]
-    out["DeLong p"] = ["ref." if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}") for p in table["delong_p"]]
+    reference = table.attrs.get("reference")
+
+    def shown(name, p, delta) -> str:
+        if name == reference or (reference is None and math.isnan(p) and delta == 0):
+            return "ref."
+        if math.isnan(p):  # the test is undefined (zero variance of a non-zero difference)
+            return NOT_AVAILABLE
+        return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+    out["DeLong p"] = [shown(name, p, delta) for name, p, delta
+                       in zip(table.index, table["delong_p"], table["delta_auc"], strict=True)]
     return out
 
 

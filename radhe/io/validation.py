@@ -15,7 +15,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from radhe.errors import InputError, InputWarning, format_case
-from radhe.io.image import checked_path, read_image
+from radhe.io.image import checked_path, is_missing_path, read_image
 
 __all__ = ["CaseCheck", "LoadedCase", "ValidationReport", "load_checked_case", "validate_case", "validate_manifest",
            "check_on_error", "read_mask", "GEOMETRY_TOLERANCE_MM"]
@@ -304,8 +304,7 @@ def validate_manifest(
     rows, skipped = [], []
     for index, case in manifest.iterrows():
         mask = case[mask_column] if has_mask else None
-        blank = isinstance(mask, str) and not mask.strip()  # as load_manifest reads an empty cell
-        mask = None if mask is None or blank or (isinstance(mask, float) and np.isnan(mask)) else mask
+        mask = None if is_missing_path(mask) else mask  # as load_manifest reads an empty cell
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", InputWarning)
