@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "format_bound", "defined_number"]
+__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "format_bound", "format_delong_p", "defined_number"]
 
 #: What an undefined value (None, NaN, ±inf: e.g. LR+ with no false positive) prints as.
 NOT_AVAILABLE = "n/a"
@@ -55,3 +55,15 @@ def format_interval(estimate, low, high, digits: int = 3) -> str:
     if lo is None or hi is None:
         return f"{format_number(estimate, digits)} (CI {NOT_AVAILABLE})"
     return f"{format_number(estimate, digits)} ({lo}–{hi})"
+
+
+def format_delong_p(name, p, delta, reference) -> str:
+    """A comparison table's DeLong p: "ref." for the reference model (``name == reference``; without a
+    known reference, the row with no p and no difference), "<0.001", 3 decimals, or :data:`NOT_AVAILABLE`
+    where the test is undefined (a non-zero difference with zero variance)."""
+    p = float(p)
+    if name == reference or (reference is None and math.isnan(p) and delta == 0):
+        return "ref."
+    if math.isnan(p):
+        return NOT_AVAILABLE
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

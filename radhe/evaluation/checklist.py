@@ -16,7 +16,7 @@ from importlib import metadata as importlib_metadata
 
 import pandas as pd
 
-from radhe._format import NOT_AVAILABLE, format_interval, format_number
+from radhe._format import NOT_AVAILABLE, format_delong_p, format_interval, format_number
 
 __all__ = ["reporting_checklist", "run_facts", "parameter_hash", "PACKAGES"]
 
@@ -158,11 +158,9 @@ def reporting_checklist(result) -> str:
     if result.comparison is not None and len(result.comparison) > 1:
         lines += ["", "## Comparison with reference models (23b)", "", "| Model | AUC (95 % CI) | DeLong p |",
                   "|---|---|---|"]
-        from radhe.evaluation.result import format_comparison
-
-        delong = format_comparison(result.comparison)["DeLong p"]
+        reference = result.comparison.attrs.get("reference")
         for name, row in result.comparison.iterrows():
-            shown = delong[name]
+            shown = format_delong_p(name, row.get("delong_p", float("nan")), row.get("delta_auc", 0.0), reference)
             lines.append(f"| {name} | {format_interval(row['auc'], row['auc_ci_low'], row['auc_ci_high'])} | {shown} |")
     seg = getattr(result, "segmentation", None)
     if seg is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from radhe._checks import check_binary, check_score
-from radhe._format import NOT_AVAILABLE, format_interval
+from radhe._format import format_delong_p, format_interval
 from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
@@ -291,15 +291,7 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
             for a, lo, hi in table[[metric, f"{metric}_ci_low", f"{metric}_ci_high"]].itertuples(index=False)
         ]
     reference = table.attrs.get("reference")
-
-    def shown(name, p, delta) -> str:
-        if name == reference or (reference is None and math.isnan(p) and delta == 0):
-            return "ref."
-        if math.isnan(p):  # the test is undefined (zero variance of a non-zero difference)
-            return NOT_AVAILABLE
-        return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-    out["DeLong p"] = [shown(name, p, delta) for name, p, delta
+    out["DeLong p"] = [format_delong_p(name, p, delta, reference) for name, p, delta
                        in zip(table.index, table["delong_p"], table["delta_auc"], strict=True)]
     return out
 
