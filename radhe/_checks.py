@@ -241,8 +241,9 @@ def check_labels(y, X=None, *, where: str = "fit", aligned: bool = False) -> np.
     ------
     radhe.errors.InputError
         No cases; a manifest ``X`` with a repeated ``case_id``; ``y`` not one-dimensional or of
-        another length than ``X``; with ``aligned``, a Series ``y`` whose index is not ``X``'s; missing labels (naming the cases); values other than 0/1, e.g.
-        "yes"/"no" or a 3-level grade (naming the values and cases); a single class.
+        another length than ``X``; with ``aligned``, a Series ``y`` whose index is not ``X``'s; missing
+        labels (naming the cases); values other than 0/1, e.g. "yes"/"no" or a 3-level grade (naming
+        the values and cases); a single class.
     """
     name = f"'{y.name}'" if isinstance(y, pd.Series) and y.name is not None else "y"
     values = np.asarray(y.to_numpy(dtype=object) if isinstance(y, pd.Series | pd.DataFrame) else y, dtype=object)

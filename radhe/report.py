@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from radhe import plots
-from radhe._format import NOT_AVAILABLE, format_bound, format_number
+from radhe._format import NOT_AVAILABLE, defined_number, format_bound, format_number
 from radhe._log import get_logger
 
 log = get_logger(__name__)
@@ -98,7 +98,7 @@ def _ci_text(estimate, low, high) -> str:
     """``"0.281 – 0.437"``; an unbounded side (an LR+ interval reaching no false positives) as ∞;
     n/a for an undefined estimate or bound."""
     lo, hi = format_bound(low), format_bound(high)
-    if format_bound(estimate) in (None, "∞", "−∞") or lo is None or hi is None:
+    if defined_number(estimate) is None or lo is None or hi is None:
         return NOT_AVAILABLE
     return html.escape(f"{lo} – {hi}")
 

@@ -330,3 +330,15 @@ def test_writing_dicom_keeps_the_process_locale(tmp_path):
     assert locale.setlocale(locale.LC_ALL) == before
     assert locale.getpreferredencoding(False).lower().replace("-", "") != "ansi_x3.41968"
     assert read_image(tmp_path / "slice.dcm").GetSize()[:2] == image.GetSize()[:2]
+
+
+@pytest.mark.parametrize("cell, message", [(None, "no image path"), ("  ", "no image path"), (pd.NA, "no image path"),
+                                           (pd.NaT, "no image path"), (5, "an image path must be text or a path; got int 5"),
+                                           (["a.nii"], "an image path must be text or a path; got list")])
+def test_checked_path_names_the_case_for_a_cell_that_is_no_path(cell, message):
+    from radhe.io.image import checked_path, is_missing_path
+
+    with pytest.raises(InputError, match=rf"^case 'c7': {message}"):
+        checked_path(cell, "c7")
+    assert is_missing_path(cell) == (message == "no image path")
+    assert checked_path("scans/c7.nii", "c7").name == "c7.nii" and not is_missing_path("NA")

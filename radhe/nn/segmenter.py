@@ -113,8 +113,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         write the most probable region instead (the connected component at the peak probability,
         thresholded halfway between the median and the peak), so downstream features are computed
         from *something* and the case is named (an empty mask, with the same warning, when every
-        probability that anatomy allows is 0: there is no region to fall back to); "warn": warn and write the empty mask (downstream
-        radiomics will then fail or skip it); "raise": raise :class:`~radhe.errors.InputError`.
+        probability that anatomy allows is 0: there is no region to fall back to); "warn": warn and
+        write the empty mask (downstream radiomics will then fail or skip it); "raise": raise
+        :class:`~radhe.errors.InputError`.
         Every case's outcome is recorded beside its mask (:meth:`prediction_records`).
     [shared: image_column, mask_column, hu_check]
         (The ground-truth mask is used by ``fit`` only.)
@@ -619,7 +620,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                 # threshold: their peak is a kept voxel's
                 max_prob = float(prob[kept[region]].max())
         predicted = mask
-        raw_peak = float(prob.max()) if prob.size else 0.0
+        raw_peak = None  # the network's peak, where it differs from the one anatomy allows (messages only)
         mask = postprocess(mask if kept is None else kept, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
         voxels = int(np.count_nonzero(mask))
@@ -630,6 +631,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             allowed = ~(predicted[region] & ~kept[region]) & (hu > S.HAEMATOMA_HU[0]) & (hu < S.HAEMATOMA_HU[1])
             if intracranial is not None:
                 allowed &= intracranial[region]
+            raw_peak = float(prob.max()) if prob.size else 0.0
             prob = prob * allowed
         if max_prob is None:
             max_prob = float(prob.max()) if prob.size else 0.0
@@ -638,11 +640,11 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             status = "empty"
             above = int(np.count_nonzero(predicted))
             ruled_out = above - (above if kept is None else int(np.count_nonzero(kept)))
-            anatomy = "where anatomy rules a parenchymal haematoma out (outside the brain, in bone, air or fat, or " \
-                      "as a rim along the skull)"
+            anatomy = ("where anatomy rules a parenchymal haematoma out (outside the brain, in bone, air or fat, or "
+                       "as a rim along the skull)")
             if not above:
-                peak = f"{raw_peak:.3f}" + ("" if raw_peak == max_prob else
-                                             f"; {max_prob:.3f} where anatomy allows a haematoma")
+                peak = f"{max_prob:.3f}" if raw_peak is None or raw_peak == max_prob else (
+                    f"{raw_peak:.3f}; {max_prob:.3f} where anatomy allows a haematoma")
                 reason = f"no haematoma predicted (peak probability {peak} < threshold {self.threshold})"
             elif ruled_out == above:
                 reason = f"no haematoma predicted: the {above} voxel(s) above the threshold {self.threshold} all lie {anatomy}"

@@ -192,7 +192,7 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
         for iterations in closings:
             cut = [z for z in with_bone if wall[z].any() and (brain is None or not brain[z].any())]
             spaces = {z: enclosed_by_field_edge(z, iterations) for z in cut}
-            accepted = spaces if brain is None else _continuing_brain(spaces, brain)
+            accepted = spaces if brain is None else _continuing_brain(list(spaces), brain, lambda z, _, found=spaces: found[z])
             for z, space in accepted.items():
                 inside[z] = space
             if accepted:
@@ -281,22 +281,28 @@ def _erode_in_plane(mask: np.ndarray, iterations: int) -> np.ndarray:
     return shrunk
 
 
-def _continuing_brain(spaces: dict, brain: np.ndarray) -> dict:
-    """The slices' ``spaces`` that continue the brain: each lies at least half on the brain (or on an
-    accepted space) of a neighbouring slice, taken outwards from the brain slice by slice. The
-    intracranial space changes little from one slice to the next; the shoulders below a neck do not."""
+def _continuing_brain(slices, brain: np.ndarray, space_of, max_growth: float | None = None) -> dict:
+    """``{z: space}`` for the ``slices`` whose space continues the brain: ``space_of(z, neighbour)`` (the
+    neighbouring slice's brain, or its accepted space) lies at least half on that neighbour, and with
+    ``max_growth`` is at most that many times its area; taken outwards from the brain slice by slice.
+    The intracranial space changes little from one slice to the next; the shoulders below a neck do not."""
     accepted: dict = {}
     grown = True
     while grown:
         grown = False
-        for z, space in spaces.items():
-            if z in accepted or not space.any():
+        for z in slices:
+            if z in accepted:
                 continue
             for neighbour in (z - 1, z + 1):
                 below = accepted.get(neighbour)
                 if below is None and 0 <= neighbour < len(brain):
                     below = brain[neighbour]
-                if below is not None and 2 * int((space & below).sum()) >= int(space.sum()):
+                if below is None or not below.any():
+                    continue
+                space = space_of(z, below)
+                area = int(space.sum())
+                if area and 2 * int((space & below).sum()) >= area and (
+                        max_growth is None or area <= max_growth * int(below.sum())):
                     accepted[z] = space
                     grown = True
                     break
@@ -316,29 +322,13 @@ HULL_BONE_REACH_MM = 12.0
 
 def _hull_closed(gaps, bone: np.ndarray, brain: np.ndarray, pixel_mm: float) -> dict:
     """For the slices ``gaps`` (bone, no brain), the space the convex hull of the bone near the
-    neighbouring slice's brain encloses, where it lies at least half on that brain and is at most
-    :data:`HULL_MAX_GROWTH` times its area; taken outwards slice by slice from the brain."""
-    accepted: dict = {}
-    grown = True
-    while grown:
-        grown = False
-        for z in gaps:
-            if z in accepted:
-                continue
-            for neighbour in (z - 1, z + 1):
-                below = accepted.get(neighbour)
-                if below is None and 0 <= neighbour < len(brain):
-                    below = brain[neighbour]
-                if below is None or not below.any():
-                    continue
-                near = ndimage.distance_transform_edt(~below) * pixel_mm <= HULL_BONE_REACH_MM
-                space = _convex_hull_space(bone[z] & near) & ~bone[z]
-                area = int(space.sum())
-                if area and 2 * int((space & below).sum()) >= area and area <= HULL_MAX_GROWTH * int(below.sum()):
-                    accepted[z] = space
-                    grown = True
-                    break
-    return accepted
+    neighbouring slice's brain encloses, where it continues that brain (:func:`_continuing_brain`, at most
+    :data:`HULL_MAX_GROWTH` times its area)."""
+    def hull_space(z, neighbour):
+        near = ndimage.distance_transform_edt(~neighbour) * pixel_mm <= HULL_BONE_REACH_MM
+        return _convex_hull_space(bone[z] & near) & ~bone[z]
+
+    return _continuing_brain(gaps, brain, hull_space, max_growth=HULL_MAX_GROWTH)
 
 
 def _convex_hull_space(bone: np.ndarray) -> np.ndarray:
