@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from radhe.errors import ConfigurationError
+from radhe.io.image import data_files
 
 __all__ = ["FeatureCache", "ContentMemory", "file_fingerprint", "content_stamp", "digest", "check_folder"]
 
@@ -70,7 +71,9 @@ def _json_default(value):
 def file_fingerprint(path) -> dict | None:
     """A stamp of a file's content from ``os.stat``: ``{"path", "size", "mtime_ns", "ctime_ns"}``.
 
-    ``path`` is resolved (a symbolic link is stamped by its target). For a folder (a DICOM series)
+    ``path`` is resolved (a symbolic link is stamped by its target). A header whose voxels lie in
+    other files (``.mhd`` → ``.raw``, ``.hdr`` → ``.img``: :func:`radhe.io.image.data_files`) has their
+    stamps under ``"data_files"``. For a folder (a DICOM series)
     ``{"path", "files": [(name, size, mtime_ns, ctime_ns), ...]}`` of the files in it;
     ``{"path", "missing": True}`` when it cannot be read. None for None.
     """
@@ -87,7 +90,14 @@ def file_fingerprint(path) -> dict | None:
     except (OSError, ValueError, TypeError):  # TypeError: a cell without a path (NaN); the reader names it
         return {"path": str(path), "missing": True}
     size, mtime_ns, ctime_ns = _stamp(st)
-    return {"path": str(resolved), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns}
+    stamp = {"path": str(resolved), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns}
+    try:
+        companions = data_files(resolved)
+    except OSError:  # the header cannot be read: the reader names the problem
+        companions = []
+    if companions:
+        stamp["data_files"] = [file_fingerprint(p) for p in companions]
+    return stamp
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:

@@ -1,7 +1,9 @@
 """Reading and writing CT volumes and masks with SimpleITK.
 
-Supported: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``, ``.mhd``),
-a single DICOM file, and a folder holding a DICOM series. DICOM rescale slope/intercept are applied by
+Supported: NIfTI (``.nii``, ``.nii.gz``, and ``.hdr`` / ``.img`` pairs), NRRD (``.nrrd``, ``.nhdr``),
+MetaImage (``.mha``, ``.mhd``), a single DICOM file, and a folder holding a DICOM series. A header whose
+voxels lie in other files (``.mhd`` → ``.raw``, ``.nhdr`` → its data file, ``.hdr`` → ``.img``) is checked
+and stamped with those files (:func:`data_files`). DICOM rescale slope/intercept are applied by
 SimpleITK's GDCM reader, so CT values come back in Hounsfield units (HU).
 """
 
@@ -22,9 +24,9 @@ import SimpleITK as sitk
 from radhe.errors import InputError
 
 __all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_problem", "IMAGE_SUFFIXES",
-           "is_missing_path", "checked_path"]
+           "is_missing_path", "checked_path", "data_files"]
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm")
 
 
 def is_missing_path(value) -> bool:
@@ -93,8 +95,9 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
     return image
 
 
-#: (resolved path, size, mtime) of files whose compressed stream and length were verified in this process
-_VERIFIED: dict[tuple[str, int, int], None] = {}
+#: stamps ((resolved path, size, mtime, ctime) of a file and of its data files) of images whose compressed
+#: stream and length were verified in this process
+_VERIFIED: dict[tuple, None] = {}
 _VERIFIED_MAX = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -108,17 +111,23 @@ def file_integrity_problem(path: str | os.PathLike) -> str | None:
 
     - a name ending in ``.gz`` holds a gzip stream (not, say, an uncompressed NIfTI renamed);
     - the whole gzip stream decompresses and its CRC-32 and length match its trailer;
-    - a NIfTI file holds as many voxel bytes as its header declares.
+    - a NIfTI file (or the ``.img`` of a ``.hdr`` / ``.img`` pair) holds as many voxel bytes as its
+      header declares, none of them NaN or infinite;
+    - the data files a header names (:func:`data_files`) exist.
 
-    A file that passed is remembered by (path, size, modification time) for the life of the
-    process, so repeated reads across folds cost one check.
+    A file that passed is remembered by the size, modification and status-change times of it and
+    of its data files for the life of the process, so repeated reads across folds cost one check
+    (a file replaced in place with its modification time set back, as ``cp -p`` does, is checked
+    again: its status-change time moved).
     """
     path = Path(path)
     try:
-        stat = path.stat()
+        companions = data_files(path)
+        key = tuple((str(p.resolve()), *_stat_stamp(p)) for p in (path, *companions))
     except OSError as exc:
-        return f"cannot open file: {exc.strerror or exc}"
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        missing = getattr(exc, "filename", None)
+        where = "" if missing in (None, str(path)) else f" '{missing}' (the data file its header names)"
+        return f"cannot open file{where}: {exc.strerror or exc}"
     if key in _VERIFIED:
         return None
     name = path.name.lower()
@@ -132,6 +141,10 @@ def file_integrity_problem(path: str | os.PathLike) -> str | None:
     problem = None
     if name.endswith((".nii", ".nii.gz")):
         problem = _nifti_truncation(path)
+    elif name.endswith((".hdr", ".hdr.gz")):
+        problem = _nifti_truncation(path, data=companions[0])
+    elif name.endswith((".img", ".img.gz")):
+        problem = _nifti_truncation(companions[0], data=path)
     elif compressed:
         problem = _gzip_problem(path)[0]
     if problem is None:
@@ -139,6 +152,66 @@ def file_integrity_problem(path: str | os.PathLike) -> str | None:
             _VERIFIED.clear()
         _VERIFIED[key] = None
     return problem
+
+
+def _stat_stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def data_files(path: str | os.PathLike) -> list[Path]:
+    """The files besides ``path`` that hold an image's voxels, in the order the header names them.
+
+    A MetaImage header (``.mhd``, ``.mha``) names them in ``ElementDataFile``, a NRRD header
+    (``.nhdr``, ``.nrrd``) in ``data file``: one file, a ``LIST`` of files or a ``printf``-style
+    pattern with first, last and step; ``LOCAL`` (MetaImage) or no such field means the voxels
+    follow the header. The ``.img`` of a NIfTI / Analyze ``.hdr`` (and the ``.hdr`` of an ``.img``)
+    is its pair. Empty for single-file formats. The files are returned whether or not they exist.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".hdr", ".hdr.gz", ".img", ".img.gz")):
+        stem = path.name[: -len(".hdr.gz")] if name.endswith((".hdr.gz", ".img.gz")) else path.name[:-4]
+        other = ".img" if ".hdr" in name[-7:] else ".hdr"
+        candidates = [path.with_name(stem + other), path.with_name(stem + other + ".gz")]
+        return [next((c for c in candidates if c.exists()), candidates[0])]
+    if name.endswith((".mhd", ".mha")):
+        return _named_data_files(path, "elementdatafile", "=", local="local")
+    if name.endswith((".nhdr", ".nrrd")):
+        return _named_data_files(path, ("data file", "datafile"), ":", local=None)
+    return []
+
+
+def _named_data_files(path: Path, keys, separator: str, *, local: str | None) -> list[Path]:
+    """The data files a text header names under ``keys`` (see :func:`data_files`)."""
+    keys = (keys,) if isinstance(keys, str) else keys
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    lines = head.decode("latin-1").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            if separator == ":":  # a NRRD header ends at its first blank line
+                break
+            continue
+        field, sep, value = line.partition(separator)
+        if not sep or field.strip().lower() not in keys:
+            continue
+        value = value.strip()
+        words = value.split()
+        if local is not None and value.lower() == local:
+            return []
+        if words and words[0].upper() == "LIST":
+            names = [ln.strip() for ln in lines[i + 1:] if ln.strip()]
+        elif len(words) >= 4 and "%" in words[0]:
+            first, last, step = (int(w) for w in words[1:4])
+            if step == 0:
+                return [path.parent / value]
+            stop = last + (1 if step > 0 else -1)
+            names = [words[0] % index for index in range(first, stop, step)]
+        else:
+            names = [value]
+        return [p if p.is_absolute() else path.parent / p for p in map(Path, names)]
+    return []
 
 
 def _gzip_problem(path: Path) -> tuple[str | None, int]:
@@ -248,39 +321,28 @@ def _process_locale_kept():
             locale.setlocale(locale.LC_ALL, saved)
 
 
-def _nifti_truncation(path: Path) -> str | None:
+def _nifti_truncation(path: Path, data: Path | None = None) -> str | None:
     """Describe how a NIfTI file is corrupt, truncated or holds non-finite voxels, or return None.
 
     Reads the header, then streams the voxel data once (through gzip for ``.nii.gz``, which verifies
     the CRC): SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros and
-    turns NaN and infinite voxels into 0, both of which would silently corrupt a scan.
+    turns NaN and infinite voxels into 0, both of which would silently corrupt a scan. ``data``: the
+    ``.img`` of a ``.hdr`` / ``.img`` pair, which holds the voxels (from the header's offset).
     """
-    compressed = path.name.lower().endswith(".gz")
-    opener = gzip.open if compressed else open
-    size, non_finite = 0, [0, 0]
+    counts = [0, 0, 0]  # bytes read (of the file holding the voxels), NaN, infinite voxels
+    layout = None
     try:
-        with opener(path, "rb") as fh:
+        with _open(path) as fh:
             header = fh.read(540)
-            size = len(header)
-            layout = _nifti_layout(header)
-            dtype = layout[2] if layout is not None else None
-            offset = layout[1] if layout is not None else size
-            pending = header[offset:] if dtype is not None else b""
-            while True:
-                chunk = fh.read(1 << 22)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if dtype is not None:
-                    pending += chunk
-                    usable = len(pending) - len(pending) % dtype.itemsize
-                    _count_non_finite(np.frombuffer(pending[:usable], dtype), non_finite)
-                    pending = pending[usable:]
-            if dtype is not None and pending:
-                _count_non_finite(np.frombuffer(pending[: len(pending) - len(pending) % dtype.itemsize], dtype),
-                                  non_finite)
+            layout = _nifti_layout(header, pair=data is not None)
+            if data is None:
+                counts[0] = len(header)
+                _stream_voxels(fh, header, layout, counts)
+        if data is not None:
+            with _open(data) as fh:
+                _stream_voxels(fh, b"", layout, counts)
     except EOFError:
-        return f"compressed stream ends early (after {size} bytes): file truncated"
+        return f"compressed stream ends early (after {counts[0]} bytes): file truncated"
     except (OSError, zlib.error) as exc:
         detail = str(exc) or type(exc).__name__
         if "crc" in detail.lower():
@@ -289,29 +351,57 @@ def _nifti_truncation(path: Path) -> str | None:
     if layout is None:
         return None
     expected = layout[0]
+    size = counts[0]
     if size < expected:
-        return f"voxel data ends early ({size} of {expected} bytes): file truncated"
-    if any(non_finite):
-        return (f"image holds {non_finite[0]} NaN and {non_finite[1]} infinite voxel(s); radhe does not guess "
+        where = "" if data is None else f" in '{data.name}'"
+        return f"voxel data{where} ends early ({size} of {expected} bytes): file truncated"
+    if counts[1] or counts[2]:
+        return (f"image holds {counts[1]} NaN and {counts[2]} infinite voxel(s); radhe does not guess "
                 "their values (fill them, e.g. with -1000 HU outside the head, before use)")
     return None
 
 
+def _open(path: Path):
+    return (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb")
+
+
+def _stream_voxels(fh, start: bytes, layout, counts: list[int]) -> None:
+    """Read the rest of ``fh`` (whose first bytes, already read, are ``start``), adding the bytes read to
+    ``counts[0]`` and, for floating-point voxels from the layout's offset on, the NaN and infinite
+    ones to ``counts[1]`` and ``counts[2]``."""
+    dtype = layout[2] if layout is not None else None
+    skip = max(layout[1] - len(start), 0) if dtype is not None else 0  # header bytes still to come
+    pending = start[layout[1]:] if dtype is not None else b""
+    while chunk := fh.read(1 << 22):
+        counts[0] += len(chunk)
+        if dtype is None:
+            continue
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        pending += chunk
+        usable = len(pending) - len(pending) % dtype.itemsize
+        _count_non_finite(np.frombuffer(pending[:usable], dtype), counts)
+        pending = pending[usable:]
+
+
 def _count_non_finite(values: np.ndarray, counts: list[int]) -> None:
+    """Add the NaN and the infinite ``values`` to ``counts[1]`` and ``counts[2]``."""
     if values.size:
         bad = ~np.isfinite(values)
         if bad.any():
             nan = int(np.isnan(values).sum())
-            counts[0] += nan
-            counts[1] += int(bad.sum()) - nan
+            counts[1] += nan
+            counts[2] += int(bad.sum()) - nan
 
 
 #: NIfTI datatype codes of floating-point voxels (float32, float64), whose NaN/inf SimpleITK zeroes
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
 
 
-def _nifti_layout(header: bytes) -> tuple[int, int, np.dtype | None] | None:
-    """(vox_offset + data bytes, vox_offset, float dtype or None) of a NIfTI-1/2 header, or None if not one."""
+def _nifti_layout(header: bytes, *, pair: bool = False) -> tuple[int, int, np.dtype | None] | None:
+    """(vox_offset + data bytes, vox_offset, float dtype or None) of a NIfTI-1/2 (or Analyze 7.5) header,
+    or None if not one; ``pair``: the header of a ``.hdr`` / ``.img`` pair, whose offset is into the ``.img``."""
     for order in "<>":
         if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
             datatype = struct.unpack(order + "h", header[70:72])[0]
@@ -333,7 +423,7 @@ def _nifti_layout(header: bytes) -> tuple[int, int, np.dtype | None] | None:
     voxels = 1
     for d in dims[1 : n_dims + 1]:
         voxels *= max(int(d), 1)
-    offset = max(int(offset), 348)
+    offset = max(int(offset), 0 if pair else 348)
     code = _NIFTI_FLOAT_TYPES.get(int(datatype))
     dtype = np.dtype(order + code) if code else None
     return offset + voxels * bitpix // 8, offset, dtype
