@@ -135,7 +135,8 @@ def cross_validated_volumetry(manifest, *, folds: int = 5, seed: int = 0, overri
     predicted = pd.concat(parts).loc[manifest.index]
     cases = segmentation_metrics(predicted, pred_column="mask_pred", true_column="mask")
     cases.index = manifest.index
-    cases["volume_abc2_ml"] = [abc2_volume_ml(path) for path in manifest["mask"]]
+    # the haematoma's label, as segmentation_metrics measures it (a label map's other blood is not ABC/2's)
+    cases["volume_abc2_ml"] = [abc2_volume_ml(path, label=1) for path in manifest["mask"]]
     cases["fold"] = predicted["fold"].to_numpy()
     dice = cases["dice"].to_numpy()
     return {

@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.spatial import ConvexHull, QhullError
 
 from radhe.errors import InputError
-from radhe.io.orientation import canonical_order, canonical_spacing
+from radhe.io.orientation import canonical_order, canonical_spacing, to_canonical
 
 __all__ = ["mask_volume_ml", "abc2_volume_ml", "compare_volumes", "ICC_FORM"]
 
@@ -33,10 +33,11 @@ def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float
         from radhe.io.validation import read_mask
 
         mask = read_mask(mask, label=label)  # the mask checks every reader runs
-        # axial slices on axis 0 whatever order the file stores them in (reversed axes change nothing here)
-        axes, _ = canonical_order(mask)
-        spacing = canonical_spacing(mask.GetSpacing() if spacing is None else spacing, (axes, (False,) * 3))
-        array = np.transpose(sitk.GetArrayViewFromImage(mask), axes)
+        # in the canonical orientation, axial slices on axis 0, whatever order the file stores its voxels
+        # in: the diameters and the reference slice of ABC/2 are then those of the same physical mask
+        order = canonical_order(mask)
+        spacing = canonical_spacing(mask.GetSpacing() if spacing is None else spacing, order)
+        array = to_canonical(sitk.GetArrayViewFromImage(mask), order)
     else:
         array = np.asarray(mask)
         if spacing is None:
@@ -110,8 +111,10 @@ def abc2_volume_ml(mask, *, spacing=None, label: int | None = None, slice_weight
     ----------
     mask : SimpleITK.Image, path-like or numpy.ndarray
         A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``. An
-        image (or file) is measured on its axial slices whatever axis order it stores them in
-        (``reference_slice`` then counts axial slices in the image's own direction along its slice axis).
+        image (or file) is measured on its axial slices in the canonical orientation
+        (:data:`radhe.io.orientation.CANONICAL_ORIENTATION`), whatever order it stores its voxels in
+        (``reference_slice`` then counts axial slices in that orientation). Of slices with the same
+        largest area, the first in that orientation is the reference.
     spacing : (float, float, float), optional
         Voxel size ``(x, y, z)`` in mm; the slice thickness is taken as the ``z`` spacing.
     label : int, optional

@@ -268,6 +268,12 @@ def label_absent(folder, image, mask):
     return _write(folder, "lab2", image, _like(_array(mask) * 2, mask))
 
 
+def label_map_without_label(folder, image, mask):
+    labels = _array(mask) * 2
+    labels[labels.shape[0] // 2, :2, :2] = 3  # another kind of blood: a label map with no haematoma label
+    return _write(folder, "map23", image, _like(labels, mask))
+
+
 def single_voxel(folder, image, mask):
     one = np.zeros_like(_array(mask))
     one[6, 20, 20] = 1
@@ -396,7 +402,8 @@ CATALOGUE = [
     Hostile("mask labelling every voxel", mask_without_background, r"no background voxel", file="mask"),
     Hostile("image folder without DICOM", folder_without_dicom, r"no DICOM series"),
     Hostile("empty mask", empty_mask, r"empty mask", file="mask", roi_ok=True),
-    Hostile("label absent", label_absent, r"label 1 not present", file="mask", roi_ok=True),
+    Hostile("label absent", label_absent, r"label 1 not present", file="mask"),
+    Hostile("label map without the label", label_map_without_label, r"label 1 not present", file="mask", roi_ok=True),
     Hostile("single-voxel mask", single_voxel, r"covers 1 voxel", file="mask", roi_ok=True),
     Hostile("one-dimensional line mask", line_of_voxels, r"extending along 1 axis", file="mask", roi_ok=True),
     Hostile("mask of another size", mask_size_mismatch, r"mask size .* != image size", file="mask"),
@@ -561,7 +568,8 @@ def test_catalogue_size():
 
 
 NETWORK_ENTRIES = ["NaN voxels", "0..255 windowed export", "gzip with flipped bytes, right length",
-                   "the CT given as mask", "mask origin 3 mm away", "empty mask"]
+                   "the CT given as mask", "mask origin 3 mm away", "empty mask",
+                   "label absent", "label map without the label"]
 
 
 @pytest.fixture(scope="module")

@@ -174,3 +174,58 @@ def test_abc2_measures_axial_slices_whatever_order_the_file_stores_them_in(tmp_p
         assert abc2_volume_ml(stored, slice_weighting=False) == pytest.approx(
             abc2_volume_ml(image, slice_weighting=False), rel=1e-6), code
         assert mask_volume_ml(path) == pytest.approx(mask_volume_ml(image), rel=1e-6)
+
+
+def test_abc2_is_that_of_the_physical_mask_whatever_the_voxel_order(tmp_path):
+    """A mask mirrored in storage (``sitk.Flip`` updates origin and direction: the same physical
+    mask) has the same A, B, C and reference slice. The reference slice is taken among two slices of
+    the same largest area but different shapes, and the shape is irregular (A's direction oblique),
+    where the first slice in storage order and B's strips anchored at one end of A changed the
+    estimate by up to 10 % before."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((6, 40, 40), dtype=np.uint8)
+    mask[2, 8:20, 10:22] = 1                                  # 144 px, a square
+    mask[3, 5:25, 12:18] = 1                                  # an L of 120 + 24 px: same area, other shape
+    mask[3, 22:25, 18:26] = 1
+    mask[4][rng.random((40, 40)) < 0.04] = 1                  # scattered: a smaller slice
+    blob = ellipsoid_mask((4.0, 3.0, 6.0), (0.5, 0.7, 5.0), (6, 40, 40), centre_offset=(1.2, -0.8, 0.0))
+    mask[1] = blob[3]                                         # an oblique ellipse, smaller
+    areas = mask.sum(axis=(1, 2))
+    assert areas[2] == areas[3] == areas.max() and (areas == areas.max()).sum() == 2
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing((0.5, 0.7, 5.0))
+    expected, details = abc2_volume_ml(image, return_details=True)
+    for flips in ([True, False, False], [False, True, False], [False, False, True], [True, True, True]):
+        mirrored = sitk.Flip(image, flips)
+        assert not np.array_equal(sitk.GetArrayFromImage(mirrored), mask)
+        volume, other = abc2_volume_ml(mirrored, return_details=True)
+        assert volume == pytest.approx(expected, rel=1e-12), flips
+        assert (other["A_mm"], other["B_mm"], other["C_mm"]) == pytest.approx(
+            (details["A_mm"], details["B_mm"], details["C_mm"]), rel=1e-12)
+        assert other["reference_slice"] == details["reference_slice"]
+        assert mask_volume_ml(mirrored) == mask_volume_ml(image)
+
+
+def test_a_sheared_voxel_grid_is_refused_not_measured(tmp_path):
+    """An uncorrected gantry tilt kept as a sheared direction (NRRD keeps it): count × spacing is
+    not the voxel volume (here 10 % high), so the one validation path refuses it, for masks and
+    images alike, naming the file and the angle."""
+    from radhe.io import validate_case
+
+    tilt = np.deg2rad(25.0)
+    mask = np.zeros((20, 40, 40), dtype=np.uint8)
+    mask[5:15, 10:30, 10:30] = 1
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing((0.5, 0.5, 5.0))
+    image.SetDirection([1, 0, 0, 0, np.cos(tilt), 0, 0, np.sin(tilt), 1])
+    sitk.WriteImage(image, str(tmp_path / "sheared.nrrd"))
+    for call in (mask_volume_ml, abc2_volume_ml):
+        with pytest.raises(InputError, match=r"not orthogonal.*25° off the right angle.*sheared.nrrd"):
+            call(tmp_path / "sheared.nrrd")
+    ct = sitk.Cast(image, sitk.sitkInt16) * 1100 - 1000
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    with pytest.raises(InputError, match=r"case 'c1'.*image's voxel axes are not orthogonal.*ct.nrrd"):
+        validate_case(tmp_path / "ct.nrrd", None, case_id="c1")
+    rotated = sitk.Image(image)  # an orthonormal rotation (a tilt corrected by rotating the grid) is fine
+    rotated.SetDirection([1, 0, 0, 0, np.cos(tilt), -np.sin(tilt), 0, np.sin(tilt), np.cos(tilt)])
+    assert mask_volume_ml(rotated) == pytest.approx(4000 * 0.5 * 0.5 * 5.0 / 1000)

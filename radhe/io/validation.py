@@ -150,7 +150,9 @@ def load_checked_case(
         volume). Pass False for images that are deliberately not HU (e.g. MR).
     require_label : bool, default True
         Refuse a mask without any ``label`` voxel. False lets an empty mask through (the ROI
-        estimators record such a case as without a usable ROI).
+        estimators record such a case as without a usable ROI), and a label map holding other
+        labels but not ``label``; a mask whose one label is another value (a binary mask saved as
+        0/255) is refused either way.
     min_roi_dimensions : int, default 2
         The haematoma must extend over more than one voxel along at least this many axes
         (pyradiomics' ``minimumROIDimensions``; a single voxel has none). 0 disables the check.
@@ -213,7 +215,8 @@ def read_mask(mask: str | os.PathLike | sitk.Image, *, case_id: object = None, l
 
     The mask checks of :func:`load_checked_case` that need no image: a 3-D scalar volume of
     non-negative integer labels on a background of 0, with few distinct values. An empty mask, or
-    one without ``label``, is allowed (a volume of 0 mL is a measurement). Used wherever radhe reads
+    a label map without ``label``, is allowed (a volume of 0 mL is a measurement); a mask whose one
+    label is another value than ``label`` (a binary mask saved as 0/255) is refused. Used wherever radhe reads
     a mask alone (volumetry, segmentation metrics).
 
     Raises
@@ -336,6 +339,11 @@ _CASE_COLUMNS = ["index", "case_id", "status", "problem", "size", "spacing_mm", 
                  "mask_voxels", "mask_volume_ml", "warnings"]
 
 
+#: Largest entry of ``DᵀD - I`` for a direction matrix ``D`` read as orthonormal (NIfTI and DICOM
+#: headers store cosines to about 6 digits; a 1° shear gives 0.017).
+ORTHOGONALITY_TOLERANCE = 1e-3
+
+
 def _check_volume(img: sitk.Image, case_id, path, what: str) -> None:
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
@@ -350,6 +358,20 @@ def _check_volume(img: sitk.Image, case_id, path, what: str) -> None:
     if min(img.GetSize()) < 2:
         raise InputError(
             f"{what} has size {img.GetSize()}: a single slice, a 3-D volume is required",
+            case_id=case_id, path=path,
+        )
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    if np.max(np.abs(direction.T @ direction - np.eye(3))) > ORTHOGONALITY_TOLERANCE:
+        cosines = np.clip(direction.T @ direction, -1.0, 1.0)
+        unit = np.sqrt(np.diag(cosines).clip(min=1e-12))
+        angles = np.degrees(np.arccos(np.clip(cosines / np.outer(unit, unit), -1.0, 1.0)))
+        worst = float(np.max(np.abs(angles[np.triu_indices(3, 1)] - 90.0)))
+        raise InputError(
+            f"{what}'s voxel axes are not orthogonal unit vectors (direction {_fmt(direction.ravel())}; "
+            f"axes {worst:.3g}° off the right angle, |det| {abs(np.linalg.det(direction)):.4g}): a sheared grid, "
+            "as an uncorrected gantry tilt gives; voxel volumes, diameters and radiomics need orthogonal axes. "
+            "Resample it onto an orthogonal grid first (gantry-tilt correction, e.g. SimpleITK.Resample "
+            "onto an image with an orthonormal direction)",
             case_id=case_id, path=path,
         )
 
@@ -430,12 +452,20 @@ def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool
                 "mask is required (is this file a CT?)",
                 case_id=case_id, path=path,
             )
-    if count or not require_label:
+    if count or (not require_label and high == 0):
         return count
     present = np.unique(values)
     if present.size == 1 and present[0] == 0:
         raise InputError("empty mask: no voxel is labelled", case_id=case_id, path=path)
     found = [v.item() for v in present[:10]]
+    if not require_label and present.size > 2:
+        return count  # a label map without this label: no haematoma here (0 mL)
+    if not require_label:
+        raise InputError(
+            f"label {label} not present in mask: its only label is {found[-1]} (a binary mask saved with "
+            f"{found[-1]} as the foreground? save the haematoma as {label})",
+            case_id=case_id, path=path,
+        )
     raise InputError(
         f"label {label} not present in mask (values found: {found}); pass the haematoma's label",
         case_id=case_id, path=path,
