@@ -277,7 +277,9 @@ def _features(front, X, *, keep_raw: bool = False):
     ``pipe[:-1].transform`` is not available in imblearn when the step before the classifier is a
     sampler, so the steps are applied one by one (samplers only act during fit). With ``keep_raw``,
     returns ``(Z, raw)``: ``raw`` is the output of the step named ``"features"`` (the feature values
-    before cleaning, imputation and scaling), or X itself for a bare classifier; None if unknown.
+    before cleaning, imputation and scaling; a value a table transformer in that step imputed is
+    missing there again, as the user's data gave it), or X itself for a bare classifier; None if
+    unknown.
     """
     Z = X
     last = None
@@ -286,10 +288,10 @@ def _features(front, X, *, keep_raw: bool = False):
         for name, step in front.steps:
             if step is None or step == "passthrough" or hasattr(step, "fit_resample"):
                 continue
-            Z = step.transform(Z)
+            given, Z = Z, step.transform(Z)
             last = step
             if name == "features" and isinstance(Z, pd.DataFrame):
-                raw = Z
+                raw = _as_given(step, given, Z) if keep_raw else Z
     Z = _as_named_frame(Z, last, X)
     if not keep_raw:
         return Z
@@ -298,6 +300,42 @@ def _features(front, X, *, keep_raw: bool = False):
         raw.columns = [str(c) for c in raw.columns]
         raw = raw.apply(pd.to_numeric, errors="coerce").reindex(index=Z.index, columns=Z.columns)
     return Z, raw
+
+
+def _as_given(step, X, features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` with NaN where a table transformer in ``step`` (:class:`radhe.features.ClinicalFeatures`
+    and its kin) filled in a value missing in ``X``: its numeric column, or every one-hot column of
+    its categorical variable. The model saw the filled-in value; the user's data had none."""
+    from radhe._checks import is_missing
+    from radhe.features.tabular import _TableTransformer
+
+    def fitted_tables(obj, depth=0):
+        # the fitted branches of a fusion (transformers_) and the steps of a pipeline, not the parameters
+        if isinstance(obj, _TableTransformer) and hasattr(obj, "feature_names_out_"):
+            yield obj
+        if depth < 5:
+            for _, inner in [*(getattr(obj, "transformers_", None) or []), *(getattr(obj, "steps", None) or [])]:
+                yield from fitted_tables(inner, depth + 1)
+
+    tables = list(fitted_tables(step))
+    if not tables or not isinstance(X, pd.DataFrame):
+        return features
+    out = features.copy()
+    for table in tables:
+        produced = {}
+        for column in table.numeric_columns_:
+            produced[column] = [f"{table._family}__{column}"]
+        for column in table.categorical_columns_:
+            levels = table.categories_[column]
+            produced[column] = [f"{table._family}__{column}_{level}" for level in (levels[1:] if len(levels) == 2 else levels)]
+        for column, names in produced.items():
+            names = [n for n in names if n in out.columns]
+            if column not in X.columns or not names:
+                continue
+            missing = np.fromiter((is_missing(v) for v in X[column]), dtype=bool, count=len(X))
+            if missing.any():
+                out.loc[missing, names] = np.nan
+    return out
 
 
 def _as_named_frame(Z, last, X) -> pd.DataFrame:

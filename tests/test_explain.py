@@ -222,12 +222,20 @@ def test_waterfall_labels_show_the_values_the_user_gave():
                       "anticoagulant": (rng.random(n) < 0.3).astype(int), "age_years": rng.normal(70, 10, n)})
     X.loc[5, "onset_to_ct_h"] = 8.71
     X.loc[7, "age_years"] = np.nan  # missing: imputed for the model, shown as missing
+    X["sex"] = np.where(rng.random(n) < 0.5, "F", "M")
     y = (rng.random(n) < 1 / (1 + np.exp(-(3 - 0.3 * X["onset_to_ct_h"] + X["anticoagulant"])))).astype(int)
+    X.loc[9, "onset_to_ct_h"] = np.nan  # imputed (the training median) inside the features step itself
+    X.loc[11, "sex"] = None             # imputed (the most frequent category) there too
     model = radhe.make_pipeline(radiomics=None, random_state=0).fit(X, y)
     ex = shap_values(model, X)
     assert ex.raw_data is not None and list(ex.raw_data.columns) == list(ex.values.columns)
     onset = next(c for c in ex.raw_data.columns if c.endswith("onset_to_ct_h"))
-    assert np.allclose(ex.raw_data[onset], X["onset_to_ct_h"])
+    np.testing.assert_allclose(ex.raw_data[onset], X["onset_to_ct_h"])  # NaN where the user gave none
+    assert np.isfinite(ex.data[onset]).all()  # the model saw a value there
+    sex = [c for c in ex.raw_data.columns if "sex" in c]
+    assert sex and ex.raw_data.loc[11, sex].isna().all() and ex.raw_data.drop(index=11)[sex].notna().all().all()
+    labels = [t.get_text() for t in plot_waterfall(ex, 9, top=30).axes[0].get_yticklabels()]
+    assert any("onset" in lbl and lbl.endswith("= missing") for lbl in labels), labels
     assert not np.allclose(ex.data[onset], X["onset_to_ct_h"])  # the model saw scaled values
     fig = plot_waterfall(ex, 5, top=3)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
