@@ -18,6 +18,7 @@ import :mod:`radhe.evaluation`: evaluation uses the baselines, not the other way
 
 from __future__ import annotations
 
+import datetime
 import numbers
 
 import numpy as np
@@ -26,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from radhe._checks import check_binary
+from radhe._checks import check_binary, is_missing, list_values_by_case, row_names
 from radhe._compat import Interval, StrOptions, validate_params
 from radhe.constants import MARKER_DISPLAY_NAMES, NCCT_MARKERS
 from radhe.errors import ConfigurationError, InputError
@@ -43,15 +44,59 @@ __all__ = [
 
 
 
-def _column(X, column: str, owner: str) -> np.ndarray:
+_HOUR = pd.Timedelta(hours=1)
+
+
+def _cell_number(value, hours: bool) -> float | None:
+    """One cell as a float: NaN when missing, None when it is not a number (nor, with ``hours``, a duration)."""
+    if is_missing(value):
+        return np.nan
+    if hours and isinstance(value, (pd.Timedelta, datetime.timedelta, np.timedelta64)):
+        return float(pd.Timedelta(value) / _HOUR)
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        number = pd.to_numeric(pd.Series([value.strip()]), errors="coerce").iloc[0]
+        return None if pd.isna(number) else float(number)
+    return None
+
+
+def _column(X, column: str, owner: str, *, hours: bool = False) -> np.ndarray:
+    """Column ``column`` of the manifest ``X`` as floats (NaN where missing).
+
+    Missing values are NaN, None, NaT and the text :func:`pandas.read_csv` reads as missing ("NA",
+    ""; :data:`radhe._checks.MISSING_MARKERS`). Numbers written as text ("1.5") are numbers. With
+    ``hours=True`` durations (a timedelta64 column, or :class:`pandas.Timedelta` /
+    :class:`datetime.timedelta` cells) are converted to hours; otherwise dates and durations are
+    refused, as is any other value that is not a number (the error names the values and cases).
+    """
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"{owner} needs the manifest as a pandas DataFrame (columns by name); got {type(X).__name__}")
     if column not in X.columns:
         raise InputError(f"{owner}: column {column!r} not in the manifest; columns present: {list(X.columns)[:20]}")
-    try:
-        return pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(f"{owner}: column {column!r} must be numeric") from None
+    series = X[column]
+    if isinstance(series, pd.DataFrame):
+        raise InputError(f"{owner}: the manifest has {series.shape[1]} columns named {column!r}")
+    if hours and pd.api.types.is_timedelta64_dtype(series):
+        return (series / _HOUR).to_numpy(dtype=float, na_value=np.nan)  # NaT: missing
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        what = "durations" if pd.api.types.is_timedelta64_dtype(series) else "dates/times"
+        raise InputError(f"{owner}: column {column!r} holds {what} (dtype {series.dtype}), not numbers")
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    values = [_cell_number(v, hours) for v in series.astype(object)]
+    bad = np.asarray([v is None for v in values], dtype=bool)
+    if bad.any():
+        cells = [v.strip() if isinstance(v, str) else v for v in series.astype(object)[bad]]
+        n = int(bad.sum())
+        kind = "numbers or durations" if hours else "numbers"
+        raise InputError(
+            f"{owner}: column {column!r} must hold {kind}; {'1 value is' if n == 1 else f'{n} values are'} not: "
+            f"{list_values_by_case(cells, row_names(X)[bad])}. Leave a cell empty (or NA) where the value is unknown."
+        )
+    return np.asarray(values, dtype=float)
 
 
 class _ColumnClassifier(ClassifierMixin, BaseEstimator):
@@ -163,12 +208,47 @@ def bat_score(
 
     A missing marker counts as absent and a missing onset time as not early (0 points); the
     score is therefore conservative for incompletely documented cases.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The manifest; the three columns are read by name. Missing values are NaN, None, NaT or the
+        text :func:`pandas.read_csv` reads as missing ("NA", "").
+    blend_column, hypodensity_column : str
+        The markers, 0/1 (a value > 0 is present; missing is absent).
+    time_column : str
+        Onset-to-CT time in hours (numbers, or numbers written as text), or as durations (a
+        ``timedelta64`` column, :class:`pandas.Timedelta` or :class:`datetime.timedelta` cells),
+        which are converted to hours (``pd.Timedelta("90min")`` is 1.5 h).
+    time_cutoff_h : float, default 2.5
+        A case is early when its onset-to-CT time is below this, in hours.
+    points : tuple of three floats, default (1, 2, 2)
+        Points for blend sign, hypodensity and early onset-to-CT time.
+
+    Returns
+    -------
+    pandas.Series
+        The score per case (float), index of ``X``, named ``"bat_score"``.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        ``X`` is not a DataFrame or lacks a column; a column holds a value that is not a number
+        (text such as "2 h" or "unknown"; a date), or the onset-to-CT time is negative or infinite:
+        the message names the column, the values and the cases.
     """
     owner = "bat_score"
     blend = np.nan_to_num(_column(X, blend_column, owner)) > 0
     hypo = np.nan_to_num(_column(X, hypodensity_column, owner)) > 0
-    t = _column(X, time_column, owner)
-    early = np.isfinite(t) & (t < time_cutoff_h)
+    t = _column(X, time_column, owner, hours=True)
+    wrong = ~np.isnan(t) & (~np.isfinite(t) | (t < 0))
+    if wrong.any():
+        raise InputError(
+            f"{owner}: column {time_column!r} (onset-to-CT time, hours) must be a finite time >= 0; got "
+            f"{list_values_by_case(t[wrong].tolist(), row_names(X)[wrong])}. Leave a cell empty (or NA) where the "
+            "time is unknown (scored as not early)."
+        )
+    early = ~np.isnan(t) & (t < time_cutoff_h)
     score = points[0] * blend + points[1] * hypo + points[2] * early
     return pd.Series(score.astype(float), index=X.index, name="bat_score")
 

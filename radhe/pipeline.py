@@ -211,9 +211,10 @@ def _table_branch(value, kind: str):
             allowed = "'auto', 'default'" if kind == "clinical" else "'default'"
             raise ConfigurationError(
                 f"{kind} must be None, {allowed}, a list of columns or a transformer, got {value!r}")
-        return ClinicalFeatures() if kind == "clinical" else TabularFeatures()
+        return ClinicalFeatures(handle_unknown="ignore") if kind == "clinical" else TabularFeatures(handle_unknown="ignore")
     if isinstance(value, list | tuple):
-        return ClinicalFeatures(columns=list(value)) if kind == "clinical" else TabularFeatures(columns=list(value))
+        branch = ClinicalFeatures if kind == "clinical" else TabularFeatures
+        return branch(columns=list(value), handle_unknown="ignore")
     return _check_transformer(value, kind)
 
 
@@ -400,7 +401,11 @@ def make_pipeline(
         neither, the table is taken as a table of precomputed features: no clinical branch, and
         its columns become the ``tabular`` branch (:class:`~radhe.features.TabularFeatures`, names
         ``tabular__<column>``) — ``clinical="default"`` keeps them clinical (``clinical__<column>``).
-        A list of columns: ``ClinicalFeatures(columns=...)``.
+        A list of columns: ``ClinicalFeatures(columns=...)``. The branches built here take
+        ``handle_unknown="ignore"``: in a cross-validation a rare category can be absent from a
+        training fold, and is then encoded as no category with an
+        :class:`~radhe.errors.InputWarning` naming it and its cases (pass a transformer for the
+        standalone default, which refuses it).
     cnn : None, "roi_cnn", "unet_bottleneck" or transformer, default None
         Deep-feature branch (:class:`~radhe.features.CNNEmbedder`).
     segmenter : None, "default", "pretrained" or transformer, default None

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radhe.errors import ConfigurationError, InputError
+from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.features import ClinicalFeatures, TabularFeatures
 from radhe.features.tabular import OUTCOME_COLUMNS
 
@@ -129,9 +129,12 @@ def test_one_hot_encoding_and_unseen_categories():
     assert {"clinical__location_basal_ganglia", "clinical__location_lobar", "clinical__location_thalamus"} <= set(names)
     new = m.iloc[:3].copy()
     new["location"] = ["cerebellar", "lobar", None]  # unseen, seen, missing
-    out = cf.transform(new)
+    with pytest.raises(InputError, match="location.*'cerebellar' \\(case 'ich0000'\\)"):
+        cf.transform(new)  # unseen categories are refused by default (see test_clinical_categories.py)
+    with pytest.warns(InputWarning, match="cerebellar"):
+        out = ClinicalFeatures(handle_unknown="ignore").fit(m).transform(new)
     loc = out[[c for c in names if c.startswith("clinical__location_")]]
-    assert loc.iloc[0].sum() == 0  # unseen -> all zeros
+    assert loc.iloc[0].sum() == 0  # unseen, ignored -> all zeros
     assert loc.iloc[1]["clinical__location_lobar"] == 1
     assert loc.iloc[2].sum() == 1  # missing -> most frequent category
 

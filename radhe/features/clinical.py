@@ -6,7 +6,6 @@ from radhe.features.tabular import OUTCOME_COLUMNS, _TableTransformer
 
 __all__ = ["ClinicalFeatures", "OUTCOME_COLUMNS"]
 
-
 class ClinicalFeatures(_TableTransformer):
     """Impute and encode the manifest's clinical variables; names ``clinical__<column>``.
 
@@ -16,8 +15,17 @@ class ClinicalFeatures(_TableTransformer):
       is often informative, e.g. an INR measured only in anticoagulated patients);
     * text / categorical columns (``sex``, ``location``): missing values take the most frequent
       training category, then one-hot encoding (a single 0/1 column for a two-level variable such as
-      ``sex``); a category unseen in training gives zeros in every column of the variable. Text is
-      read without surrounding whitespace (``"M "`` is ``"M"``).
+      ``sex``). Text is read without surrounding whitespace (``"M "`` is ``"M"``) and otherwise as
+      written (``"m"`` is not ``"M"``); numbers are compared as values, so a code column fitted on
+      the integers 1, 2, 3 matches 1.0, 2.0 at prediction (a column read as float because one cell
+      is blank), and its features keep the names ``clinical__<column>_1`` ...
+    * a category not seen in training (``"male"`` where fit saw ``"F"`` and ``"M"``) is refused in
+      :meth:`transform` by default: an :class:`~radhe.errors.InputError` names the column, the
+      unseen values, their cases and the categories seen in fit (encoding it as zeros would read
+      it as the first category of a two-level variable). With ``handle_unknown="ignore"`` it gets
+      zeros in every column of the variable and an :class:`~radhe.errors.InputWarning` names it.
+      Inside a cross-validation, a category present only in a held-out fold is such a category:
+      merge rare categories, or pass ``handle_unknown="ignore"``.
 
     Missing values are NaN, None and the text :func:`pandas.read_csv` reads as missing ("NA",
     "NaN", "n/a", "" ...), so a manifest gives the same features from a file and from a DataFrame.
@@ -61,6 +69,14 @@ class ClinicalFeatures(_TableTransformer):
     max_categories : int, default 50
         See ``columns``. Neither this limit nor the free-text rule applies to columns listed in
         ``columns`` or ``categorical``.
+    handle_unknown : {"error", "ignore"}, default "error"
+        What :meth:`transform` does with a category of a categorical column not seen in :meth:`fit`
+        (as in scikit-learn's ``OneHotEncoder``). ``"error"``: raise an
+        :class:`~radhe.errors.InputError` naming the column, the unseen categories with their cases
+        and the categories seen in fit. ``"ignore"``: encode it as zeros in every one-hot column of
+        the variable (for a two-level variable that is the first category, e.g. ``"F"`` of
+        ``sex``) and warn (:class:`~radhe.errors.InputWarning`) naming the column, categories and
+        cases. Missing values are not unseen categories: they take the training mode.
 
     Attributes
     ----------
@@ -70,7 +86,8 @@ class ClinicalFeatures(_TableTransformer):
     medians_ : dict
         Imputation value of each numeric column.
     categories_ : dict
-        Sorted training categories of each categorical column.
+        Sorted training categories of each categorical column, as text (numbers as values: the
+        integers 1, 2 and the floats 1.0, 2.0 are both ``["1", "2"]``).
     modes_ : dict
         Imputation category of each categorical column.
     dropped_columns_ : dict
@@ -90,11 +107,21 @@ class ClinicalFeatures(_TableTransformer):
     _family = "clinical"
     _impute_numeric = True
 
+    _parameter_constraints = {**_TableTransformer._parameter_constraints, "missing_indicator": ["boolean"]}
+
     def __init__(
-        self, columns="auto", *, exclude=("site",), categorical=None, missing_indicator=True, max_categories=50
+        self,
+        columns="auto",
+        *,
+        exclude=("site",),
+        categorical=None,
+        missing_indicator=True,
+        max_categories=50,
+        handle_unknown="error",
     ):
         self.columns = columns
         self.exclude = exclude
         self.categorical = categorical
         self.missing_indicator = missing_indicator
         self.max_categories = max_categories
+        self.handle_unknown = handle_unknown

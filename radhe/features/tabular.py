@@ -25,6 +25,8 @@ surrounding whitespace removed, so a table gives the same features from a file a
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import warnings
 from collections.abc import Sequence
@@ -35,8 +37,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from radhe._checks import is_missing, list_cases, list_values_by_case, row_names
+from radhe._compat import HasMethods, Interval, StrOptions, validate_params
 from radhe.constants import OUTCOME_COLUMNS
-from radhe.errors import ConfigurationError, InputError
+from radhe.errors import ConfigurationError, InputError, InputWarning
 
 __all__ = ["TabularFeatures", "OUTCOME_COLUMNS", "NON_FEATURE_COLUMNS", "outcome_columns_in"]
 
@@ -126,10 +129,38 @@ def _parse_numbers(series: pd.Series) -> _Parsed | None:
     return _Parsed(numbers.where(~missing & ~bad), missing, bad, bad & is_text)
 
 
+#: Integral floats up to this magnitude are the integer they hold (2**53: every such float is exact).
+_EXACT_INTEGER = 2.0**53
+
+
+def category_of(value) -> str:
+    """The category a present (not missing) cell stands for, as the text the one-hot names use.
+
+    Categories are compared as values: a number is the same category whatever its type, so ``1``,
+    ``1.0``, ``np.int64(1)`` and ``np.float32(1)`` are all ``"1"`` (a column of codes read as
+    float because one cell is blank matches the integer codes seen in fit), while ``1.5`` stays
+    ``"1.5"``. Text is taken without surrounding whitespace and is otherwise compared as written
+    (``"m"`` is not ``"M"``; the text ``"01"`` is not the number 1). True/False stay ``"True"`` /
+    ``"False"``.
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isfinite(number) and number.is_integer() and abs(number) <= _EXACT_INTEGER:
+            return str(int(number))
+    return str(value)
+
+
 def _text_levels(column: pd.Series) -> pd.Series:
-    """The non-missing values of a text column as stripped strings (index kept)."""
+    """The non-missing values of a column as their categories (:func:`category_of`; index kept)."""
+    column = column.astype(object)
     present = column[~column.map(is_missing).to_numpy(dtype=bool)]
-    return present.map(lambda v: v.strip() if isinstance(v, str) else str(v))
+    return present.map(category_of)
 
 
 def _looks_like_dates(levels: pd.Series) -> bool:
@@ -147,6 +178,15 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
     """Shared implementation: column choice, numeric handling, one-hot encoding, names."""
 
     _family = "tabular"
+
+    _parameter_constraints: dict = {
+        # the values themselves ("auto" or a list, names present in X) are checked in fit, with the columns
+        "columns": [HasMethods(["__iter__"])],
+        "exclude": [None, HasMethods(["__iter__"])],
+        "categorical": [None, HasMethods(["__iter__"])],
+        "max_categories": [Interval(numbers.Integral, 1, None, closed="left")],
+        "handle_unknown": [StrOptions({"error", "ignore"})],
+    }
 
     # -- input handling --------------------------------------------------------------------
     def _frame(self, X, *, reset: bool) -> pd.DataFrame:
@@ -227,7 +267,10 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         radhe.errors.InputError
             The table has no rows; a column of numbers holds text ("unknown", "150 mmHg", "1,2"):
             the message names the column, the values and the cases.
+        radhe.errors.ConfigurationError
+            A parameter outside its allowed values (e.g. ``handle_unknown="drop"``).
         """
+        validate_params(self)
         frame = self._frame(X, reset=True)
         dropped: dict = {}
         columns = self._choose_columns(frame, dropped)
@@ -372,6 +415,18 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             One row per row of ``X``, same index, float columns named ``<family>__<column>``;
             one-hot columns ``<family>__<column>_<category>`` (a single column for two-level
             variables); missing-value indicators ``<family>__<column>_missing``.
+
+        Raises
+        ------
+        radhe.errors.InputError
+            A column seen in fit is missing; a numeric column holds text; with
+            ``handle_unknown="error"``, a categorical column holds a category not seen in fit (the
+            message names the column, the categories, their cases and the categories seen in fit).
+
+        Warns
+        -----
+        radhe.errors.InputWarning
+            With ``handle_unknown="ignore"``, for categories not seen in fit (encoded as zeros).
         """
         check_is_fitted(self, "feature_names_out_")
         frame = self._frame(X, reset=False)
@@ -399,22 +454,47 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             if name in self.indicator_columns_:
                 indicators[name] = (~np.isfinite(parsed.values.to_numpy(dtype=float))).astype(float)
         blocks += [indicators[name] for name in self.indicator_columns_]
+        unknown, names = [], None
         for name in self.categorical_columns_:
-            column = frame[name]
             levels = self.categories_[name]
-            mode = self.modes_[name]
-            text = np.asarray([mode if is_missing(v) else (v.strip() if isinstance(v, str) else str(v)) for v in column],
-                              dtype=object)
+            cells = [None if is_missing(v) else category_of(v) for v in frame[name].astype(object)]
+            unseen = np.asarray([v is not None and v not in levels for v in cells], dtype=bool)
+            if unseen.any():
+                names = row_names(frame) if names is None else names
+                values = [v for v, u in zip(cells, unseen, strict=True) if u]
+                seen = ", ".join(f"'{v}'" for v in levels)
+                unknown.append(f"column '{name}': {list_values_by_case(values, names[unseen])} "
+                               f"(categories seen in fit: {seen})")
+            # missing values take the training mode; unseen categories get zeros in every one-hot column
+            text = np.asarray([self.modes_[name] if v is None else v for v in cells], dtype=object)
             if len(levels) == 2:
                 blocks.append((text == levels[1]).astype(float))
             else:
-                # unseen categories get zeros in every one-hot column of the variable
                 blocks += [(text == level).astype(float) for level in levels]
+        if unknown:
+            self._unknown_categories(unknown)
         self._warn_infinite(infinite)
         n = len(frame)
         data = np.column_stack(blocks) if blocks else np.empty((n, 0))
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame(data, index=index, columns=list(self.feature_names_out_))
+
+    def _unknown_categories(self, unknown: list[str]) -> None:
+        """Refuse (``handle_unknown="error"``) or warn about categories not seen in fit."""
+        if self.handle_unknown == "error":
+            raise InputError(
+                f"{type(self).__name__}: categories not seen in fit: {'; '.join(unknown)}. Text is compared as "
+                "written, without surrounding whitespace ('m' is not 'M'). Correct or recode these values (a missing "
+                "value takes the most frequent training category), or pass handle_unknown='ignore' to encode an "
+                "unseen category as no category (zeros in every one-hot column of the variable)."
+            )
+        warnings.warn(
+            f"{type(self).__name__}: categories not seen in fit encoded as zeros in every one-hot column of "
+            f"their variable (for a two-level variable: its first category) (handle_unknown='ignore'): "
+            f"{'; '.join(unknown)}",
+            InputWarning,
+            stacklevel=3,
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns, ``<family>__<name>``."""
@@ -447,7 +527,8 @@ class TabularFeatures(_TableTransformer):
     numeric columns are passed through unchanged (missing and infinite values are left to the
     pipeline's ``"clean"`` step, which imputes them with training-fold medians; infinite values get
     a warning naming the cases); text columns are one-hot encoded (missing values take the most
-    frequent category; categories unseen in fit give zeros). Hostile values are handled as in
+    frequent category; a category unseen in fit is refused, or with ``handle_unknown="ignore"``
+    encoded as zeros with a warning). Hostile values are handled as in
     :class:`~radhe.features.ClinicalFeatures`: text among numbers ("unknown", "150 mmHg", "1,2") is
     an :class:`~radhe.errors.InputError` naming the column, values and cases; the text
     :func:`pandas.read_csv` reads as missing ("NA", "NaN", "") is missing; whitespace around text
@@ -472,6 +553,9 @@ class TabularFeatures(_TableTransformer):
         With ``columns="auto"``, a text column with more distinct values is not used (an identifier
         or free text, not a category); a warning names it. Smaller cohorts are judged by the share
         of distinct values seen once (see ``columns``).
+    handle_unknown : {"error", "ignore"}, default "error"
+        A category of a text column not seen in :meth:`fit`, as in
+        :class:`~radhe.features.ClinicalFeatures`: refused, or encoded as zeros with a warning.
 
     Attributes
     ----------
@@ -494,8 +578,10 @@ class TabularFeatures(_TableTransformer):
     _impute_numeric = False
     missing_indicator = False
 
-    def __init__(self, columns="auto", *, exclude=("site",), categorical=None, max_categories=50):
+    def __init__(self, columns="auto", *, exclude=("site",), categorical=None, max_categories=50,
+                 handle_unknown="error"):
         self.columns = columns
         self.exclude = exclude
         self.categorical = categorical
         self.max_categories = max_categories
+        self.handle_unknown = handle_unknown
