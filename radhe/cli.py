@@ -1,13 +1,20 @@
 """The ``radhe`` command line: synth, validate, extract, fit, predict, evaluate, report, demo.
 
 Every command prints ``radhe: error: ...`` and exits with status 1 on bad input (a missing column, an
-unreadable file, an unknown pipeline name); argparse usage errors exit with status 2;
-``validate --skip`` exits with status 3 when it skipped cases (unless ``--allow-skipped``).
+unreadable file, an unknown pipeline name) and when an output cannot be written; argparse usage errors exit
+with status 2; ``validate --skip`` exits with status 3 when it skipped cases (unless ``--allow-skipped``).
+
+Outputs are checked before any work starts: an output that is one of the command's input files
+(``--manifest``, ``--model``, ``--params``) is refused, always; an existing output file of ``extract``,
+``segment`` and ``predict`` is replaced only with ``--force`` (as ``synth --force`` writes into a folder that
+is not empty); an ``--out`` folder that is a file, or that cannot be created, is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +29,12 @@ _NO_HU_CHECK_HELP = "accept images whose intensities do not look like CT in HU (
 EXIT_SKIPPED = 3
 #: Table formats written by ``--out``, by file suffix.
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+#: Files ``segment --out FOLDER`` writes in the folder (besides its mask cache, ``masks/``).
+SEGMENT_FILES = ("manifest.csv", "segmentation.csv")
+#: Files ``evaluate --out FOLDER`` writes in the folder; ``report`` adds :data:`REPORT_FILE`.
+EVALUATE_FILES = ("metrics.json", "predictions.csv", "checklist.md")
+REPORT_FILE = "report.html"
+_FORCE_HELP = "replace output files that exist (never an input file)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes")
     extract.add_argument("--skip", action="store_true", help="NaN rows + failure table instead of stopping")
     extract.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
+    extract.add_argument("--force", action="store_true", help=_FORCE_HELP)
     extract.set_defaults(run=_cmd_extract)
 
     segment = commands.add_parser("segment", help="predict haematoma masks with the shipped segmenter (no masks "
@@ -80,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "'fallback' the most probable region, 'raise' stops; each is named and recorded")
     segment.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all available)")
     segment.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
+    segment.add_argument("--force", action="store_true",
+                         help="replace manifest.csv and segmentation.csv of an earlier run in --out (never the "
+                              "input manifest)")
     segment.set_defaults(run=_cmd_segment)
 
     fit = commands.add_parser("fit", help="fit a pipeline on a whole cohort and save it (skops format)")
@@ -99,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, type=Path, help="predictions table (.csv, .tsv or .parquet)")
     predict.add_argument("--threshold", type=float, default=0.5,
                          help="probability from which a case is called expanding (default 0.5)")
+    predict.add_argument("--force", action="store_true", help=_FORCE_HELP)
     predict.set_defaults(run=_cmd_predict)
 
     # evaluate and report cross-validate the same way; report adds baselines, SHAP and report.html
@@ -144,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         except (RadheError, ValueError, FileNotFoundError) as exc:
             print(f"radhe: error: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:  # e.g. an output that cannot be written: a full disk, no permission
+            print(f"radhe: error: {_os_error_message(exc)}", file=sys.stderr)
+            return 1
 
 
 # ----------------------------------------------------------------------------- commands
@@ -184,6 +205,8 @@ def _cmd_extract(args) -> int:
     from radhe.io import load_manifest
 
     _check_table_suffix(args.out)
+    params = Path(args.params) if args.params is not None and Path(args.params).is_file() else None
+    _check_output_files([args.out], inputs={"manifest": args.manifest, "--params file": params}, force=args.force)
     manifest = load_manifest(args.manifest)
     if args.label is not None:
         _, label = _manifest_and_label(args, manifest)
@@ -212,6 +235,9 @@ def _cmd_segment(args) -> int:
     from radhe.io import load_manifest
     from radhe.segmentation import HematomaSegmenter
 
+    _check_output_folder(args.out)
+    _check_output_files([args.out / name for name in SEGMENT_FILES], inputs={"manifest": args.manifest},
+                        force=args.force)
     manifest = load_manifest(args.manifest)
     if args.column in manifest.columns:
         raise RadheErrorForCli(f"manifest '{args.manifest}' already has a column '{args.column}'; pass --column "
@@ -222,9 +248,10 @@ def _cmd_segment(args) -> int:
     start = time.perf_counter()
     predicted = segmenter.transform(manifest)
     records = segmenter.prediction_records(manifest)
-    args.out.mkdir(parents=True, exist_ok=True)
-    predicted.to_csv(args.out / "manifest.csv", index=False)
-    records.to_csv(args.out / "segmentation.csv", index=False)
+    with _writing(args.out):
+        args.out.mkdir(parents=True, exist_ok=True)
+        predicted.to_csv(args.out / "manifest.csv", index=False)
+        records.to_csv(args.out / "segmentation.csv", index=False)
     flagged = records[records["status"] != "ok"]
     found = records.loc[records["status"] == "ok", "volume_ml"]
     median = f"median volume {found.median():.1f} mL" if len(found) else "no haematoma found"
@@ -242,6 +269,8 @@ def _cmd_fit(args) -> int:
     from radhe.persistence import model_format, save_model
 
     model_format(args.out)  # a bad --out fails now, not after the fit
+    # an existing model file is replaced (a refit), but never the input manifest
+    _check_output_files([args.out], inputs={"manifest": args.manifest}, force=True)
     manifest, y = _manifest_and_label(args)
     start = time.perf_counter()
     with _cache_folder(args.cache) as cache:
@@ -263,6 +292,7 @@ def _cmd_predict(args) -> int:
     from radhe.persistence import load_model
 
     _check_table_suffix(args.out)
+    _check_output_files([args.out], inputs={"manifest": args.manifest, "model file": args.model}, force=args.force)
     if not args.model.exists():
         raise RadheErrorForCli(f"model file '{args.model}' not found (write one with `radhe fit`)")
     model = load_model(args.model, cache=args.cache)
@@ -287,13 +317,79 @@ def _check_table_suffix(path: Path) -> None:
 def write_table(frame, path: Path) -> Path:
     """Write ``frame`` in the format ``path``'s suffix names (.csv, .tsv, .parquet); refuse any other."""
     _check_table_suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (the same inode, or the same resolved path when one is missing)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # an unreadable parent, a symlink loop
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_output_files(outputs, *, inputs: dict, force: bool) -> None:
+    """Refuse, before any work, output files that are inputs, folders, or (without ``force``) existing files.
+
+    ``inputs`` maps a description (``"manifest"``) to the input path (None: not given). An output
+    that is an input is refused even with ``force``: the command would destroy what it reads.
+    """
+    for out in outputs:
+        out = Path(out)
+        for what, source in inputs.items():
+            if source is not None and _same_file(out, Path(source)):
+                raise RadheErrorForCli(f"output file '{out}' is the input {what} '{source}': writing it would "
+                                       "replace the input; choose another --out")
+        if out.is_dir():
+            raise RadheErrorForCli(f"output file '{out}' is a folder; choose another --out")
+        if out.exists() and not force:
+            raise RadheErrorForCli(f"output file '{out}' exists; choose another --out or pass --force to "
+                                   "replace it")
+        _check_output_folder(out.parent)
+
+
+def _check_output_folder(folder: Path) -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be created or written in.
+
+    Nothing is created here (a command that fails later leaves no empty folder behind).
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        raise RadheErrorForCli(f"output folder '{folder}' is a file; choose another --out")
+    if not existing.is_dir():
+        raise RadheErrorForCli(f"cannot create the output folder '{folder}': '{existing}' is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write in the output folder" if existing == folder else "create the output folder"
+        raise RadheErrorForCli(f"cannot {what} '{folder}': no permission to write in '{existing}'")
+
+
+@contextlib.contextmanager
+def _writing(target: Path):
+    """A context in which an OSError (a full disk, no permission) becomes "cannot write '<target>': ..."."""
+    try:
+        yield
+    except OSError as exc:
+        raise RadheErrorForCli(f"cannot write '{target}': {_os_error_message(exc)}") from exc
+
+
+def _os_error_message(exc: OSError) -> str:
+    """``"<reason>: '<file>'"`` of an OSError (its ``[Errno n]`` prefix left out)."""
+    if exc.filename is None:
+        return exc.strerror or str(exc) or type(exc).__name__
+    files = f"'{exc.filename}'" + (f" -> '{exc.filename2}'" if exc.filename2 is not None else "")
+    return f"{exc.strerror or type(exc).__name__}: {files}"
 
 
 def _cmd_evaluate(args) -> int:
@@ -301,6 +397,10 @@ def _cmd_evaluate(args) -> int:
     from radhe.model_selection import PatientStratifiedKFold
     from radhe.tracking import settings_from_args
 
+    # checked now, not after the cross-validation; the results of an earlier run in --out are replaced
+    _check_output_folder(args.out)
+    files = EVALUATE_FILES + ((REPORT_FILE,) if args.html else ())
+    _check_output_files([args.out / name for name in files], inputs={"manifest": args.manifest}, force=True)
     manifest, y = _manifest_and_label(args)
     cv = PatientStratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     with _cache_folder(args.cache) as cache:
@@ -328,6 +428,7 @@ def _cmd_demo(args) -> int:
     from radhe.model_selection import PatientStratifiedKFold
 
     out = args.out
+    _check_output_folder(out)
     t0 = time.perf_counter()
     print(f"[1/4] generating {args.n_cases} synthetic cases in {out / 'cohort'}")
     manifest = make_ich_cohort(args.n_cases, out / "cohort", random_state=args.seed, n_jobs=args.n_jobs)
@@ -374,7 +475,6 @@ def _add_cv(parser) -> None:
 
 def _cache_folder(cache: Path | None):
     """The user's cache folder, or a temporary one that lives for this command (folds share it)."""
-    import contextlib
     import tempfile
 
     if cache is not None:
@@ -476,14 +576,15 @@ def _build_pipeline(name: str, seed: int, **radiomics_options):
 
 
 def _write_outputs(result, out: Path, *, html: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": result.write_json(out / "metrics.json"),
-             "predictions": result.write_predictions(out / "predictions.csv"),
-             "checklist": result.write_checklist(out / "checklist.md")}
-    if html:
-        from radhe.report import write_html
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"metrics": result.write_json(out / "metrics.json"),
+                 "predictions": result.write_predictions(out / "predictions.csv"),
+                 "checklist": result.write_checklist(out / "checklist.md")}
+        if html:
+            from radhe.report import write_html
 
-        paths["html"] = write_html(result, out / "report.html")
+            paths["html"] = write_html(result, out / "report.html")
     print(result.summary())
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["RadheError", "InputError", "ConfigurationError", "InputWarning", "format_case"]
+__all__ = ["RadheError", "InputError", "ConfigurationError", "InputWarning", "ModelVersionWarning", "format_case"]
 
 
 class RadheError(Exception):
@@ -52,6 +52,41 @@ class ConfigurationError(RadheError, ValueError):
 
 class InputWarning(UserWarning):
     """Input that is usable but suspicious (e.g. intensities that do not look like HU)."""
+
+
+class ModelVersionWarning(UserWarning):
+    """A saved model was written by another radhe or feature-engine version than the running one.
+
+    Issued by :func:`radhe.load_model` (in the spirit of scikit-learn's
+    ``InconsistentVersionWarning``) when the versions recorded in the model file differ from the
+    running ones, or when the file records none (written before radhe recorded them, or by
+    ``joblib.dump`` / ``skops.io.dump`` directly). Features computed by another engine may differ
+    from those the model was fitted on: refit the model with the running radhe.
+
+    Parameters
+    ----------
+    message : str
+        What differs, naming the file and both versions.
+    path : str or path-like, optional
+        The model file.
+    saved : dict or None, optional
+        The versions recorded in the file (``{"radhe": ..., "feature_engine": ...}``); None when it
+        records none.
+    running : dict or None, optional
+        The running versions, with the same keys.
+
+    Attributes
+    ----------
+    path : str or None
+    saved, running : dict or None
+    """
+
+    def __init__(self, message: str, *, path: object = None, saved: dict | None = None,
+                 running: dict | None = None):
+        self.path = None if path is None else str(path)
+        self.saved = None if saved is None else dict(saved)
+        self.running = None if running is None else dict(running)
+        super().__init__(message)
 
 
 def format_case(case_id: object) -> str:

@@ -10,6 +10,16 @@ Two formats:
 * ``"joblib"`` (suffix ``.joblib`` or ``.pkl``): :func:`joblib.dump`, i.e. pickle. Loading a pickle
   runs whatever code the file names: use it only for files you made yourself.
 
+Both formats record the radhe version and the feature-engine version
+(:data:`radhe.features.radiomics.ENGINE_VERSION`) of the run that saved the file (:func:`running_versions`): in
+a skops file as a small JSON member (``radhe-metadata.json``) beside skops' own, in a joblib file
+as a record pickled with the model (``joblib.load`` still returns the model itself).
+:func:`load_model` issues a :class:`~radhe.errors.ModelVersionWarning` naming the file and both
+versions when they differ from the running ones, and one saying the versions are unknown for a
+file that records none (written by radhe before it recorded them, or by ``joblib.dump`` /
+``skops.io.dump`` directly); such a file still loads. ``joblib.load`` of a file written by
+:func:`save_model` warns the same way (without the file's name, which it does not know).
+
 Either way a saved model carries no machine paths of run-time settings: cache locations are chosen
 where the model runs, not stored in it. Every ``memory`` of a pipeline, ``cache`` of a
 :class:`~radhe.features.RadiomicsFeatures` and ``cache_dir`` of a
@@ -28,22 +38,25 @@ identical predictions.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import importlib
+import json
 import os
 import re
 import tempfile
 import types
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from radhe.errors import ConfigurationError, InputError
+from radhe.errors import ConfigurationError, InputError, ModelVersionWarning
 
 __all__ = [
     "save_model", "load_model", "model_format", "FORMATS", "SUFFIXES", "TRUSTED_PACKAGES", "is_trusted_type",
-    "without_run_settings", "set_feature_cache", "PackedFrame", "PackedSeries", "PackedIndex", "PackedTensor",
+    "without_run_settings", "set_feature_cache", "running_versions", "METADATA_MEMBER", "PackedFrame", "PackedSeries", "PackedIndex", "PackedTensor",
 ]
 
 #: Model file formats, the default first.
@@ -51,6 +64,12 @@ FORMATS = ("skops", "joblib")
 
 #: File suffixes of each format (the first is the one to use).
 SUFFIXES = {"skops": (".skops",), "joblib": (".joblib", ".pkl")}
+
+#: Name of the zip member of a skops model file that records the versions it was saved with.
+METADATA_MEMBER = "radhe-metadata.json"
+
+#: The versions a model file records (see :func:`running_versions`), with their names in messages.
+_VERSION_NAMES = {"radhe": "radhe", "feature_engine": "feature engine"}
 
 #: Top-level packages whose types a skops model file may name (see :func:`is_trusted_type`).
 TRUSTED_PACKAGES = ("radhe", "radhe_pipelines", "sklearn", "imblearn", "numpy", "scipy", "xgboost", "lightgbm",
@@ -91,7 +110,7 @@ def save_model(model, path, *, format: str | None = None, trusted=()) -> Path:
         Saved as a copy without run-time cache locations (``memory``, ``cache``, ``cache_dir``
         are None in the file); ``model`` itself is not changed.
     path : str or path-like
-        The file; its folder is created. Written atomically (a temporary file, then a rename), so
+        The file; its folder is created; an existing file is replaced. Written atomically (a temporary file, then a rename), so
         an interrupted save never leaves a half-written model under ``path``.
     format : {"skops", "joblib"} or None, default None
         None: ``"joblib"`` when ``path`` ends in ``.joblib`` or ``.pkl``, else ``"skops"``.
@@ -103,7 +122,8 @@ def save_model(model, path, *, format: str | None = None, trusted=()) -> Path:
     Returns
     -------
     pathlib.Path
-        ``path``.
+        ``path``. The file records the radhe and feature-engine versions of this run
+        (:func:`running_versions`); :func:`load_model` warns when they differ from its own.
 
     Raises
     ------
@@ -115,15 +135,16 @@ def save_model(model, path, *, format: str | None = None, trusted=()) -> Path:
     path = Path(path)
     format = model_format(path, format)
     portable = without_run_settings(model)
+    versions = running_versions()
     if format == "skops":
-        data = _skops_bytes(portable, tuple(trusted))
+        data = _with_metadata_member(_skops_bytes(portable, tuple(trusted)), versions)
     else:
         import io
 
         import joblib
 
         buffer = io.BytesIO()
-        joblib.dump(portable, buffer)
+        joblib.dump(_WithVersions(portable, versions), buffer)  # unpickles as the model itself
         data = buffer.getvalue()
     _write_atomically(path, data)
     return path
@@ -161,6 +182,15 @@ def load_model(path, *, format: str | None = None, cache=None, trusted=()):
         or names types radhe does not trust (listed in the message).
     radhe.errors.ConfigurationError
         An unknown ``format``.
+
+    Warns
+    -----
+    radhe.errors.ModelVersionWarning
+        The radhe or feature-engine version recorded in the file differs from the running one (the
+        message names the file and both versions), or the file records none (a file written before
+        radhe recorded them, or by ``joblib.dump`` / ``skops.io.dump`` directly). The model is
+        loaded either way; features computed by another engine may differ from those it was
+        fitted on, so refit it with the running radhe.
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -183,9 +213,10 @@ def load_model(path, *, format: str | None = None, cache=None, trusted=()):
     if format == "skops":
         if not is_skops:
             raise InputError("not a skops model file (no zip archive: truncated, damaged or another format)", path=path)
-        model = _load_skops(path, tuple(trusted))
+        model, saved = _load_skops(path, tuple(trusted))
     else:
-        model = _load_joblib(path)
+        model, saved = _load_joblib(path)
+    _check_versions(saved, path=path)
     model = without_run_settings(model, copy_model=False)
     if cache is not None:
         set_feature_cache(model, cache)
@@ -261,6 +292,19 @@ def set_feature_cache(model, cache) -> int:
 
     _rebuild(model, visit, {})
     return count
+
+
+def running_versions() -> dict:
+    """The versions a model file saved now records: ``{"radhe": ..., "feature_engine": ...}``.
+
+    ``"radhe"`` is ``radhe.__version__``; ``"feature_engine"`` is
+    :data:`radhe.features.radiomics.ENGINE_VERSION`, bumped whenever the radiomics values or the
+    checks a case passes could change. :func:`load_model` compares a file's record with these.
+    """
+    import radhe
+    from radhe.features import radiomics
+
+    return {"radhe": str(radhe.__version__), "feature_engine": str(radiomics.ENGINE_VERSION)}
 
 
 # ------------------------------------------------------------------------ plain records for skops
@@ -443,17 +487,118 @@ def _load_skops(path: Path, extra_trusted: tuple):
         model = sio.load(path, trusted=list(untrusted))
     except Exception as error:
         raise InputError(f"damaged skops model file ({type(error).__name__}: {error})", path=path) from None
-    return _rebuild(model, _unpack, {})
+    return _rebuild(model, _unpack, {}), _read_metadata_member(path)
 
 
 def _load_joblib(path: Path):
     import joblib
 
+    records = []
+    token = _LOADED_VERSIONS.set(records)
     try:
-        return joblib.load(path)
+        model = joblib.load(path)
     except Exception as error:  # EOFError, UnpicklingError, a missing class, ...
         raise InputError(f"cannot load the joblib model file ({type(error).__name__}: {error})",
                          path=path) from None
+    finally:
+        _LOADED_VERSIONS.reset(token)
+    saved = records[0] if records else None
+    if saved is not None and not _is_version_record(saved):
+        raise InputError("damaged joblib model file (its record of the radhe version is not a mapping of "
+                         "version strings)", path=path)
+    return model, saved
+
+
+# --------------------------------------------------------------------------- recorded versions
+
+# Set by load_model while it unpickles: the records of _restore_with_versions go there instead of
+# warning (load_model warns itself, naming the file).
+_LOADED_VERSIONS: contextvars.ContextVar = contextvars.ContextVar("radhe_loaded_versions", default=None)
+
+
+class _WithVersions:
+    """Pickled in place of a model by :func:`save_model` (joblib): unpickles as the model itself.
+
+    Its pickle calls :func:`_restore_with_versions` with the versions and the model, so
+    ``joblib.load`` returns the model as before and the versions travel inside the same pickle.
+    """
+
+    def __init__(self, model, versions: dict):
+        self.model = model
+        self.versions = dict(versions)
+
+    def __reduce__(self):
+        return _restore_with_versions, (self.versions, self.model)
+
+
+def _restore_with_versions(versions, model):
+    """Unpickling a joblib model file of :func:`save_model`: the model, its versions checked.
+
+    Named in every such file: keep this name and signature.
+    """
+    records = _LOADED_VERSIONS.get()
+    if records is not None:  # load_model: it checks (and names the file)
+        records.append(versions)
+    elif _is_version_record(versions):  # a plain joblib.load
+        _check_versions(versions, path=None)
+    return model
+
+
+def _is_version_record(record) -> bool:
+    return isinstance(record, dict) and all(isinstance(record.get(k), str) for k in _VERSION_NAMES)
+
+
+def _with_metadata_member(data: bytes, versions: dict) -> bytes:
+    """A skops archive ``data`` with :data:`METADATA_MEMBER` added (skops reads only its own members)."""
+    import io
+
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(METADATA_MEMBER, json.dumps(versions, sort_keys=True))
+    return buffer.getvalue()
+
+
+def _read_metadata_member(path: Path):
+    """The versions recorded in a skops model file, or None when it records none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if METADATA_MEMBER not in archive.namelist():
+                return None
+            record = json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
+    except Exception as error:  # a damaged member: BadZipFile, a CRC error, invalid JSON or UTF-8
+        raise InputError(f"damaged skops model file (its member '{METADATA_MEMBER}': "
+                         f"{type(error).__name__}: {error})", path=path) from None
+    if not _is_version_record(record):
+        raise InputError(f"damaged skops model file (its member '{METADATA_MEMBER}' does not record "
+                         f"{' and '.join(_VERSION_NAMES)} versions)", path=path)
+    return {k: record[k] for k in _VERSION_NAMES}
+
+
+def _describe(versions: dict) -> str:
+    """``"radhe 0.1.0 (feature engine 2)"``."""
+    return f"radhe {versions['radhe']} (feature engine {versions['feature_engine']})"
+
+
+def _check_versions(saved, *, path, stacklevel: int = 2) -> None:
+    """A :class:`~radhe.errors.ModelVersionWarning` when ``saved`` (a file's record) is None or differs.
+
+    ``stacklevel`` counts from the caller of this function (2: the caller's caller is named).
+    """
+    running = running_versions()
+    where = "a model file" if path is None else f"model file '{path}'"
+    if saved is None:
+        message = (f"{where} records no radhe or feature-engine version (saved before radhe recorded them, or by "
+                   f"joblib.dump / skops.io.dump directly); if it was fitted with another version than the running "
+                   f"one ({_describe(running)}), its features may be computed differently from those it was "
+                   f"fitted on: refit it and save it with radhe.save_model")
+    else:
+        saved = {k: saved[k] for k in _VERSION_NAMES}
+        if saved == running:
+            return
+        message = (f"{where} was saved by {_describe(saved)} and is loaded by {_describe(running)}: its features "
+                   f"may be computed differently from those it was fitted on, and its predictions may not hold; "
+                   f"refit it with the running radhe")
+    warnings.warn(ModelVersionWarning(message, path=path, saved=saved, running=running), stacklevel=stacklevel + 1)
 
 
 def _resolve(name: str):

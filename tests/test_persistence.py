@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 import zipfile
 
 import joblib
@@ -14,8 +16,8 @@ from conftest import make_ct_volume
 
 import radhe
 from radhe.cache import FeatureCache
-from radhe.errors import ConfigurationError, InputError
-from radhe.persistence import is_trusted_type, load_model, save_model
+from radhe.errors import ConfigurationError, InputError, ModelVersionWarning
+from radhe.persistence import METADATA_MEMBER, is_trusted_type, load_model, running_versions, save_model
 
 PARAMS = {
     "setting": {"binWidth": 25, "label": 1},
@@ -98,7 +100,8 @@ def test_old_pickles_lose_their_cache_locations_on_load(cohort, tmp_path):
     model = _fit(cohort, tmp_path)
     joblib.dump(model, tmp_path / "old.joblib")  # as `radhe fit` wrote them before
     assert joblib.load(tmp_path / "old.joblib").memory is not None
-    loaded = load_model(tmp_path / "old.joblib")
+    with pytest.warns(ModelVersionWarning, match="records no radhe or feature-engine version"):
+        loaded = load_model(tmp_path / "old.joblib")
     assert loaded.memory is None and _radiomics(loaded).cache is None
 
 
@@ -217,3 +220,105 @@ def test_types_of_ones_own_must_be_named(tmp_path):
 ])
 def test_trusted_types(name, trusted):
     assert is_trusted_type(name) is trusted
+
+
+# ----------------------------------------------------------------------------- recorded versions
+
+def test_files_record_the_radhe_and_engine_versions(cohort, tmp_path):
+    from radhe.features.radiomics import ENGINE_VERSION
+
+    model = _fit(cohort, tmp_path)
+    expected = model.predict_proba(cohort)
+    running = {"radhe": radhe.__version__, "feature_engine": ENGINE_VERSION}
+    assert running_versions() == running
+    skops_path = save_model(model, tmp_path / "model.skops")
+    with zipfile.ZipFile(skops_path) as archive:
+        assert json.loads(archive.read(METADATA_MEMBER)) == running
+    joblib_path = save_model(model, tmp_path / "model.joblib")
+    # loaded by the radhe that saved them: no warning; joblib.load still gives the model itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelVersionWarning)
+        for path in (skops_path, joblib_path):
+            np.testing.assert_array_equal(load_model(path).predict_proba(cohort), expected)
+        assert type(joblib.load(joblib_path)) is type(model)
+
+
+def test_loading_a_file_of_another_version_warns_naming_file_and_versions(cohort, tmp_path, monkeypatch):
+    from radhe.features import radiomics
+
+    model = _fit(cohort, tmp_path)
+    expected = model.predict_proba(cohort)
+    # a skops file as an older radhe wrote it: its record says so
+    path = save_model(model, tmp_path / "old.skops")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[METADATA_MEMBER] = json.dumps({"radhe": "0.0.9", "feature_engine": "1"}).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.warns(ModelVersionWarning) as record:
+        loaded = load_model(path)
+    (warning,) = [w.message for w in record if isinstance(w.message, ModelVersionWarning)]
+    message = str(warning)
+    assert f"model file '{path}'" in message
+    assert "saved by radhe 0.0.9 (feature engine 1)" in message
+    assert f"loaded by radhe {radhe.__version__} (feature engine {radiomics.ENGINE_VERSION})" in message
+    assert warning.path == str(path) and warning.saved == {"radhe": "0.0.9", "feature_engine": "1"}
+    np.testing.assert_array_equal(loaded.predict_proba(cohort), expected)  # loaded all the same
+
+    # a joblib file saved by this radhe, loaded after the feature engine changed
+    path = save_model(model, tmp_path / "model.joblib")
+    monkeypatch.setattr(radiomics, "ENGINE_VERSION", "99")
+    with pytest.warns(ModelVersionWarning, match=r"model file '.*model\.joblib' was saved by radhe \S+ \(feature "
+                                                 r"engine 2\) and is loaded by radhe \S+ \(feature engine 99\)"):
+        np.testing.assert_array_equal(load_model(path).predict_proba(cohort), expected)
+    with pytest.warns(ModelVersionWarning, match=r"a model file was saved by .*\(feature engine 99\)"):
+        assert type(joblib.load(path)) is type(model)  # plain joblib.load warns too
+
+
+def test_files_that_record_no_version_load_with_a_warning(cohort, tmp_path):
+    import skops.io as sio
+
+    model = _fit(cohort, tmp_path)
+    expected = model.predict_proba(cohort)
+    joblib.dump(model, tmp_path / "plain.joblib")  # as radhe wrote them before recording versions
+    with pytest.warns(ModelVersionWarning, match=r"model file '.*plain\.joblib' records no radhe or feature-engine "
+                                                 r"version.*refit it") as record:
+        loaded = load_model(tmp_path / "plain.joblib")
+    assert record[0].message.saved is None
+    np.testing.assert_array_equal(loaded.predict_proba(cohort), expected)
+
+    path = save_model({"weights": np.arange(3.0)}, tmp_path / "new.skops")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist() if name != METADATA_MEMBER}
+    with zipfile.ZipFile(tmp_path / "old.skops", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    sio.dump({"weights": np.arange(3.0)}, tmp_path / "sio.skops")
+    for name in ("old.skops", "sio.skops"):
+        with pytest.warns(ModelVersionWarning, match=f"model file '.*{name}' records no radhe"):
+            np.testing.assert_array_equal(load_model(tmp_path / name)["weights"], np.arange(3.0))
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"radhe": 1}', b"[]"])
+def test_a_damaged_version_record_is_refused(tmp_path, content):
+    path = save_model({"weights": np.arange(3.0)}, tmp_path / "model.skops")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[METADATA_MEMBER] = content
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(InputError, match=f"damaged skops model file \\(its member '{METADATA_MEMBER}'"):
+        load_model(path)
+
+
+def test_untrusted_types_are_refused_before_the_version_record_is_read(tmp_path):
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    sio.dump(FunctionTransformer(os.system), tmp_path / "evil.skops")  # and no version record
+    with zipfile.ZipFile(tmp_path / "evil.skops", "a") as archive:
+        archive.writestr(METADATA_MEMBER, b"{not json")
+    with pytest.raises(InputError, match=r"does not trust: \['posix.system'\]"):
+        load_model(tmp_path / "evil.skops")
