@@ -150,7 +150,8 @@ def test_large_bone_pieces_found_around_a_box_are_those_of_the_whole_volume():
 
 def test_preprocess_and_undo_restricted_to_the_box_equal_the_whole_volume():
     """The segmenter windows only the head's box and reads back only its probabilities: the same
-    values as the whole-volume path, inside the box, and zeros outside."""
+    values as the whole-volume path inside the box (outside it the stripped volume is all zeros),
+    the same network grid, and the same probabilities mapped back."""
     result = generate_case(2, 515, (256, 256, 8), None, return_arrays=True)
     case = S.Case("c", result["ct"].astype(np.float32), None, sitk.Image(1, 1, 1, sitk.sitkInt16))
     intracranial = S.skull_strip(case.hu, spacing=result["spacing"])
@@ -158,12 +159,16 @@ def test_preprocess_and_undo_restricted_to_the_box_equal_the_whole_volume():
     whole = S.preprocess(case, (0.0, 100.0), True, intracranial)
     part = S.preprocess(case, (0.0, 100.0), True, intracranial, box=box)
     region = (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
-    np.testing.assert_array_equal(part[region], whole[region])
-    outside = np.ones(part.shape, dtype=bool)
+    assert part.shape == (8, box[1] - box[0], box[3] - box[2])
+    np.testing.assert_array_equal(part, whole[region])
+    outside = np.ones(whole.shape, dtype=bool)
     outside[region] = False
-    assert outside.any() and not part[outside].any()
+    assert outside.any() and not whole[outside].any()
     grid, undo = S.to_physical_grid(whole, result["spacing"], 1.0, box, 8)
     np.testing.assert_array_equal(undo(grid, crop=True), undo(grid)[region])
+    grid_of_part, undo_of_part = S.to_physical_grid(part, result["spacing"], 1.0, (0, part.shape[1], 0, part.shape[2]), 8)
+    np.testing.assert_array_equal(grid_of_part, grid)
+    np.testing.assert_array_equal(undo_of_part(grid), undo(grid, crop=True))
 
 
 def test_skull_strip_on_a_fine_grid_finds_the_phantoms_intracranial_space():

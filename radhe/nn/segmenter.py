@@ -135,8 +135,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     training_precision : {"auto", "float32", "bfloat16"}, default "auto"
         Autocast of the training forward pass (weights and optimiser stay float32): "auto" uses
         bfloat16 on CPUs with native bfloat16 support (2-3× faster steps there), else float32.
-    inference_batch_size : int, default 32
-        Slices per forward pass in ``transform``.
+    inference_batch_size : int, default 8
+        Slices per forward pass in ``transform``; the masks do not depend on it. On CPU, batches of
+        4-8 slices at 1 mm are about 30 % faster than 32 (their activations stay in the cache).
     random_state : int or None, default None
         Seed of weight initialisation, slice sampling, augmentation and the validation split; None
         means 0, so repeated fits give the same weights and masks.
@@ -216,7 +217,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     output_format: str = "nii"
     inference_precision: str = "auto"
     training_precision: str = "auto"
-    inference_batch_size: int = 32
+    inference_batch_size: int = 8
 
     # ------------------------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
@@ -285,10 +286,15 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         return S.to_physical_grid(volume, case.spacing, float(self.spacing_mm), box, self._multiple, is_mask=is_mask)
 
     def _prepared(self, case: S.Case, geometry=None):
-        """Windowed (optionally skull-stripped) volume on the network grid, with the undo function."""
+        """Windowed (optionally skull-stripped) volume on the network grid, with the undo function
+        (to the native grid, or to the in-plane box with ``spacing_mm``)."""
         intracranial, box = self._geometry(case) if geometry is None else geometry
         image = S.preprocess(case, tuple(self.window), self.skull_strip, intracranial, box=box)
-        return self._to_grid(image, case, box)
+        if box is None:
+            return self._to_grid(image, case, box)
+        # the box's content only: its whole array is the box
+        return S.to_physical_grid(image, case.spacing, float(self.spacing_mm), (0, image.shape[1], 0, image.shape[2]),
+                                  self._multiple)
 
     def _image_and_mask(self, case: S.Case, *, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The network's input and the case's mask on the same grid (``binary``: a 0/1 mask, else a float

@@ -72,7 +72,7 @@ def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, requi
     loaded = load_checked_case(image_path, mask_path if has_mask else None, case_id=case_id, label=label,
                                hu_check=hu_check, require_label=False, min_roi_dimensions=0)
     order = canonical_order(loaded.image)
-    hu = to_canonical(sitk.GetArrayFromImage(loaded.image).astype(np.float32, copy=False), order)
+    hu = to_canonical(np.array(sitk.GetArrayViewFromImage(loaded.image), dtype=np.float32), order)
     mask = None
     if loaded.mask is not None:
         mask = to_canonical((sitk.GetArrayViewFromImage(loaded.mask) == label).astype(np.uint8), order)
@@ -536,8 +536,8 @@ def preprocess(case: Case, window_hu: tuple[float, float], strip: bool, intracra
     """Windowed ``[0, 1]`` volume; voxels outside the intracranial space set to 0 when ``strip``.
 
     ``intracranial`` is that space when the caller has it already (else :func:`skull_strip`).
-    ``box`` (in-plane ``(y0, y1, x0, x1)``, e.g. :func:`head_box`): only that part is computed, the rest
-    left 0, for a caller that crops to it.
+    ``box`` (in-plane ``(y0, y1, x0, x1)``, e.g. :func:`head_box`): only that part is computed and
+    returned, ``(z, y1 - y0, x1 - x0)``, for a caller that crops to it.
     """
     if strip and intracranial is None:
         intracranial = skull_strip(case.hu)
@@ -550,9 +550,7 @@ def preprocess(case: Case, window_hu: tuple[float, float], strip: bool, intracra
     part = window(case.hu[region], *window_hu)
     if strip:
         part[~intracranial[region]] = 0.0
-    image = np.zeros(case.hu.shape, dtype=np.float32)
-    image[region] = part
-    return image
+    return part
 
 
 def head_box(hu: np.ndarray, intracranial: np.ndarray | None, spacing, margin_mm: float = 6.0):
