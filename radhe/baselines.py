@@ -99,6 +99,23 @@ def _column(X, column: str, owner: str, *, hours: bool = False) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+def _marker_column(X, column: str, owner: str) -> np.ndarray:
+    """An NCCT marker column (1 = present, 0 = absent; True/False; missing = absent) as booleans.
+
+    Any other value (a 1/2 coding, -1, a probability, inf) is refused naming the values and cases:
+    reading "> 0" as present would count every case of a 1/2 coding as positive.
+    """
+    values = _column(X, column, owner)
+    wrong = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
+    if wrong.any():
+        raise InputError(
+            f"{owner}: column {column!r} (an NCCT marker) must hold 1 (present) or 0 (absent); got "
+            f"{list_values_by_case(values[wrong].tolist(), row_names(X)[wrong])}. Recode it (e.g. 1/2 → 0/1); "
+            "leave a cell empty (or NA) where the marker was not read (counted as absent)."
+        )
+    return np.nan_to_num(values) == 1.0
+
+
 class _ColumnClassifier(ClassifierMixin, BaseEstimator):
     """Shared machinery: a 1-D score from X, optionally turned into probabilities by a logistic fit."""
 
@@ -215,7 +232,7 @@ def bat_score(
         The manifest; the three columns are read by name. Missing values are NaN, None, NaT or the
         text :func:`pandas.read_csv` reads as missing ("NA", "").
     blend_column, hypodensity_column : str
-        The markers, 0/1 (a value > 0 is present; missing is absent).
+        The markers: 1 (present) or 0 (absent), or True/False; missing is absent; other values are refused.
     time_column : str
         Onset-to-CT time in hours (numbers, or numbers written as text), or as durations (a
         ``timedelta64`` column, :class:`pandas.Timedelta` or :class:`datetime.timedelta` cells),
@@ -234,12 +251,13 @@ def bat_score(
     ------
     radhe.errors.InputError
         ``X`` is not a DataFrame or lacks a column; a column holds a value that is not a number
-        (text such as "2 h" or "unknown"; a date), or the onset-to-CT time is negative or infinite:
-        the message names the column, the values and the cases.
+        (text such as "2 h" or "unknown"; a date), a marker column a value other than 0 and 1, or the
+        onset-to-CT time is negative or infinite: the message names the column, the values and the
+        cases.
     """
     owner = "bat_score"
-    blend = np.nan_to_num(_column(X, blend_column, owner)) > 0
-    hypo = np.nan_to_num(_column(X, hypodensity_column, owner)) > 0
+    blend = _marker_column(X, blend_column, owner)
+    hypo = _marker_column(X, hypodensity_column, owner)
     t = _column(X, time_column, owner, hours=True)
     wrong = ~np.isnan(t) & (~np.isfinite(t) | (t < 0))
     if wrong.any():
@@ -401,7 +419,7 @@ class MarkerClassifier(_ColumnClassifier):
         self.column = column
 
     def _score(self, X) -> np.ndarray:
-        return (np.nan_to_num(_column(X, self.column, type(self).__name__)) > 0).astype(float)
+        return _marker_column(X, self.column, type(self).__name__).astype(float)
 
     def fit(self, X, y):
         """Learn the expansion rate with and without the marker.

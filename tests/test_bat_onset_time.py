@@ -68,3 +68,23 @@ def test_the_classifier_scores_durations_as_hours():
     X = cases(pd.to_timedelta(["1h", "3h", None, "90min"]))
     model = BATScore().fit(X, [1, 0, 0, 1])
     assert model.decision_function(X).tolist() == EXPECTED
+
+
+@pytest.mark.parametrize("coding", [[2, 1, 1, 2], [1, 0, -1, 1], [0.3, 0.0, 0.9, 1.0], [1, 0, np.inf, 1]],
+                         ids=["1/2-coding", "negative", "probability", "inf"])
+def test_marker_columns_other_than_0_1_are_refused_naming_the_cases(coding):
+    """Read as "> 0 is present", a 1/2 coding made every case a blend sign: refused instead."""
+    from radhe.baselines import MarkerClassifier
+
+    X = cases([1.0, 3.0, np.nan, 1.5]).assign(blend_sign=coding)
+    with pytest.raises(InputError, match=r"column 'blend_sign' \(an NCCT marker\) must hold 1 \(present\) or 0"):
+        bat_score(X)
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(InputError, match=r"blend_sign.*cases? 'c"):
+        MarkerClassifier().fit(X, y)
+
+
+def test_marker_columns_as_booleans_or_with_missing_reads():
+    X = cases([1.0, 3.0, np.nan, 1.5])
+    as_bool = X.assign(blend_sign=[True, False, False, True], hypodensity=pd.array([0, 1, None, 1], dtype="Int64"))
+    np.testing.assert_array_equal(bat_score(as_bool).to_numpy(), [3, 2, 0, 5])
