@@ -25,6 +25,7 @@ import numbers
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from imblearn.pipeline import Pipeline as ImbalancedPipeline
 from sklearn.base import clone
@@ -96,7 +97,9 @@ class RadhePipeline(ImbalancedPipeline):
         finally:
             self.memory = memory  # the parameter stays as given
 
-    def _with_patient_groups(self, X, params):
+    def _with_patient_groups(self, X, params, groups=None):
+        """``params`` with the final step's ``groups`` set to the rows' patients (``groups``, else X's
+        ``patient_id`` column) where it can use them; unchanged otherwise."""
         from sklearn import get_config
 
         name, final = self.steps[-1]
@@ -104,8 +107,12 @@ class RadhePipeline(ImbalancedPipeline):
         # to the steps that request it (radhe's classifiers request it in fit by default)
         routing = bool(get_config().get("enable_metadata_routing", False))
         key = "groups" if routing else f"{name}__groups"
-        if key in params or not isinstance(X, pd.DataFrame) or "patient_id" not in X.columns:
+        if key in params:
             return params
+        if groups is None:
+            if not isinstance(X, pd.DataFrame) or "patient_id" not in X.columns:
+                return params
+            groups = X["patient_id"].astype(str).to_numpy()
         if any(hasattr(step, "fit_resample") for _, step in self.steps[:-1]):
             return params
         from radhe.stacking import _accepts
@@ -114,7 +121,7 @@ class RadhePipeline(ImbalancedPipeline):
             return params
         if routing and final.get_metadata_routing().fit.requests.get("groups") is not True:
             return params
-        return {**params, key: X["patient_id"].astype(str).to_numpy()}
+        return {**params, key: np.asarray(groups)}
 
     def _can_transform(self):
         final = self.steps[-1][1]

@@ -146,7 +146,7 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
     sets = None
     est = clone(pipeline)
     Xtr, ytr = _take(X, train), y[train]
-    est.fit(Xtr, ytr)
+    est.fit(Xtr, ytr, **_patient_params(est, Xtr, groups[train]))
     score, kind = positive_score(est, _take(X, test))
     from radhe.evaluation.segmentation import segmentation_record
 
@@ -168,7 +168,8 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
             inner = make_cv(int(threshold_cv), random_state=random_state)
             tr_score = np.empty(len(train))
             for itr, ite in _split(inner, Xtr, ytr, groups[train]):
-                m = clone(pipeline).fit(_take(Xtr, itr), ytr[itr])
+                m = clone(pipeline)
+                m.fit(_take(Xtr, itr), ytr[itr], **_patient_params(m, _take(Xtr, itr), groups[train][itr]))
                 tr_score[ite] = positive_score(m, _take(Xtr, ite))[0]
         else:
             tr_score = positive_score(est, Xtr)[0]
@@ -179,6 +180,21 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
             # calibrated on the inner out-of-fold scores of the training fold: never on held-out cases
             sets = conformal_sets(ytr, tr_score, score, confidence=conformal)
     return est, score, kind, thr, segmentation, sets
+
+
+def _patient_params(estimator, X, groups) -> dict:
+    """Fit parameters that give ``estimator`` the patients of its rows, where it can use them.
+
+    The groups of the cross-validation (``groups=`` of :func:`cross_validate_predictions`, else the
+    ``patient_id`` column) also group the folds inside each fold's fit: a stacking meta-model's
+    inner folds and a penalty chosen by cross-validation never split a patient's scans
+    (:meth:`radhe.pipeline.RadhePipeline.fit`); a bare classifier whose ``fit`` takes ``groups`` gets them.
+    """
+    if hasattr(estimator, "_with_patient_groups"):
+        return estimator._with_patient_groups(X, {}, groups)
+    from radhe.stacking import _accepts
+
+    return {"groups": groups} if _accepts(getattr(estimator, "fit", None), "groups") else {}
 
 
 def fixed_rule(model, score_kind: str = "decision") -> float | None:
