@@ -298,13 +298,17 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
         ``predict_proba`` is the logistic of the decision value). A splitter is called with the
         groups when its ``split`` takes them; a :class:`~radhe.model_selection.PatientGroupingWarning`
         says when its folds (or the given list's) put a patient on both sides anyway.
+    sampler : imbalanced-learn resampler or None, default None
+        Resamples the calibration-training part of every internal fold and the rows the SVC is
+        finally fitted on; the calibration is fitted on the real held-out rows only (a resampler
+        before this model would calibrate on copies or synthetic rows, and split patients).
     random_state : int, RandomState or None, default None
         Shuffles the internal folds of an int ``cv``.
 
     Attributes
     ----------
-    svc_ : sklearn.svm.SVC
-        The SVC fitted on all rows.
+    svc_ : sklearn.svm.SVC or imblearn.pipeline.Pipeline
+        The SVC fitted on all rows (with ``sampler``: the resampler and the SVC).
     calibrated_ : sklearn.calibration.CalibratedClassifierCV or None
     calibration_folds_ : list of (ndarray, ndarray) or None
         The ``(train, test)`` row positions of the internal calibration folds (None without calibration).
@@ -318,18 +322,21 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
         "gamma": [StrOptions({"scale", "auto"}), Interval(numbers.Real, 0, None, closed="left")],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), HasMethods(["split", "get_n_splits"]), list],
+        "sampler": [HasMethods(["fit_resample"]), None],
         "random_state": ["random_state"],
     }
 
     # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
     __metadata_request__fit = {"groups": True}
 
-    def __init__(self, C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", cv=3, random_state=None):
+    def __init__(self, C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", cv=3, sampler=None,
+                 random_state=None):
         self.C = C
         self.kernel = kernel
         self.gamma = gamma
         self.class_weight = class_weight
         self.cv = cv
+        self.sampler = sampler
         self.random_state = random_state
 
     def _calibration_folds(self, X, y, groups):
@@ -397,14 +404,22 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
 
             groups = patient_groups(X, groups)
         svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, class_weight=self.class_weight)
+        if self.sampler is not None:
+            from imblearn.pipeline import Pipeline as ImbalancedPipeline
+
+            if sample_weight is not None:
+                raise ConfigurationError("CalibratedSVC: sample_weight and a sampler cannot be combined")
+            # resampled inside every calibration fold's training part, and for the final fit
+            svc = ImbalancedPipeline([("sample", clone(self.sampler)), ("svc", svc)])
         folds = self._calibration_folds(X, y, groups)
         if folds is not None:
+            weights = {} if sample_weight is None else {"sample_weight": sample_weight}
             calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
-            calibrated.fit(X, y, sample_weight=sample_weight)
+            calibrated.fit(X, y, **weights)
             self.svc_ = calibrated.calibrated_classifiers_[0].estimator
         else:  # fewer than 2 cases of a class: no calibration possible, logistic of the raw score
             calibrated = None
-            self.svc_ = svc.fit(X, y, sample_weight=sample_weight)
+            self.svc_ = svc.fit(X, y, **({} if sample_weight is None else {"sample_weight": sample_weight}))
         self.calibrated_ = calibrated
         self.calibration_folds_ = folds
         self.classes_ = self.svc_.classes_
@@ -472,6 +487,11 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
     min_unique : int, default 10
         Features with fewer distinct training values (flags, one-hot columns, scores) stay linear.
     max_iter : int, default 5000
+    sampler : imbalanced-learn resampler or None, default None
+        Resamples the training part of every inner fold and the rows of the final refit; the held-out
+        part of each inner fold, on which ``C`` is chosen (and the out-of-fold scores of
+        :meth:`fit_oof`), stays the real rows. (A resampler before this model would put copies or
+        synthetic rows on both sides of the inner folds, and choose a far weaker penalty.)
     random_state : int or None
         Seed of the inner folds.
 
@@ -479,7 +499,8 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
     ----------
     C_ : float
         The strength of the refitted model: the candidate chosen on the inner folds, times (mean
-        inner training size / number of rows), so that the penalty per row stays the one chosen.
+        inner training size / number of rows, both after resampling), so that the penalty per row
+        stays the one chosen.
     knots_ : int or None
         The chosen design (None: linear).
     cv_log_loss_ : pandas.DataFrame
@@ -497,13 +518,14 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, Cs=DEFAULT_CS, cv=5, *, spline_knots="auto", max_spline_features=20, min_unique=10,
-                 max_iter=5000, random_state=None):
+                 max_iter=5000, sampler=None, random_state=None):
         self.Cs = Cs
         self.cv = cv
         self.spline_knots = spline_knots
         self.max_spline_features = max_spline_features
         self.min_unique = min_unique
         self.max_iter = max_iter
+        self.sampler = sampler
         self.random_state = random_state
 
     _parameter_constraints = {
@@ -513,6 +535,7 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         "max_spline_features": [Interval(numbers.Integral, 0, None, closed="left")],
         "min_unique": [Interval(numbers.Integral, 2, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "sampler": [HasMethods(["fit_resample"]), None],
         "random_state": ["random_state"],
     }
 
@@ -614,18 +637,20 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
         else:
             candidates = [knots if n_continuous else None]
         paths, losses = {}, {}
+        # the training part of each fold, resampled (the held-out part stays the real rows)
+        fold_rows = [self._resampled(X[train], y[train]) for train, _ in folds]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for k in candidates:
                 oof = np.full((len(y), Cs.size), np.nan)
-                for train, test in folds:
+                for (_, test), (Xtr, ytr) in zip(folds, fold_rows, strict=True):
                     probe = clone(self)
                     probe.knots_ = k
-                    Ztr = probe._design(X[train], fit=True)
+                    Ztr = probe._design(Xtr, fit=True)
                     Zte = probe._design(X[test], fit=False)
                     model = clone(base).set_params(warm_start=True)
                     for j, C in enumerate(Cs):  # strongest penalty first; warm starts follow the path
-                        oof[test, j] = model.set_params(C=float(C)).fit(Ztr, y[train]).decision_function(Zte)
+                        oof[test, j] = model.set_params(C=float(C)).fit(Ztr, ytr).decision_function(Zte)
                 if np.isnan(oof).any():
                     raise InputError("PenalizedLogisticCV.fit_oof: the folds do not hold out every row once")
                 paths[k] = oof
@@ -636,15 +661,23 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
             # scikit-learn's C multiplies the summed loss: refitting on all n rows with the C chosen on
             # folds of ~n(k-1)/k rows would penalise less per row and spread the scores wider than the
             # out-of-fold ones a stacking meta-model was calibrated on; keep the penalty per row
-            train_size = float(np.mean([len(train) for train, _ in folds]))
-            self.C_ = float(Cs[best]) * train_size / len(y)
+            train_size = float(np.mean([len(ytr) for _, ytr in fold_rows]))
+            X_all, y_all = self._resampled(X, y)
+            self.C_ = float(Cs[best]) * train_size / len(y_all)
             self.cv_log_loss_ = _log_loss_table(losses, Cs)
-            Z = self._design(X, fit=True)
-            self.model_ = clone(base).set_params(C=self.C_).fit(Z, y)
+            Z = self._design(X_all, fit=True)
+            self.model_ = clone(base).set_params(C=self.C_).fit(Z, y_all)
         self.coef_ = self.model_.coef_
         self.intercept_ = self.model_.intercept_
         self.n_iter_ = self.model_.n_iter_
         return paths[chosen][:, best]
+
+    def _resampled(self, X, y):
+        """``(X, y)`` through a fresh copy of ``sampler`` (unchanged without one)."""
+        if self.sampler is None:
+            return X, y
+        Xs, ys = clone(self.sampler).fit_resample(X, y)
+        return np.asarray(Xs, dtype=np.float64), np.asarray(ys)
 
     def decision_function(self, X):
         """Log-odds of ``classes_[1]``."""

@@ -464,7 +464,11 @@ def make_pipeline(
         classifier, and the named classifiers drop their class weights (both would over-correct
         the imbalance); with ``fusion="stack"`` it resamples inside each family sub-model's fit, so
         the meta-model is fitted on real cases only (the boosted-tree sub-model is not
-        resampled). SMOTE needs at least 6 cases of the rarer class in every training fold.
+        resampled). A model with inner folds of its own takes it as its ``sampler`` instead
+        (:class:`~radhe.classifiers.PenalizedLogisticCV`, the stacked "logistic";
+        :class:`~radhe.classifiers.CalibratedSVC`, "svm"): only the training part of each inner
+        fold is resampled, so the penalty or the calibration is chosen on real, patient-grouped
+        rows. SMOTE needs at least 6 cases of the rarer class in every training fold.
     scale : "auto", "standard", "robust", None or transformer, default "auto"
         "auto": standardise, except for tree ensembles.
     random_state : int or None
@@ -553,14 +557,23 @@ def make_pipeline(
         from radhe.stacking import FamilyStackingClassifier
 
         family_model = _stacking_sub_model(classifier, random_state)
-        sub_model = family_model if resampler is None else ImbalancedPipeline(
-            [("sample", resampler), ("classify", family_model)])
+        if resampler is None:
+            sub_model = family_model
+        elif "sampler" in family_model.get_params(deep=False):
+            # a model with its own inner folds resamples only their training parts
+            sub_model = family_model.set_params(sampler=resampler)
+        else:
+            sub_model = ImbalancedPipeline([("sample", resampler), ("classify", family_model)])
         estimator = FamilyStackingClassifier(sub_model, families=families, random_state=random_state)
         resampler = None  # inside the sub-models
     else:
         if not (isinstance(families, str) and families == "auto"):
             raise ConfigurationError("families is used with fusion='stack' only")
         estimator = make_classifier(classifier, random_state=random_state, balanced=resampler is None)
+        if resampler is not None and "sampler" in estimator.get_params(deep=False):
+            # its calibration folds resample only their training parts, and keep the patients
+            estimator.set_params(sampler=resampler)
+            resampler = None
         family_model = estimator
 
     steps = []

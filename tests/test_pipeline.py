@@ -131,11 +131,16 @@ def test_optional_steps_order():
     assert list(dict(pipe.named_steps["features"].transformers)) == ["radiomics", "cnn", "clinical"]
     # a sampler balances the fold: the classifier drops its class weights
     assert pipe.named_steps["classify"].class_weight is None
-    # stacked: the sampler resamples inside each family sub-model, never before the meta-model
+    # stacked: the sampler resamples inside each family sub-model, never before the meta-model; the
+    # default sub-model (inner folds of its own) resamples only their training parts
     stacked = make_pipeline(sampler="random_over")
     assert "sample" not in stacked.named_steps
-    sub = stacked.named_steps["classify"].estimator
+    assert stacked.named_steps["classify"].estimator.sampler is not None
+    sub = make_pipeline(sampler="random_over", classifier="random_forest").named_steps["classify"].estimator
     assert [name for name, _ in sub.steps] == ["sample", "classify"]
+    # an SVM calibrated on inner folds takes the sampler itself, with concat too
+    svm = make_pipeline(sampler="smote", classifier="svm", fusion="concat")
+    assert "sample" not in svm.named_steps and svm.named_steps["classify"].sampler is not None
 
 
 def test_segmenter_rewires_mask_column_without_touching_user_objects():
@@ -294,7 +299,7 @@ def test_imblearn_sampler_object():
     pipe = make_pipeline(radiomics=None, sampler=sampler, fusion="concat").fit(table, y)
     assert pipe.named_steps["sample"] is not sampler
     stacked = make_pipeline(radiomics=None, sampler=sampler).fit(table, y)
-    assert stacked.named_steps["classify"].estimators_["tabular"].named_steps["sample"] is not sampler
+    assert stacked.named_steps["classify"].estimators_["tabular"].sampler is not sampler
 
 
 def test_k_larger_than_the_features_and_mutual_information():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from imblearn.over_sampling import RandomOverSampler
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
@@ -294,3 +295,47 @@ def test_boosted_trees_carry_an_interaction_the_additive_models_cannot():
     # the sub-model is deterministic: same random_state, same risks
     again = FamilyStackingClassifier(random_state=0).fit(X.iloc[train], y[train])
     np.testing.assert_array_equal(again.predict_proba(X.iloc[test]), with_trees.predict_proba(X.iloc[test]))
+
+
+class CountingOverSampler(RandomOverSampler):
+    """An imbalanced-learn random over-sampler that records how many rows each call resamples."""
+
+    calls: list = []
+
+    def fit_resample(self, X, y, **params):
+        CountingOverSampler.calls.append(len(X))
+        return super().fit_resample(X, y, **params)
+
+
+def test_a_sampler_resamples_only_the_training_part_of_the_inner_folds():
+    """PenalizedLogisticCV(sampler=...) chooses C on real held-out rows: the resampler sees each inner
+    fold's training part and, last, all rows; never a held-out part. (A resampler before it put copies of
+    a training row among the held-out rows of its inner folds.)"""
+    table, y = family_table(n_patients=60, scans=1)
+    X = table[["age_years", "ct_original_shape_MeshVolume"]].to_numpy()
+    sampler = CountingOverSampler(random_state=0)
+    CountingOverSampler.calls = []
+    folds = inner_folds(y, None, n_splits=4, random_state=0)
+    model = PenalizedLogisticCV(sampler=sampler, spline_knots=None)
+    oof = model.fit_oof(X, y, folds)
+    assert CountingOverSampler.calls == [len(train) for train, _ in folds] + [len(y)]
+    assert oof.shape == (len(y),) and np.isfinite(oof).all()
+    plain = PenalizedLogisticCV(spline_knots=None).fit_oof(X, y, folds)
+    assert not np.allclose(oof, plain)  # resampling changed the fits, not the rows scored
+
+
+def test_an_svm_calibrates_on_real_patient_grouped_rows_with_a_sampler():
+    from radhe.classifiers import CalibratedSVC
+
+    table, y = family_table(n_patients=40, scans=2)
+    X = table[["age_years", "ct_original_shape_MeshVolume"]].to_numpy()
+    groups = table["patient_id"].to_numpy()
+    sampler = CountingOverSampler(random_state=0)
+    CountingOverSampler.calls = []
+    svc = CalibratedSVC(sampler=sampler, random_state=0).fit(X, y, groups=groups)
+    for train, test in svc.calibration_folds_:
+        assert not set(groups[train]) & set(groups[test])
+    assert CountingOverSampler.calls[:len(svc.calibration_folds_)] == [len(t) for t, _ in svc.calibration_folds_]
+    assert CountingOverSampler.calls[-1] == len(y)
+    proba = svc.predict_proba(X)[:, 1]
+    assert np.isfinite(proba).all() and 0 < proba.min() < proba.max() < 1
