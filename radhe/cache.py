@@ -68,12 +68,12 @@ def _json_default(value):
     return repr(value)
 
 
-def file_fingerprint(path) -> dict | None:
+def file_fingerprint(path, *, data=True) -> dict | None:
     """A stamp of a file's content from ``os.stat``: ``{"path", "size", "mtime_ns", "ctime_ns"}``.
 
     ``path`` is resolved (a symbolic link is stamped by its target). A header whose voxels lie in
     other files (``.mhd`` → ``.raw``, ``.hdr`` → ``.img``: :func:`radhe.io.image.data_files`) has their
-    stamps under ``"data_files"``. For a folder (a DICOM series)
+    stamps under ``"data_files"`` (``data=False``: the file's own stamp only). For a folder (a DICOM series)
     ``{"path", "files": [(name, size, mtime_ns, ctime_ns), ...]}`` of the files in it;
     ``{"path", "missing": True}`` when it cannot be read. None for None.
     """
@@ -91,12 +91,15 @@ def file_fingerprint(path) -> dict | None:
         return {"path": str(path), "missing": True}
     size, mtime_ns, ctime_ns = _stamp(st)
     stamp = {"path": str(resolved), "size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns}
+    if not data:
+        return stamp
     try:
         companions = data_files(resolved)
-    except OSError:  # the header cannot be read: the reader names the problem
+    except (OSError, ValueError):  # the header cannot be read or parsed: the reader names the problem
         companions = []
     if companions:
-        stamp["data_files"] = [file_fingerprint(p) for p in companions]
+        # the data files' own stamps only: a .hdr names its .img and the .img its .hdr
+        stamp["data_files"] = [file_fingerprint(p, data=False) for p in companions]
     return stamp
 
 

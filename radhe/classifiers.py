@@ -339,6 +339,10 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
         self.sampler = sampler
         self.random_state = random_state
 
+    def __setstate__(self, state):
+        # saved before `sampler` existed (before 2026-12-04): no sampler
+        super().__setstate__({"sampler": None, **state})
+
     def _calibration_folds(self, X, y, groups):
         """The internal folds (list of (train, test)) or None when a class has fewer than 2 rows/patients."""
         from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -541,6 +545,10 @@ class PenalizedLogisticCV(ClassifierMixin, BaseEstimator):
 
     # metadata routing: a consumer of ``groups`` in fit by default (they are always patient ids here)
     __metadata_request__fit = {"groups": True}
+
+    def __setstate__(self, state):
+        # saved before `sampler` existed (before 2026-12-04): no sampler
+        super().__setstate__({"sampler": None, **state})
 
     def _check_params(self):
         """Validate the parameters; return the sorted candidate ``Cs``."""

@@ -197,3 +197,37 @@ def test_tabular_features_compare_categories_as_values_and_refuse_unseen_ones():
         tf.transform(table.assign(site_code=[4, 2, 3, 1, 2, 3]))
     with pytest.raises(ConfigurationError):
         TabularFeatures(handle_unknown="drop").fit(table)
+
+
+def test_a_transformer_saved_before_handle_unknown_keeps_its_behaviour(tmp_path):
+    """A fitted ClinicalFeatures pickled by radhe before `handle_unknown` existed (no such attribute):
+    after loading it has a value (get_params, clone and repr work), encodes an unseen category as zeros
+    with a warning as it did, and compares categories by their text as it did (its categories of a
+    float code column are "1.0", "2.0": the features keep their names and values)."""
+    import pickle
+
+    table = pd.DataFrame({"case_id": [f"c{i}" for i in range(6)], "age_years": [60.0, 70, 80, 65, 75, 85],
+                          "code": ["1.0", "2.0", "1.0", "2.0", "1.0", "2.0"]})
+    old = ClinicalFeatures(categorical=["code"]).fit(table)
+    assert old.categories_["code"] == ["1.0", "2.0"]
+    del old.handle_unknown  # the state an older radhe pickled
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.get_params()["handle_unknown"] == "ignore" and repr(clone(loaded))
+    floats = table.assign(code=[1.0, 2.0, 1.0, 2.0, 1.0, 2.0])  # the column as a file with a blank cell reads
+    np.testing.assert_array_equal(loaded.transform(floats)["clinical__code_2.0"], [0, 1, 0, 1, 0, 1])
+    with pytest.warns(InputWarning, match="'3.0'"):
+        loaded.transform(table.assign(code=["3.0"] * 6))
+
+
+def test_classifiers_saved_before_the_sampler_parameter_load_without_one():
+    import pickle
+
+    from radhe.classifiers import CalibratedSVC, PenalizedLogisticCV
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.tile([0, 1], 20)
+    for model in (PenalizedLogisticCV(spline_knots=None).fit(X, y), CalibratedSVC(random_state=0).fit(X, y)):
+        del model.sampler
+        loaded = pickle.loads(pickle.dumps(model))
+        assert loaded.sampler is None and repr(clone(loaded))
+        np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))

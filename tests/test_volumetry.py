@@ -229,3 +229,16 @@ def test_a_sheared_voxel_grid_is_refused_not_measured(tmp_path):
     rotated = sitk.Image(image)  # an orthonormal rotation (a tilt corrected by rotating the grid) is fine
     rotated.SetDirection([1, 0, 0, 0, np.cos(tilt), -np.sin(tilt), 0, np.sin(tilt), np.cos(tilt)])
     assert mask_volume_ml(rotated) == pytest.approx(4000 * 0.5 * 0.5 * 5.0 / 1000)
+
+
+def test_label_none_measures_every_non_zero_voxel_of_a_0_255_file(tmp_path):
+    """``label=None`` asks for every non-zero voxel: a 0/255 file is measured, not refused; label 1 refuses it."""
+    mask = np.zeros((6, 20, 20), dtype=np.uint8)
+    mask[2:4, 5:15, 5:15] = 255
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing((0.5, 0.5, 5.0))
+    sitk.WriteImage(image, str(tmp_path / "m255.nii"))
+    assert mask_volume_ml(tmp_path / "m255.nii") == pytest.approx(200 * 1.25 / 1000)
+    assert abc2_volume_ml(tmp_path / "m255.nii") > 0
+    with pytest.raises(InputError, match="its only label is 255"):
+        mask_volume_ml(tmp_path / "m255.nii", label=1)

@@ -457,7 +457,7 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         unknown, names = [], None
         for name in self.categorical_columns_:
             levels = self.categories_[name]
-            cells = [None if is_missing(v) else category_of(v) for v in frame[name].astype(object)]
+            cells = [None if is_missing(v) else self._category_of(v) for v in frame[name].astype(object)]
             unseen = np.asarray([v is not None and v not in levels for v in cells], dtype=bool)
             if unseen.any():
                 names = row_names(frame) if names is None else names
@@ -478,6 +478,21 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         data = np.column_stack(blocks) if blocks else np.empty((n, 0))
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame(data, index=index, columns=list(self.feature_names_out_))
+
+    def __setstate__(self, state):
+        # a transformer saved by radhe before `handle_unknown` existed (before 2026-12-04) encoded an
+        # unseen category as zeros and compared categories by their text ("1.0" for a float code): it
+        # keeps doing so, now with a warning, so that its model's features keep their names and values
+        if "handle_unknown" not in state:
+            state = {**state, "handle_unknown": "ignore"}
+            if "categories_" in state:
+                state["_text_categories"] = True
+        super().__setstate__(state)
+
+    def _category_of(self, value) -> str:
+        if getattr(self, "_text_categories", False):
+            return value.strip() if isinstance(value, str) else str(value)
+        return category_of(value)
 
     def _unknown_categories(self, unknown: list[str]) -> None:
         """Refuse (``handle_unknown="error"``) or warn about categories not seen in fit."""

@@ -182,6 +182,14 @@ def data_files(path: str | os.PathLike) -> list[Path]:
     return []
 
 
+def _integers(words) -> bool:
+    try:
+        [int(w) for w in words]
+    except ValueError:
+        return False
+    return True
+
+
 def _named_data_files(path: Path, keys, separator: str, *, local: str | None) -> list[Path]:
     """The data files a text header names under ``keys`` (see :func:`data_files`)."""
     keys = (keys,) if isinstance(keys, str) else keys
@@ -202,12 +210,13 @@ def _named_data_files(path: Path, keys, separator: str, *, local: str | None) ->
             return []
         if words and words[0].upper() == "LIST":
             names = [ln.strip() for ln in lines[i + 1:] if ln.strip()]
-        elif len(words) >= 4 and "%" in words[0]:
+        elif len(words) >= 4 and "%" in words[0] and _integers(words[1:4]) and int(words[3]):
             first, last, step = (int(w) for w in words[1:4])
-            if step == 0:
-                return [path.parent / value]
             stop = last + (1 if step > 0 else -1)
-            names = [words[0] % index for index in range(first, stop, step)]
+            try:
+                names = [words[0] % index for index in range(first, stop, step)]
+            except (TypeError, ValueError):  # not a printf pattern after all: the reader names the problem
+                names = [value]
         else:
             names = [value]
         return [p if p.is_absolute() else path.parent / p for p in map(Path, names)]

@@ -150,9 +150,10 @@ def load_checked_case(
         volume). Pass False for images that are deliberately not HU (e.g. MR).
     require_label : bool, default True
         Refuse a mask without any ``label`` voxel. False lets an empty mask through (the ROI
-        estimators record such a case as without a usable ROI), and a label map holding other
-        labels but not ``label``; a mask whose one label is another value (a binary mask saved as
-        0/255) is refused either way.
+        estimators record such a case as without a usable ROI), and a label map holding two or more
+        other labels but not ``label``; a mask whose one label is another value (a binary mask saved
+        as 0/255, or a label map holding a single other label: the two cannot be told apart) is
+        refused either way.
     min_roi_dimensions : int, default 2
         The haematoma must extend over more than one voxel along at least this many axes
         (pyradiomics' ``minimumROIDimensions``; a single voxel has none). 0 disables the check.
@@ -215,8 +216,10 @@ def read_mask(mask: str | os.PathLike | sitk.Image, *, case_id: object = None, l
 
     The mask checks of :func:`load_checked_case` that need no image: a 3-D scalar volume of
     non-negative integer labels on a background of 0, with few distinct values. An empty mask, or
-    a label map without ``label``, is allowed (a volume of 0 mL is a measurement); a mask whose one
-    label is another value than ``label`` (a binary mask saved as 0/255) is refused. Used wherever radhe reads
+    a label map holding two or more other labels but not ``label``, is allowed (a volume of 0 mL is
+    a measurement); a mask whose one label is another value than ``label`` (a binary mask saved as
+    0/255, or a label map holding one other label only) is refused. ``label=None`` reads every
+    non-zero voxel as the ROI. Used wherever radhe reads
     a mask alone (volumetry, segmentation metrics).
 
     Raises
@@ -227,7 +230,7 @@ def read_mask(mask: str | os.PathLike | sitk.Image, *, case_id: object = None, l
     path = None if isinstance(mask, sitk.Image) else mask
     msk = mask if isinstance(mask, sitk.Image) else read_image(mask, case_id=case_id)
     _check_volume(msk, case_id, path, "mask")
-    _count_label(msk, 1 if label is None else label, case_id, path, require_label=False)
+    _count_label(msk, label, case_id, path, require_label=False)
     return msk
 
 
@@ -417,8 +420,9 @@ def _identical_geometry(img: sitk.Image, msk: sitk.Image) -> bool:
             and img.GetDirection() == msk.GetDirection())
 
 
-def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool = True,
+def _count_label(msk: sitk.Image, label: int | None, case_id, path, require_label: bool = True,
                  image_values: np.ndarray | None = None) -> int:
+    """The voxels of ``label`` (None: every non-zero voxel), after the checks that the file is a mask."""
     values = sitk.GetArrayViewFromImage(msk)
     if not np.issubdtype(values.dtype, np.integer):
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
@@ -442,7 +446,7 @@ def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool
             "labels the haematoma inside a background of 0 (is this file a CT?)",
             case_id=case_id, path=path,
         )
-    count = int(np.count_nonzero(values == label))
+    count = int(np.count_nonzero(values if label is None else values == label))
     high = values.max()
     if high >= MAX_MASK_VALUES:
         distinct = np.unique(values).size
@@ -452,7 +456,7 @@ def _count_label(msk: sitk.Image, label: int, case_id, path, require_label: bool
                 "mask is required (is this file a CT?)",
                 case_id=case_id, path=path,
             )
-    if count or (not require_label and high == 0):
+    if count or (not require_label and (high == 0 or label is None)):
         return count
     present = np.unique(values)
     if present.size == 1 and present[0] == 0:
