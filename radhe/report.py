@@ -193,8 +193,9 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     parts.append('<div class="figs"><div>')
     parts.append(_metrics_table(main))
     parts.append('<p class="note">95% CIs with the thresholds fixed: exact (Clopper-Pearson) for sensitivity, '
-                 'specificity, PPV, NPV and accuracy; percentile bootstrap of the cases for F1, within each class '
-                 'for the Youden index and the likelihood ratios.</p>')
+                 'specificity, PPV, NPV and accuracy; log method (Simel 1991) for the likelihood ratios; percentile '
+                 'bootstrap of the cases for F1, within each class for the Youden index (exact intervals of both '
+                 'rates where one is 0 or 1).</p>')
     conformal = result.conformal_summary() if hasattr(result, "conformal_summary") else None
     if conformal is not None:
         confidence = float(conformal["target"].iloc[0])

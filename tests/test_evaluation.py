@@ -192,9 +192,37 @@ def test_threshold_metric_intervals_fit_what_each_metric_depends_on():
         ci = binomtest(hit, n).proportion_ci(method="exact")
         assert (t.loc[metric, "ci_low"], t.loc[metric, "ci_high"]) == pytest.approx((ci.low, ci.high)), metric
     assert t.loc["ppv", "ci_high"] - t.loc["ppv", "ci_low"] > 0.1
-    # F1 (prevalence-dependent): a case bootstrap; the likelihood ratios: within each class
+    # F1 (prevalence-dependent): a case bootstrap; Youden: within each class
     for metric in ("f1", "youden", "lr_pos", "lr_neg"):
         assert t.loc[metric, "ci_low"] < t.loc[metric, "estimate"] < t.loc[metric, "ci_high"], metric
+    # the likelihood ratios: the log method (Simel 1991), by hand
+    tp, fn, fp, tn = 16, 5, 111, 68
+    for metric, a, n1, b, n0 in (("lr_pos", tp, tp + fn, fp, fp + tn), ("lr_neg", fn, tp + fn, tn, fp + tn)):
+        ratio = (a / n1) / (b / n0)
+        se = math.sqrt(1 / a - 1 / n1 + 1 / b - 1 / n0)
+        expected = (ratio * math.exp(-1.959964 * se), ratio * math.exp(1.959964 * se))
+        assert (t.loc[metric, "ci_low"], t.loc[metric, "ci_high"]) == pytest.approx(expected, rel=1e-5), metric
+
+
+def test_intervals_at_a_rate_of_0_or_1_are_not_points():
+    """No true positive (sensitivity 0 of 9): LR+ 0 was "0.00 (0.00-0.00)" from a bootstrap that can only
+    repeat it; the log method with 0.5 added to each cell gives 0 to 18.5. A perfect classification: LR+ ∞
+    from 4.8, Youden 1 from 0.38 (exact intervals of both rates), not 1.00 (1.00-1.00)."""
+    from scipy.stats import binomtest
+
+    y = np.r_[np.ones(9, int), np.zeros(71, int)]
+    t = bootstrap_metrics(y, y_pred=np.r_[np.zeros(9, int), np.ones(3, int), np.zeros(68, int)], random_state=0)
+    assert t.loc["lr_pos", "estimate"] == 0 and t.loc["lr_pos", "ci_low"] == 0
+    assert t.loc["lr_pos", "ci_high"] == pytest.approx(18.48, abs=0.01)
+    y = np.r_[np.ones(6, int), np.zeros(40, int)]
+    t = bootstrap_metrics(y, y_pred=y.copy(), random_state=0)
+    assert t.loc["lr_pos", "estimate"] == math.inf and t.loc["lr_pos", "ci_high"] == math.inf
+    assert 1 < t.loc["lr_pos", "ci_low"] < 10
+    assert t.loc["lr_neg", "estimate"] == 0 and 0 < t.loc["lr_neg", "ci_high"] < 2
+    sens = binomtest(6, 6).proportion_ci(confidence_level=math.sqrt(0.95), method="exact")
+    spec = binomtest(40, 40).proportion_ci(confidence_level=math.sqrt(0.95), method="exact")
+    assert t.loc["youden", "ci_low"] == pytest.approx(sens.low + spec.low - 1)
+    assert t.loc["youden", "estimate"] == t.loc["youden", "ci_high"] == 1
 
 
 def test_select_threshold():

@@ -135,8 +135,9 @@ def reporting_checklist(result) -> str:
         _line("Configuration hash (SHA-256 of every parameter)", f"`{meta.get('parameters_sha256', NOT_AVAILABLE)}`"),
         _line("Software (12c)", ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())),
         _line("CIs of threshold metrics", "exact (Clopper-Pearson) for sensitivity, specificity, PPV, NPV and "
-              "accuracy; percentile bootstrap for F1, the Youden index and the likelihood ratios"),
-        _line("Bootstrap replicates (ROC band, F1, Youden, LR±)", meta.get("n_bootstrap")),
+              "accuracy; log method (Simel 1991) for the likelihood ratios; percentile bootstrap for F1 and the "
+              "Youden index (exact intervals of both rates where one is 0 or 1)"),
+        _line("Bootstrap replicates (ROC band, F1, Youden)", meta.get("n_bootstrap")),
         "",
         "## Performance (23a), out of fold",
         "",

@@ -291,11 +291,49 @@ def threshold_metrics(y, score=None, threshold: float | None = None, *, y_pred=N
     return {k: float(v) for k, v in out.items()}
 
 
-#: Threshold metrics that are proportions of cases (their CIs: Clopper-Pearson) and those that
-#: depend only on the within-class rates (bootstrap within each class); F1 depends on the prevalence.
+#: Threshold metrics that are proportions of cases (their CIs: Clopper-Pearson), the likelihood ratios
+#: (log method) and Youden's J, which depends only on the within-class rates (bootstrap within each
+#: class); F1 depends on the prevalence.
 _PROPORTIONS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"),
                 "npv": ("tn", "fn"), "accuracy": ("tp+tn", "fp+fn")}
-_WITHIN_CLASS = ("youden", "lr_pos", "lr_neg")
+_WITHIN_CLASS = ("youden",)
+_LIKELIHOOD_RATIOS = ("lr_pos", "lr_neg")
+
+
+def _likelihood_ratio_interval(name: str, tp: int, fn: int, fp: int, tn: int, level: float) -> tuple[float, float]:
+    """Log-method interval of LR+ or LR− (Simel, Samsa & Matchar 1991), as diagnostic-accuracy
+    software gives it. With a zero cell 0.5 is added to every cell for the interval (Haldane), which is
+    then widened to hold the estimate itself where that is 0 or ∞. NaN without cases of a class."""
+    from scipy.stats import norm
+
+    if tp + fn == 0 or fp + tn == 0:
+        return np.nan, np.nan
+    z = float(norm.ppf(0.5 + level / 2.0))
+    if name == "lr_pos":  # sens / (1 - spec): "hits" tp of tp + fn over fp of fp + tn
+        a, n1, b, n0 = tp, tp + fn, fp, fp + tn
+    else:  # (1 - sens) / spec: fn of tp + fn over tn of fp + tn
+        a, n1, b, n0 = fn, tp + fn, tn, fp + tn
+    estimate = np.inf if b == 0 and a > 0 else (a / n1) / (b / n0) if b else np.nan
+    if min(a, n1 - a, b, n0 - b) == 0:
+        a, n1, b, n0 = a + 0.5, n1 + 1.0, b + 0.5, n0 + 1.0
+    ratio = (a / n1) / (b / n0)
+    se = np.sqrt(1.0 / a - 1.0 / n1 + 1.0 / b - 1.0 / n0)
+    low, high = ratio * np.exp(-z * se), ratio * np.exp(z * se)
+    if np.isfinite(estimate):
+        low, high = min(low, estimate), max(high, estimate)
+    elif estimate == np.inf:
+        high = np.inf
+    return float(low), float(high)
+
+
+def _rate_rectangle(name: str, counts: dict, level: float) -> tuple[float, float]:
+    """Youden's J from the exact intervals of sensitivity and specificity, each at ``sqrt(level)``: the
+    two classes are independent samples, so both hold together with probability ``level``, and J is
+    increasing in each (conservative; used where a rate is 0 or 1 and a bootstrap collapses)."""
+    inner = float(np.sqrt(level))
+    sens = _exact_interval(counts["tp"], counts["fn"], inner)
+    spec = _exact_interval(counts["tn"], counts["fp"], inner)
+    return sens[0] + spec[0] - 1.0, sens[1] + spec[1] - 1.0
 
 
 def _exact_interval(successes: int, failures: int, level: float) -> tuple[float, float]:
@@ -327,16 +365,20 @@ def bootstrap_metrics(
     * sensitivity, specificity, PPV, NPV and accuracy are proportions of cases: exact (Clopper-Pearson)
       binomial intervals, as diagnostic-accuracy reports give them (never narrower than the nominal
       level, and not collapsed at 0 or 1: 6 of 6 is 1.00, 0.54-1.00);
-    * the Youden index and the likelihood ratios depend only on the within-class rates: percentile
-      intervals of a bootstrap that resamples cases within each class (as R's pROC does);
+    * the likelihood ratios: the log method (Simel, Samsa & Matchar 1991) — with a zero cell, 0.5 added
+      to every cell and the interval widened to hold the estimate 0 or ∞ (``0.000 – 18.5``, not a
+      point: a bootstrap collapses there);
+    * the Youden index depends only on the within-class rates: percentile interval of a bootstrap
+      that resamples cases within each class (as R's pROC does); where a rate is 0 or 1 (every
+      resample then repeats it), the exact intervals of sensitivity and specificity at
+      ``sqrt(level)`` each, combined (both hold together with probability ``level``);
     * F1 depends on the prevalence too: a bootstrap of the cases, which lets the prevalence vary as it
       does between cohorts. (A within-class bootstrap holds it fixed, and PPV / NPV intervals made that
       way covered the true value in 67 % / 89 % of simulated cohorts instead of 95 %.)
 
-    Replicates where a metric is undefined are ignored for that metric. A bootstrap interval is a
-    single point when every replicate gives the same value (a perfect classification: F1 and Youden
-    1, LR− 0 in every resample); read it with the exact intervals of sensitivity and specificity,
-    which say how few cases that rests on.
+    Replicates where a metric is undefined are ignored for that metric. F1's bootstrap interval is a
+    single point when every replicate gives the same value (a perfect classification); read it with
+    the exact intervals of sensitivity and specificity, which say how few cases that rests on.
 
     Returns
     -------
@@ -365,6 +407,14 @@ def bootstrap_metrics(
         if name in _PROPORTIONS:
             hit, miss = _PROPORTIONS[name]
             rows.append((point[name], *_exact_interval(counts[hit], counts[miss], level)))
+            continue
+        if name in _LIKELIHOOD_RATIOS:
+            rows.append((point[name], *_likelihood_ratio_interval(name, counts["tp"], counts["fn"], counts["fp"],
+                                                                   counts["tn"], level)))
+            continue
+        at_a_bound = min(counts["tp"], counts["fn"], counts["tn"], counts["fp"]) == 0
+        if name in _WITHIN_CLASS and at_a_bound and counts["tp"] + counts["fn"] and counts["tn"] + counts["fp"]:
+            rows.append((point[name], *_rate_rectangle(name, counts, level)))
             continue
         vals = (within_class if name in _WITHIN_CLASS else of_cases)[name]
         vals = vals[~np.isnan(vals)]
