@@ -275,3 +275,67 @@ def test_bad_paths_and_files_name_the_file(tmp_path):
         read_dicom_mask(path, tmp_path / "nowhere")
     with pytest.raises(InputError, match="no DICOM series in the reference folder"):
         read_dicom_mask(path, (tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def _edit_slices(folder, edit):
+    for k, path in enumerate(sorted(folder.glob("ct*.dcm"))):
+        ds = pydicom.dcmread(path)
+        edit(k, ds)
+        ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("damage", ["missing slice", "duplicated slice", "uneven spacing", "gantry tilt",
+                                    "localizer in the series", "truncated slice file"])
+def test_a_series_whose_slices_form_no_regular_grid_is_refused(tmp_path, damage):
+    """SimpleITK stacks a series at one spacing from its first positions: each of these read as a volume
+    with wrong geometry (a gap 12.5 % too long, a slice twice, a coronal localizer's direction for the whole
+    head, a sheared head), validated "ok". Refused by read_image and by read_dicom_mask's reference series."""
+    import shutil
+
+    folder = write_ct_series(tmp_path / "ct", ct_volume())
+    rtstruct = write_rtstruct(folder, tmp_path / "rs.dcm", {"haematoma": clot_mask()})  # drawn before the damage
+    files = sorted(folder.glob("ct*.dcm"))
+    if damage == "missing slice":
+        files[3].unlink()
+        expected = r"uneven slice spacing: 5 mm between most slices, 10 mm between 'ct002.dcm' and 'ct004.dcm'"
+    elif damage == "duplicated slice":
+        shutil.copy(files[2], folder / "ct002_copy.dcm")
+        expected = r"'ct002.dcm' and 'ct002_copy.dcm' lie at the same position.*a duplicated slice"
+    elif damage == "uneven spacing":
+        _edit_slices(folder, lambda k, ds: setattr(ds, "ImagePositionPatient",
+                                                   [-14.0, -9.0, 20.0 + (5.0 * k if k < 3 else 10 + 2.0 * k)]))
+        expected = r"uneven slice spacing"
+    elif damage == "gantry tilt":
+        shift = 5.0 * np.tan(np.radians(15))
+        _edit_slices(folder, lambda k, ds: setattr(ds, "ImagePositionPatient", [-14.0, -9.0 + k * shift, 20.0 + 5.0 * k]))
+        expected = r"shifted in-plane.*gantry tilt of about 15\.0°"
+    elif damage == "localizer in the series":
+        scout = pydicom.dcmread(files[0])
+        scout.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+        scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+        scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        scout.save_as(folder / "scout.dcm", enforce_file_format=True)
+        expected = r"1 of 7 slices have another orientation.*'scout.dcm'.*localizer"
+    else:
+        data = files[3].read_bytes()
+        files[3].write_bytes(data[:-1500])
+        expected = r"1 DICOM file\(s\) belong to no readable series \('ct003.dcm'\): truncated"
+    with pytest.raises(InputError, match=rf"case 'c1'.*{expected}"):
+        read_image(folder, case_id="c1")
+    with pytest.raises(InputError, match=expected):
+        validate_case(folder, case_id="c1")
+    with pytest.raises(InputError, match=expected):  # the mask's reference series: the same checks
+        read_dicom_mask(rtstruct, folder, case_id="c1")
+
+
+def test_validation_report_records_which_of_two_series_was_read(tmp_path):
+    import pandas as pd
+
+    from radhe.errors import InputWarning
+    from radhe.io import validate_manifest
+
+    folder = write_ct_series(tmp_path / "ct", ct_volume())
+    write_ct_series(folder, ct_volume()[:4], prefix="other")
+    with pytest.warns(InputWarning, match="holds 2 DICOM series"):
+        report = validate_manifest(pd.DataFrame({"case_id": ["c1"], "image": [str(folder)]}))
+    assert "holds 2 DICOM series" in report.cases.loc[0, "warnings"] and "6 slices" in report.cases.loc[0, "warnings"]

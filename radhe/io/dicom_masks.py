@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radhe.errors import InputError
+from radhe.io.image import check_dicom_series
 
 __all__ = ["read_dicom_mask", "RTSTRUCT_SOP_CLASS", "SEG_SOP_CLASS", "SLICE_TOLERANCE"]
 
@@ -170,7 +171,9 @@ def _reference_series(folder, series_uid, frame_uid, mask_path, case_id) -> _Ser
         raise InputError(
             f"series mismatch: '{mask_path}' was drawn on series {series_uid}, but folder '{folder}' holds "
             f"series {', '.join(found)}", case_id=case_id, path=mask_path)
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    files_by_series = {sid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)) for sid in found}
+    check_dicom_series(folder, files_by_series, series_uid, case_id=case_id)  # as read_dicom_series reads it
+    files = files_by_series[series_uid]
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     series_frame = headers[0].get("FrameOfReferenceUID")
     if frame_uid is not None and series_frame is not None and str(series_frame) != str(frame_uid):

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from radhe.errors import InputError
 
 __all__ = ["read_image", "write_image", "read_dicom_series", "file_integrity_problem", "IMAGE_SUFFIXES",
-           "is_missing_path", "checked_path", "data_files"]
+           "is_missing_path", "checked_path", "data_files", "check_dicom_series"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm")
 
@@ -260,6 +260,7 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
             InputWarning,
             stacklevel=3,
         )
+    check_dicom_series(folder, files_by_series, chosen, case_id=case_id)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files_by_series[chosen])
     try:
@@ -268,6 +269,110 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
         raise InputError(
             f"cannot read DICOM series {chosen} in '{folder}': {_first_line(exc)}", case_id=case_id, path=folder
         ) from None
+
+
+#: Largest difference (mm) between a slice step of a DICOM series and the median step, beyond 5 % of it.
+SLICE_STEP_TOLERANCE_MM = 0.05
+
+
+def check_dicom_series(folder, files_by_series: dict, chosen: str, *, case_id: object = None) -> None:
+    """Refuse a DICOM series that would not be read as the scan it is: files of the folder that belong to
+    no readable series (truncated or damaged), or slices of ``chosen`` that do not form one regular
+    grid (a missing, duplicated or unevenly spaced slice, a localizer among them, a gantry tilt).
+
+    Every reader of a DICOM series (:func:`read_dicom_series`, the reference series of
+    :func:`radhe.io.read_dicom_mask`) runs it. ``files_by_series``: the files of each series GDCM found.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the case, the folder, the files and the problem.
+    """
+    folder = str(folder)
+    unread = _unread_dicom_files(folder, {f for files in files_by_series.values() for f in files})
+    if unread:
+        listing = ", ".join(f"'{Path(f).name}'" for f in unread[:5]) + (" ..." if len(unread) > 5 else "")
+        raise InputError(
+            f"folder '{folder}': {len(unread)} DICOM file(s) belong to no readable series ({listing}): truncated or "
+            "damaged (a failed copy?); the series would be read without them, with a slice missing",
+            case_id=case_id, path=folder,
+        )
+    problem = _series_geometry_problem(files_by_series[chosen])
+    if problem:
+        raise InputError(f"DICOM series {chosen} in '{folder}': {problem}", case_id=case_id, path=folder)
+
+
+def _unread_dicom_files(folder: str, in_series: set) -> list[str]:
+    """Files of ``folder`` with the DICOM preamble ("DICM" at byte 128) that GDCM put in no series."""
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not entry.is_file() or entry.path in in_series or entry.name.upper() == "DICOMDIR":
+            continue
+        try:
+            with open(entry.path, "rb") as fh:
+                fh.seek(128)
+                magic = fh.read(4)
+        except OSError:
+            continue
+        if magic == b"DICM":
+            out.append(entry.path)
+    return out
+
+
+def _series_geometry_problem(files) -> str | None:
+    """Why the slices of a DICOM series do not form one regular grid, or None.
+
+    SimpleITK stacks the files it is given at one spacing, from the first two positions: a missing or
+    duplicated slice, uneven steps, a localizer in the series or a gantry tilt (positions shifted
+    in-plane from slice to slice) would give a volume with wrong geometry and no error.
+    """
+    if len(files) < 2:
+        return None
+    reader = sitk.ImageFileReader()
+    orientations, positions = [], []
+    for name in files:
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+            iop = [float(v) for v in reader.GetMetaData("0020|0037").replace(" ", "").split("\\")]
+            ipp = [float(v) for v in reader.GetMetaData("0020|0032").replace(" ", "").split("\\")]
+        except (RuntimeError, ValueError):  # a tag missing or unreadable: positions cannot be checked
+            return None
+        if len(iop) != 6 or len(ipp) != 3:
+            return None
+        orientations.append(iop)
+        positions.append(ipp)
+    orientations, positions = np.asarray(orientations), np.asarray(positions)
+    differs = np.flatnonzero(np.abs(orientations - np.median(orientations, axis=0)).max(axis=1) > 1e-3)
+    if differs.size:
+        listing = ", ".join(f"'{Path(files[i]).name}'" for i in differs[:5])
+        return (f"{differs.size} of {len(files)} slices have another orientation than the others ({listing}; a "
+                "localizer or scout image in the series?): remove them from the folder")
+    row, column = orientations[0, :3], orientations[0, 3:]
+    normal = np.cross(row, column)
+    height = positions @ normal
+    order = np.argsort(height)
+    steps = np.diff(height[order])
+    if (steps < 1e-3).any():
+        k = int(np.argmax(steps < 1e-3))
+        return (f"slices '{Path(files[order[k]]).name}' and '{Path(files[order[k + 1]]).name}' lie at the same "
+                f"position ({height[order[k]]:.2f} mm along the slice normal): a duplicated slice")
+    median = float(np.median(steps))
+    uneven = np.abs(steps - median) > max(SLICE_STEP_TOLERANCE_MM, 0.05 * median)
+    if uneven.any():
+        k = int(np.argmax(np.abs(steps - median)))
+        return (f"uneven slice spacing: {median:.3g} mm between most slices, {steps[k]:.3g} mm between "
+                f"'{Path(files[order[k]]).name}' and '{Path(files[order[k + 1]]).name}' (a missing slice, or "
+                "series of different spacing stacked): the volume would be stacked at one spacing")
+    in_plane = positions[order] - np.outer(height[order], normal)
+    drift = np.linalg.norm(in_plane - in_plane[0], axis=1)
+    extent = float(height[order][-1] - height[order][0])
+    if drift[-1] > SLICE_STEP_TOLERANCE_MM + 0.01 * extent:
+        angle = float(np.degrees(np.arctan2(drift[-1], extent)))
+        return (f"the slices are shifted in-plane from one to the next ({drift[-1]:.1f} mm over {extent:.0f} mm: a "
+                f"gantry tilt of about {angle:.1f}°); stacked as acquired the head would be sheared. Correct the "
+                "tilt first (resample the series onto an orthogonal grid, e.g. dcm2niix's tilt correction)")
+    return None
 
 
 def write_image(

@@ -312,7 +312,7 @@ def validate_manifest(
         mask = case[mask_column] if has_mask else None
         mask = None if is_missing_path(mask) else mask  # as load_manifest reads an empty cell
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", InputWarning)
                 check = validate_case(
                     case[image_column], mask, case_id=case["case_id"], label=label,
@@ -325,6 +325,11 @@ def validate_manifest(
             rows.append({"index": index, "case_id": str(case["case_id"]), "status": "skipped",
                          "problem": exc.problem})
             continue
+        for caught_warning in caught:  # still shown, and recorded in the report's table
+            warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
+                                   caught_warning.lineno)
+            if issubclass(caught_warning.category, InputWarning):
+                check.warnings.append(str(caught_warning.message))
         record = asdict(check)
         record["warnings"] = "; ".join(record["warnings"])
         rows.append({"index": index, "status": "ok", "problem": None, **record})
