@@ -322,13 +322,7 @@ def _as_given(step, X, features: pd.DataFrame) -> pd.DataFrame:
         return features
     out = features.copy()
     for table in tables:
-        produced = {}
-        for column in table.numeric_columns_:
-            produced[column] = [f"{table._family}__{column}"]
-        for column in table.categorical_columns_:
-            levels = table.categories_[column]
-            produced[column] = [f"{table._family}__{column}_{level}" for level in (levels[1:] if len(levels) == 2 else levels)]
-        for column, names in produced.items():
+        for column, names in table.value_columns().items():
             names = [n for n in names if n in out.columns]
             if column not in X.columns or not names:
                 continue

@@ -339,3 +339,12 @@ def test_validation_report_records_which_of_two_series_was_read(tmp_path):
     with pytest.warns(InputWarning, match="holds 2 DICOM series"):
         report = validate_manifest(pd.DataFrame({"case_id": ["c1"], "image": [str(folder)]}))
     assert "holds 2 DICOM series" in report.cases.loc[0, "warnings"] and "6 slices" in report.cases.loc[0, "warnings"]
+
+
+def test_a_series_checked_once_is_checked_again_when_a_file_changes(tmp_path):
+    folder = write_ct_series(tmp_path / "ct", ct_volume())
+    read_image(folder, case_id="c1")  # passes; remembered
+    read_image(folder, case_id="c1")
+    sorted(folder.glob("ct*.dcm"))[3].unlink()
+    with pytest.raises(InputError, match="uneven slice spacing"):
+        read_image(folder, case_id="c1")

@@ -150,3 +150,9 @@ def test_nifti_extension_bytes_are_not_read_as_voxels(tmp_path):
     read = sitk.GetArrayFromImage(read_image(tmp_path / "extended.nii"))
     np.testing.assert_array_equal(read, sitk.GetArrayFromImage(image))
     validate_case(tmp_path / "extended.nii", tmp_path / "mask.nii", case_id="a")
+
+
+def test_data_files_of_a_header_that_cannot_be_read_is_empty_and_the_reader_names_it(tmp_path):
+    assert data_files(tmp_path / "absent.mhd") == []
+    with pytest.raises(InputError, match=r"case 'a'.*file not found"):
+        read_image(tmp_path / "absent.mhd", case_id="a")

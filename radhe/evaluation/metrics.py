@@ -326,7 +326,7 @@ def _likelihood_ratio_interval(name: str, tp: int, fn: int, fp: int, tn: int, le
     return float(low), float(high)
 
 
-def _rate_rectangle(name: str, counts: dict, level: float) -> tuple[float, float]:
+def _rate_rectangle(counts: dict, level: float) -> tuple[float, float]:
     """Youden's J from the exact intervals of sensitivity and specificity, each at ``sqrt(level)``: the
     two classes are independent samples, so both hold together with probability ``level``, and J is
     increasing in each (conservative; used where a rate is 0 or 1 and a bootstrap collapses)."""
@@ -414,7 +414,7 @@ def bootstrap_metrics(
             continue
         at_a_bound = min(counts["tp"], counts["fn"], counts["tn"], counts["fp"]) == 0
         if name in _WITHIN_CLASS and at_a_bound and counts["tp"] + counts["fn"] and counts["tn"] + counts["fp"]:
-            rows.append((point[name], *_rate_rectangle(name, counts, level)))
+            rows.append((point[name], *_rate_rectangle(counts, level)))
             continue
         vals = (within_class if name in _WITHIN_CLASS else of_cases)[name]
         vals = vals[~np.isnan(vals)]

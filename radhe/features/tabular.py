@@ -389,16 +389,23 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             )
 
     def _names(self) -> list[str]:
+        valued = self.value_columns()
+        names = [valued[c][0] for c in self.numeric_columns_]
+        names += [f"{self._family}__{c}_missing" for c in self.indicator_columns_]
+        for c in self.categorical_columns_:
+            names += valued[c]
+        return names
+
+    def value_columns(self) -> dict[str, list[str]]:
+        """The output columns holding each input column's value: ``{column: [names]}``, its one
+        column for a numeric column, its one-hot columns for a categorical one (a single column for a
+        two-level variable); missing-value indicators are not among them."""
         family = self._family
-        names = [f"{family}__{c}" for c in self.numeric_columns_]
-        names += [f"{family}__{c}_missing" for c in self.indicator_columns_]
+        out = {c: [f"{family}__{c}"] for c in self.numeric_columns_}
         for c in self.categorical_columns_:
             levels = self.categories_[c]
-            if len(levels) == 2:
-                names.append(f"{family}__{c}_{levels[1]}")
-            else:
-                names += [f"{family}__{c}_{level}" for level in levels]
-        return names
+            out[c] = [f"{family}__{c}_{level}" for level in (levels[1:] if len(levels) == 2 else levels)]
+        return out
 
     def transform(self, X):
         """Return the feature table.

@@ -96,7 +96,7 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
 
 
 #: stamps ((resolved path, size, mtime, ctime) of a file and of its data files) of images whose compressed
-#: stream and length were verified in this process
+#: stream and length were verified in this process, and of DICOM folders whose series passed its checks
 _VERIFIED: dict[tuple, None] = {}
 _VERIFIED_MAX = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -166,7 +166,8 @@ def data_files(path: str | os.PathLike) -> list[Path]:
     (``.nhdr``, ``.nrrd``) in ``data file``: one file, a ``LIST`` of files or a ``printf``-style
     pattern with first, last and step; ``LOCAL`` (MetaImage) or no such field means the voxels
     follow the header. The ``.img`` of a NIfTI / Analyze ``.hdr`` (and the ``.hdr`` of an ``.img``)
-    is its pair. Empty for single-file formats. The files are returned whether or not they exist.
+    is its pair. Empty for single-file formats and for a header that cannot be read (the reader names
+    the problem). The files are returned whether or not they exist.
     """
     path = Path(path)
     name = path.name.lower()
@@ -193,8 +194,11 @@ def _integers(words) -> bool:
 def _named_data_files(path: Path, keys, separator: str, *, local: str | None) -> list[Path]:
     """The data files a text header names under ``keys`` (see :func:`data_files`)."""
     keys = (keys,) if isinstance(keys, str) else keys
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:  # no header to read: the reader names the problem
+        return []
     lines = head.decode("latin-1").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
@@ -289,6 +293,12 @@ def check_dicom_series(folder, files_by_series: dict, chosen: str, *, case_id: o
         Naming the case, the folder, the files and the problem.
     """
     folder = str(folder)
+    try:  # a series that passed is remembered by its files' stamps (each fold reads it again)
+        key = (folder, chosen, tuple(sorted((e.name, *_stat_stamp(Path(e.path))) for e in os.scandir(folder))))
+    except OSError:
+        key = None
+    if key is not None and key in _VERIFIED:
+        return
     unread = _unread_dicom_files(folder, {f for files in files_by_series.values() for f in files})
     if unread:
         listing = ", ".join(f"'{Path(f).name}'" for f in unread[:5]) + (" ..." if len(unread) > 5 else "")
@@ -300,6 +310,10 @@ def check_dicom_series(folder, files_by_series: dict, chosen: str, *, case_id: o
     problem = _series_geometry_problem(files_by_series[chosen])
     if problem:
         raise InputError(f"DICOM series {chosen} in '{folder}': {problem}", case_id=case_id, path=folder)
+    if key is not None:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = None
 
 
 def _unread_dicom_files(folder: str, in_series: set) -> list[str]:
