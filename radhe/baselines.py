@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from radhe._checks import check_binary, is_missing, list_values_by_case, row_names
+from radhe._checks import check_binary, list_values_by_case, row_names
 from radhe._compat import Interval, StrOptions, validate_params
 from radhe.constants import MARKER_DISPLAY_NAMES, NCCT_MARKERS
 from radhe.errors import ConfigurationError, InputError
@@ -47,20 +47,11 @@ __all__ = [
 _HOUR = pd.Timedelta(hours=1)
 
 
-def _cell_number(value, hours: bool) -> float | None:
-    """One cell as a float: NaN when missing, None when it is not a number (nor, with ``hours``, a duration)."""
-    if is_missing(value):
-        return np.nan
-    if hours and isinstance(value, (pd.Timedelta, datetime.timedelta, np.timedelta64)):
+def _as_hours(value):
+    """A duration cell in hours; any other cell unchanged."""
+    if isinstance(value, pd.Timedelta | datetime.timedelta | np.timedelta64) and not pd.isna(value):
         return float(pd.Timedelta(value) / _HOUR)
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, str):
-        number = pd.to_numeric(pd.Series([value.strip()]), errors="coerce").iloc[0]
-        return None if pd.isna(number) else float(number)
-    return None
+    return value
 
 
 def _column(X, column: str, owner: str, *, hours: bool = False) -> np.ndarray:
@@ -84,10 +75,13 @@ def _column(X, column: str, owner: str, *, hours: bool = False) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
         what = "durations" if pd.api.types.is_timedelta64_dtype(series) else "dates/times"
         raise InputError(f"{owner}: column {column!r} holds {what} (dtype {series.dtype}), not numbers")
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-        return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
-    values = [_cell_number(v, hours) for v in series.astype(object)]
-    bad = np.asarray([v is None for v in values], dtype=bool)
+    from radhe.features.tabular import _parse_numbers  # the one reading of numbers in a manifest's cells
+
+    source = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
+    if hours and source.dtype == object:
+        source = source.map(_as_hours)
+    parsed = _parse_numbers(source)
+    bad = parsed.bad
     if bad.any():
         cells = [v.strip() if isinstance(v, str) else v for v in series.astype(object)[bad]]
         n = int(bad.sum())
@@ -96,7 +90,7 @@ def _column(X, column: str, owner: str, *, hours: bool = False) -> np.ndarray:
             f"{owner}: column {column!r} must hold {kind}; {'1 value is' if n == 1 else f'{n} values are'} not: "
             f"{list_values_by_case(cells, row_names(X)[bad])}. Leave a cell empty (or NA) where the value is unknown."
         )
-    return np.asarray(values, dtype=float)
+    return parsed.values.to_numpy(dtype=float, na_value=np.nan)
 
 
 def _marker_column(X, column: str, owner: str) -> np.ndarray:
