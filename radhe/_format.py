@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["NOT_AVAILABLE", "format_number", "format_interval", "format_bound", "format_delong_p", "defined_number"]
+__all__ = ["NOT_AVAILABLE", "format_number", "format_estimate", "format_interval", "format_bound", "format_delong_p",
+           "defined_number"]
 
-#: What an undefined value (None, NaN, ±inf: e.g. LR+ with no false positive) prints as.
+#: What an undefined value (None, NaN, 0/0 such as LR+ with neither true nor false positives) prints as;
+#: :func:`format_number` also prints ±inf so, :func:`format_estimate` and :func:`format_bound` print "∞".
 NOT_AVAILABLE = "n/a"
 
 
@@ -28,6 +30,8 @@ def format_number(value, digits: int = 3) -> str:
         if isinstance(value, str):
             return value
         return NOT_AVAILABLE
+    if round(number, digits) == 0:
+        number = 0.0  # -6e-17 reads 0.00, not -0.00
     return f"{number:.{digits}f}"
 
 
@@ -46,15 +50,24 @@ def format_bound(value, digits: int = 3) -> str | None:
     return None
 
 
+def format_estimate(value, digits: int = 3) -> str:
+    """An estimate that may be infinite: a number, "∞" / "−∞" (LR+ of a test without false positives,
+    whose lower bound is still informative), :data:`NOT_AVAILABLE` when undefined (NaN, None)."""
+    shown = format_bound(value, digits)
+    return NOT_AVAILABLE if shown is None else shown
+
+
 def format_interval(estimate, low, high, digits: int = 3) -> str:
-    """``"0.812 (0.741–0.873)"``, ``"2.448 (0.000–∞)"`` for an unbounded side; ``"n/a"`` when the estimate
-    is undefined, ``"0.812 (CI n/a)"`` when a bound is."""
-    if defined_number(estimate) is None:
+    """``"0.812 (0.741–0.873)"``, ``"2.448 (0.000–∞)"`` for an unbounded side, ``"∞ (11.160–∞)"`` for an
+    infinite estimate (LR+ without false positives); ``"n/a"`` when the estimate is undefined,
+    ``"0.812 (CI n/a)"`` when a bound is."""
+    shown = format_bound(estimate, digits)
+    if shown is None:
         return NOT_AVAILABLE
     lo, hi = format_bound(low, digits), format_bound(high, digits)
     if lo is None or hi is None:
-        return f"{format_number(estimate, digits)} (CI {NOT_AVAILABLE})"
-    return f"{format_number(estimate, digits)} ({lo}–{hi})"
+        return f"{shown} (CI {NOT_AVAILABLE})"
+    return f"{shown} ({lo}–{hi})"
 
 
 def format_delong_p(name, p, delta, reference) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -37,6 +38,43 @@ REPORT_FILE = "report.html"
 _FORCE_HELP = "replace output files that exist (never an input file)"
 
 
+def _n_jobs(text: str) -> int:
+    """``-j``: a whole number of processes; -1 every core, -2 all but one (joblib's); 0 means nothing."""
+    value = _whole(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more processes, or -1 for every core")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _probability(text: str, *, above_zero: bool = False) -> float:
+    """A probability threshold: finite, in [0, 1] (``above_zero``: in (0, 1])."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and (0 < value <= 1 if above_zero else 0 <= value <= 1)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a probability threshold lies in {'(0, 1]' if above_zero else '[0, 1]'}")
+    return value
+
+
+def _mask_threshold(text: str) -> float:
+    return _probability(text, above_zero=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radhe",
@@ -54,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="volume size in voxels (default 256 256 28; the head stays life-size)")
     synth.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
     synth.add_argument("--compress", action="store_true", help="write .nii.gz instead of .nii")
-    synth.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes")
+    synth.add_argument("-j", "--n-jobs", type=_n_jobs, default=1, help="parallel processes")
     synth.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     synth.set_defaults(run=_cmd_synth)
 
@@ -74,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--params", default=None, help="pyradiomics YAML file or preset name")
     extract.add_argument("--cache", type=Path, default=None, help="per-case feature cache folder")
     extract.add_argument("--mask-column", default="mask", help="manifest column of mask paths")
-    extract.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes")
+    extract.add_argument("-j", "--n-jobs", type=_n_jobs, default=1, help="parallel processes")
     extract.add_argument("--skip", action="store_true", help="NaN rows + failure table instead of stopping")
     extract.add_argument("--no-hu-check", action="store_true", help=_NO_HU_CHECK_HELP)
     extract.add_argument("--force", action="store_true", help=_FORCE_HELP)
@@ -88,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "manifest.csv (the input's rows plus the mask column, absolute paths) and "
                               "segmentation.csv (volume, peak probability and status of every case)")
     segment.add_argument("--column", default="mask", help="manifest column of the predicted masks (default 'mask')")
-    segment.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    segment.add_argument("--threshold", type=_mask_threshold, default=0.5, help="probability threshold (default 0.5)")
     segment.add_argument("--on-empty", choices=("warn", "fallback", "raise"), default="warn",
                          help="a case where no haematoma is found: 'warn' writes an empty mask (default), "
                               "'fallback' the most probable region, 'raise' stops; each is named and recorded")
@@ -114,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--cache", type=Path, default=None,
                          help="per-case feature cache folder for the model's radiomics step (default: none)")
     predict.add_argument("--out", required=True, type=Path, help="predictions table (.csv, .tsv or .parquet)")
-    predict.add_argument("--threshold", type=float, default=0.5,
+    predict.add_argument("--threshold", type=_probability, default=0.5,
                          help="probability from which a case is called expanding (default 0.5)")
     predict.add_argument("--force", action="store_true", help=_FORCE_HELP)
     predict.set_defaults(run=_cmd_predict)
@@ -129,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_pipeline(command)
         _add_cv(command)
         command.add_argument("--out", required=True, type=Path, help="output folder")
-        command.add_argument("--bootstrap", type=int, default=1000,
+        command.add_argument("--bootstrap", type=_count, default=1000,
                              help="bootstrap replicates of the CIs and the ROC band (default 1000)")
         command.add_argument("--threshold-cv", type=int, default=3,
                              help="inner folds choosing each fold's threshold; 0: the training fold's own "
@@ -145,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     demo.add_argument("-n", "--n-cases", type=int, default=120, help="number of synthetic cases (default 120)")
     demo.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
-    demo.add_argument("-j", "--n-jobs", type=int, default=2, help="parallel processes (default 2)")
+    demo.add_argument("-j", "--n-jobs", type=_n_jobs, default=2, help="parallel processes (default 2)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -464,7 +502,7 @@ def _add_pipeline(parser) -> None:
                         help=f"pipeline: {', '.join(available_pipelines())} (default: 'default')")
     parser.add_argument("--cache", type=Path, default=None,
                         help="per-case feature cache folder (default: a temporary one for this run)")
-    parser.add_argument("-j", "--n-jobs", type=int, default=1, help="parallel processes for extraction")
+    parser.add_argument("-j", "--n-jobs", type=_n_jobs, default=1, help="parallel processes for extraction")
     parser.add_argument("--label", default=DEFAULT_LABEL, help=f"outcome column (default '{DEFAULT_LABEL}')")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
 

@@ -228,7 +228,11 @@ def _family_interval(values: pd.DataFrame, families: pd.Series) -> dict:
     return {"ci_low": low, "ci_high": high}
 
 
-def mean_abs_interval(values: pd.DataFrame, *, level: float = 0.95, n_bootstrap: int = 1000,
+#: Bootstrap replicates (over cases) of the mean |SHAP| intervals the importance tables and plots show.
+IMPORTANCE_BOOTSTRAP = 1000
+
+
+def mean_abs_interval(values: pd.DataFrame, *, level: float = 0.95, n_bootstrap: int = IMPORTANCE_BOOTSTRAP,
                       random_state=0) -> tuple[pd.Series, pd.Series]:
     """Percentile bootstrap interval of each column's mean |value| over the rows (cases).
 

@@ -152,6 +152,13 @@ class PatientStratifiedKFold(BaseCrossValidator):
                 f"cannot make {self.n_splits} patient-grouped folds from {n_patients} patient(s); "
                 "lower n_splits"
             )
+        classes, counts = np.unique(np.asarray(y), return_counts=True)
+        if len(classes) and (counts < self.n_splits).all():
+            held = ", ".join(f"{int(k)} with y={c}" for c, k in zip(classes, counts, strict=True))
+            raise InputError(
+                f"cannot make {self.n_splits} stratified folds from {len(patients)} case(s) ({held}): each outcome "
+                "has fewer cases than folds; lower n_splits"
+            )
         inner = StratifiedGroupKFold(
             n_splits=self.n_splits, shuffle=self.shuffle, random_state=self.random_state if self.shuffle else None
         )

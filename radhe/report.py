@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from radhe import plots
-from radhe._format import NOT_AVAILABLE, defined_number, format_bound, format_number
+from radhe._format import NOT_AVAILABLE, format_bound, format_estimate, format_number
 from radhe._log import get_logger
+from radhe.explain import IMPORTANCE_BOOTSTRAP
 
 log = get_logger(__name__)
 
@@ -98,7 +99,7 @@ def _ci_text(estimate, low, high) -> str:
     """``"0.281 – 0.437"``; an unbounded side (an LR+ interval reaching no false positives) as ∞;
     n/a for an undefined estimate or bound."""
     lo, hi = format_bound(low), format_bound(high)
-    if defined_number(estimate) is None or lo is None or hi is None:
+    if format_bound(estimate) is None or lo is None or hi is None:
         return NOT_AVAILABLE
     return html.escape(f"{lo} – {hi}")
 
@@ -107,7 +108,7 @@ def _metrics_table(report) -> str:
     m = report.metrics
     frame = pd.DataFrame(
         {
-            "Estimate": [_fmt(m.loc[k, "estimate"]) for k in m.index],
+            "Estimate": [html.escape(format_estimate(m.loc[k, "estimate"])) for k in m.index],
             "95% CI": [_ci_text(m.loc[k, "estimate"], m.loc[k, "ci_low"], m.loc[k, "ci_high"]) for k in m.index],
         },
         index=[_METRIC_LABELS.get(k, k) for k in m.index],
@@ -145,6 +146,12 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         f"specificity {_fmt(main.metrics.loc['specificity', 'estimate'], 2)}; "
         f"{main.n} cases, {main.n_positive} with expansion.</p>",
     ]
+    if main.auc.ci_low == main.auc.ci_high:
+        # DeLong's variance is 0 when every case with expansion outranks every case without (or the
+        # reverse): an interval of zero width, not certainty
+        parts.append('<p class="warning">Warning: the out-of-fold scores separate the classes completely, so '
+                     "DeLong's interval has zero width; it understates the uncertainty of the AUC (on "
+                     f"{main.n_positive} cases with expansion and {main.n - main.n_positive} without).</p>")
     segmentation = getattr(result, "segmentation", None)
     if segmentation is not None and segmentation.warning:
         parts.append(f'<p class="warning">Warning: {html.escape(segmentation.warning)}</p>')
@@ -160,7 +167,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         "Fold thresholds": ", ".join(_fmt(t, 3) for t in main.thresholds) or NOT_AVAILABLE,
         "Pipeline": meta.get("pipeline", NOT_AVAILABLE),
         "Features computed (fold 1)": meta.get("features") or NOT_AVAILABLE,
-        "Bootstrap replicates": meta.get("n_bootstrap", NOT_AVAILABLE),
+        "Bootstrap replicates (ROC band, F1, Youden)": meta.get("n_bootstrap", NOT_AVAILABLE),
         "radhe version": meta.get("radhe_version", NOT_AVAILABLE),
         "Created": meta.get("created", NOT_AVAILABLE),
     }
@@ -208,7 +215,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
             "Decisive ({0} or {1})": [f"{100 * v:.0f}%" for v in conformal["singletons"]],
             "Empty": [f"{100 * v:.0f}%" for v in conformal["empty"]],
         }, index=conformal.index)
-        parts.append(_table(shown, index_label="Cases"))
+        parts.append(_table(shown, index_label="Outcome"))
         parts.append('<p class="note">Each case\'s set holds the outcomes that cannot be ruled out at this '
                      "confidence ({0, 1}: the model cannot tell). Label-conditional conformal prediction (crepes), "
                      "calibrated in each training fold on its inner cross-validation's out-of-fold scores; "
@@ -249,7 +256,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
         parts.append("<h2>Feature importance</h2>")
         imp = ex.importance()
         parts.append('<div class="figs">')
-        parts.append(figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: 95% bootstrap interval of the mean over cases; colour: family.", "Top features"))
+        parts.append(figure(plots.plot_importance(ex, top=top), f"Top {top} features by mean |SHAP| over out-of-fold cases; bars: 95% bootstrap interval of the mean over cases ({IMPORTANCE_BOOTSTRAP} replicates); colour: family.", "Top features"))
         parts.append(figure(plots.plot_family_importance(ex), "Importance summed per feature family.", "Family importance"))
         stacked = ex.meta.get("family_contributions")
         if stacked is not None:

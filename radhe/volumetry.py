@@ -7,7 +7,8 @@
 
 Masks can be a SimpleITK image, a path to one, or a numpy array in SimpleITK's ``(z, y, x)`` order
 together with ``spacing`` ``(x, y, z)`` in mm. Array axis 0 (image ``z``) is taken as the axial
-(slice) direction.
+(slice) direction. Every mask, an array included, gets the checks of
+:func:`radhe.io.validation.read_mask` (a 3-D volume of non-negative integer labels on a background of 0).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import SimpleITK as sitk
 from scipy import stats
 from scipy.spatial import ConvexHull, QhullError
 
-from radhe.errors import InputError
+from radhe.errors import MAX_LISTED_CASES, InputError
 from radhe.io.orientation import canonical_order, canonical_spacing, to_canonical
 
 __all__ = ["mask_volume_ml", "abc2_volume_ml", "compare_volumes", "ICC_FORM"]
@@ -28,15 +29,25 @@ __all__ = ["mask_volume_ml", "abc2_volume_ml", "compare_volumes", "ICC_FORM"]
 ICC_FORM = "ICC(2,1): two-way random effects, absolute agreement, single measurement (Shrout & Fleiss 1979)"
 
 
-def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float, float, float]]:
-    if isinstance(mask, (str, os.PathLike, sitk.Image)):
-        from radhe.io.validation import read_mask
+def _checked_spacing(spacing) -> tuple[float, float, float]:
+    try:
+        spacing = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise InputError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing!r}") from None
+    if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise InputError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing}")
+    return spacing
 
+
+def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float, float, float]]:
+    from radhe.io.validation import read_mask
+
+    if isinstance(mask, (str, os.PathLike, sitk.Image)):
         mask = read_mask(mask, label=label)  # the mask checks every reader runs
         # in the canonical orientation, axial slices on axis 0, whatever order the file stores its voxels
         # in: the diameters and the reference slice of ABC/2 are then those of the same physical mask
         order = canonical_order(mask)
-        spacing = canonical_spacing(mask.GetSpacing() if spacing is None else spacing, order)
+        spacing = canonical_spacing(mask.GetSpacing() if spacing is None else _checked_spacing(spacing), order)
         array = to_canonical(sitk.GetArrayViewFromImage(mask), order)
     else:
         array = np.asarray(mask)
@@ -44,9 +55,16 @@ def _mask_array(mask, spacing=None, label=None) -> tuple[np.ndarray, tuple[float
             raise InputError("a numpy mask needs spacing=(x, y, z) in mm")
         if array.ndim != 3:
             raise InputError(f"mask must be a 3-D array in (z, y, x) order, got shape {array.shape}")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or min(spacing) <= 0 or not all(np.isfinite(spacing)):
-        raise InputError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing}")
+        spacing = _checked_spacing(spacing)
+        if not (array.dtype == bool or np.issubdtype(array.dtype, np.integer)
+                or np.issubdtype(array.dtype, np.floating)):
+            raise InputError(f"mask array has dtype {array.dtype}; a binary or label mask of numbers is required")
+        # an array is checked as the image it stands for: the checks of a mask read from a file or image
+        stored = array.view(np.uint8) if array.dtype == bool else array
+        image = sitk.GetImageFromArray(stored.astype(np.float32) if stored.dtype == np.float16 else stored)
+        image.SetSpacing(spacing)
+        read_mask(image, label=label)
+    spacing = _checked_spacing(spacing)
     binary = array != 0 if label is None else array == label
     return np.asarray(binary, dtype=bool), spacing
 
@@ -57,7 +75,8 @@ def mask_volume_ml(mask, *, spacing=None, label: int | None = None) -> float:
     Parameters
     ----------
     mask : SimpleITK.Image, path-like or numpy.ndarray
-        A numpy array is in ``(z, y, x)`` order and needs ``spacing``.
+        A numpy array is in ``(z, y, x)`` order and needs ``spacing``; it is checked as a mask image
+        of that array would be (:func:`radhe.io.validation.read_mask`).
     spacing : (float, float, float), optional
         Voxel size ``(x, y, z)`` in mm; overrides the image's.
     label : int, optional
@@ -67,6 +86,14 @@ def mask_volume_ml(mask, *, spacing=None, label: int | None = None) -> float:
     -------
     float
         Volume in mL (1 mL = 1,000 mm³).
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the file where there is one: not a 3-D mask of at least 2 voxels along each axis;
+        non-integer (a probability map), NaN, infinite or negative values (a CT); no background of
+        0; too many distinct values; a single label other than ``label``; a numpy array without
+        ``spacing``; spacing that is not three positive numbers.
     """
     binary, spacing = _mask_array(mask, spacing, label)
     return float(np.count_nonzero(binary)) * float(np.prod(spacing)) / 1000.0
@@ -110,7 +137,8 @@ def abc2_volume_ml(mask, *, spacing=None, label: int | None = None, slice_weight
     Parameters
     ----------
     mask : SimpleITK.Image, path-like or numpy.ndarray
-        A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``. An
+        A numpy array is in ``(z, y, x)`` order (axis 0 is the slice axis) and needs ``spacing``; it
+        gets the checks of a mask file (see :func:`mask_volume_ml`). An
         image (or file) is measured on its axial slices in the canonical orientation
         (:data:`radhe.io.orientation.CANONICAL_ORIENTATION`), whatever order it stores its voxels in
         (``reference_slice`` then counts axial slices in that orientation). Of slices with the same
@@ -128,6 +156,11 @@ def abc2_volume_ml(mask, *, spacing=None, label: int | None = None, slice_weight
     -------
     float, or (float, dict) with ``return_details``
         The estimate in mL; 0.0 for an empty mask.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        As :func:`mask_volume_ml`: a mask (array, image or file) that is not a mask.
     """
     binary, (dx, dy, dz) = _mask_array(mask, spacing, label)
     areas = binary.sum(axis=(1, 2)).astype(float) * dx * dy
@@ -181,6 +214,25 @@ def _icc_2_1(y: np.ndarray) -> float:
     return float((ms_rows - ms_err) / denom) if denom > 0 else float("nan")
 
 
+def _check_volumes(ref: np.ndarray, est: np.ndarray, labels=None) -> None:
+    """Refuse infinite and negative volumes (NaN marks a missing measurement, dropped by the caller)."""
+    bad = np.isinf(ref) | np.isinf(est) | (ref < 0) | (est < 0)
+    if not bad.any():
+        return
+    where = np.flatnonzero(bad)
+    listed = []
+    for i in where[:MAX_LISTED_CASES]:
+        label = "" if labels is None or len(labels) != ref.size else f" ({labels[i]!r})"
+        values = [f"{name} {v:g}" for name, v in (("reference_ml", ref[i]), ("estimate_ml", est[i]))
+                  if np.isinf(v) or v < 0]
+        listed.append(f"position {i}{label}: " + ", ".join(values))
+    more = f"; and {where.size - len(listed)} more" if where.size > len(listed) else ""
+    raise InputError(
+        f"compare_volumes: {where.size} pair(s) hold an infinite or negative volume; a volume is a finite "
+        "number of mL >= 0 (NaN marks a missing one): " + "; ".join(listed) + more
+    )
+
+
 def compare_volumes(reference_ml, estimate_ml) -> dict:
     """Agreement between two volume measurements of the same haematomas (Xu et al. 2021's analysis).
 
@@ -188,7 +240,8 @@ def compare_volumes(reference_ml, estimate_ml) -> dict:
     ----------
     reference_ml, estimate_ml : array-like
         Paired volumes (mL), e.g. manual planimetry and a segmentation model or ABC/2. Pairs with a
-        NaN are dropped. Two pandas Series are paired by index label.
+        NaN are dropped; an infinite or negative volume is an error (also where the other volume of
+        its pair is NaN). Two pandas Series are paired by index label.
 
     Returns
     -------
@@ -202,7 +255,8 @@ def compare_volumes(reference_ml, estimate_ml) -> dict:
     Raises
     ------
     radhe.errors.InputError
-        Different lengths, or fewer than 3 complete pairs.
+        Different lengths; an infinite or negative volume (naming its positions, and its index labels
+        when a Series is given: a case id); or fewer than 3 complete pairs.
     """
     import pandas as pd
 
@@ -215,10 +269,12 @@ def compare_volumes(reference_ml, estimate_ml) -> dict:
             raise InputError("compare_volumes: reference_ml and estimate_ml are Series with different indexes; "
                              "align them first")
         estimate_ml = estimate_ml.reindex(reference_ml.index)
+    labels = next((v.index for v in (reference_ml, estimate_ml) if isinstance(v, pd.Series)), None)
     ref = np.asarray(reference_ml, dtype=float).ravel()
     est = np.asarray(estimate_ml, dtype=float).ravel()
     if ref.shape != est.shape:
         raise InputError(f"compare_volumes: {ref.size} reference volumes but {est.size} estimates")
+    _check_volumes(ref, est, labels)
     keep = ~(np.isnan(ref) | np.isnan(est))
     ref, est = ref[keep], est[keep]
     if ref.size < 3:

@@ -303,6 +303,29 @@ def test_calibration_slope_is_nan_with_a_warning_where_no_maximum_exists():
         assert math.isfinite(calibration_intercept_slope(y, np.array([0.1, 0.7, 0.3, 0.6, 0.9]))["slope"])
 
 
+def test_calibration_slope_of_certain_and_wrong_predictions_is_nan_not_the_clip():
+    """A tree's pure leaf predicts 0 or 1; where such a case has the other outcome, the maximum-likelihood
+    slope goes to 0 as the clip shrinks: any finite number would be the clip's, so it is NaN."""
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(200) < 0.3).astype(int)
+    p = np.clip(0.3 + 0.3 * (y - 0.3) + rng.normal(0, 0.1, 200), 0.01, 0.99)
+    finite = calibration_intercept_slope(y, p)
+    assert math.isfinite(finite["slope"])
+    wrong = p.copy()
+    wrong[np.flatnonzero(y == 0)[0]] = 1.0  # certain of expansion, without it
+    with pytest.warns(UndefinedMetricWarning, match="probability 0 or 1 have the other outcome"):
+        fit = calibration_intercept_slope(y, wrong)
+    assert math.isnan(fit["slope"]) and math.isfinite(fit["intercept"])
+    # certain and right: the clip changes nothing that matters, the slope stays a number
+    right = p.copy()
+    right[np.flatnonzero(y == 1)[0]] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isfinite(calibration_intercept_slope(y, right)["slope"])
+
+
 def test_roc_curve_band():
     rng = np.random.default_rng(0)
     y = (rng.random(200) < 0.4).astype(int)

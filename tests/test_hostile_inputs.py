@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -160,6 +161,31 @@ def windowed_0_255(folder, image, mask):
 def normalised(folder, image, mask):
     hu = _array(image).astype(np.float32)
     return _write(folder, "norm", _like((hu - hu.mean()) / hu.std(), image), mask)
+
+
+def _with_pixdim(path: str, axis: int, value: float) -> str:
+    """``path`` (an uncompressed NIfTI-1) with ``pixdim[axis]`` (the voxel size along x, y, z) set to ``value``."""
+    import struct
+
+    data = bytearray(Path(path).read_bytes())
+    struct.pack_into("<f", data, 76 + 4 * axis, value)
+    Path(path).write_bytes(bytes(data))
+    return path
+
+
+def zero_voxel_size(folder, image, mask):
+    img, msk = _write(folder, "pixdim0", image, mask, ".nii", ".nii")
+    return _with_pixdim(img, 1, 0.0), msk
+
+
+def nan_voxel_size_mask(folder, image, mask):
+    img, msk = _write(folder, "pixdimnan", image, mask, ".nii", ".nii")
+    return img, _with_pixdim(msk, 3, float("nan"))
+
+
+def complex_image(folder, image, mask):
+    hu = _array(image).astype(np.complex64)
+    return _write(folder, "complex", _like(hu, image), mask, ".nrrd", ".nii.gz")
 
 
 def nan_voxels(folder, image, mask):
@@ -393,6 +419,9 @@ CATALOGUE = [
     Hostile("single-slice image", single_slice, r"single slice"),
     Hostile("4-D image", four_d_image, r"image is 4-D"),
     Hostile("vector image", vector_image, r"3 components per voxel"),
+    Hostile("complex image", complex_image, r"complex voxels"),
+    Hostile("NIfTI voxel size 0 (pixdim)", zero_voxel_size, r"voxel size of 0 along x"),
+    Hostile("mask NIfTI voxel size NaN (pixdim)", nan_voxel_size_mask, r"voxel size of nan along z", file="mask"),
     Hostile("probability map as mask", probability_mask, r"non-integer values", file="mask"),
     Hostile("negative labels", negative_labels, r"negative values", file="mask"),
     Hostile("the CT given as mask", ct_as_mask, r"negative values|same voxel values", file="mask"),

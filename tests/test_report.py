@@ -13,6 +13,7 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from radhe.evaluation import evaluate
+from radhe.evaluation.result import format_comparison
 from radhe.report import render_html, write_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -142,9 +143,19 @@ def test_undefined_values_print_as_na_and_the_header_says_what_ran(result):
     row = re.search(r"Features computed \(fold 1\)</td><td>([^<]*)</td>", text).group(1)
     assert "(4 features)" in row and "3 enter the classifier (median over 4 folds)" in row
     metrics = result.main.metrics.copy()
-    metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [np.inf, np.inf, np.inf]  # LR+ with no false positive
+    # LR+ with neither true nor false positives: 0 / 0, undefined
+    metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [np.nan, np.nan, np.nan]
     text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
-    assert "∞" not in text and "n/a" in text
+    assert "∞" not in text and "<td>LR+</td><td>n/a</td><td>n/a</td>" in text
+    # LR+ with true positives and no false positive: infinite, its lower bound a number the report keeps
+    metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [np.inf, 11.16, np.inf]
+    text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
+    assert "<td>LR+</td><td>∞</td><td>11.160 – ∞</td>" in text
+    assert "∞ (11.16–∞)" in format_comparison(pd.DataFrame(
+        {"auc": [0.8], "auc_ci_low": [0.7], "auc_ci_high": [0.9], "delong_p": [np.nan], "delta_auc": [0.0],
+         **{f"{m}{s}": [np.inf if m == "lr_pos" and s != "_ci_low" else (11.16 if m == "lr_pos" else 0.5)]
+            for m in ("sensitivity", "specificity", "lr_pos", "lr_neg") for s in ("", "_ci_low", "_ci_high")}},
+        index=["model"]))["LR+"].iloc[0]
     # a finite LR+ whose interval reaches a test without false positives: unbounded, not undefined
     metrics.loc["lr_pos", ["estimate", "ci_low", "ci_high"]] = [2.448, 0.0, np.inf]
     text = render_html(replace(result, main=replace(result.main, metrics=metrics)))
@@ -319,3 +330,34 @@ def test_a_report_of_predictions_that_separate_the_classes_says_the_slope_is_und
     write_html(result, tmp_path / "report.html")
     assert json.loads((tmp_path / "metrics.json").read_text())["main"]["calibration"]["slope"] is None
     assert "slope n/a (ideal 1)" in (tmp_path / "report.html").read_text()
+
+
+def test_numbers_as_shown_keep_infinity_and_drop_the_sign_of_zero():
+    from radhe._format import format_estimate, format_interval, format_number
+
+    assert format_number(-6e-17, 2) == "0.00" and format_number(-0.006, 2) == "-0.01"
+    assert format_estimate(np.inf, 2) == "∞" and format_estimate(np.nan) == "n/a"
+    assert format_interval(np.inf, 11.16, np.inf, 2) == "∞ (11.16–∞)"
+    assert format_interval(np.nan, 0.1, 0.2) == "n/a" and format_interval(0.5, np.nan, 0.7) == "0.500 (CI n/a)"
+
+
+def test_conformal_table_header_names_its_rows(result):
+    from dataclasses import replace
+
+    predictions = replace(result.main.predictions, extra={
+        **result.main.predictions.extra, "conformal_confidence": 0.9,
+        "conformal_sets": np.column_stack([result.main.score < 0.6, result.main.score > 0.2])})
+    text = render_html(replace(result, main=replace(result.main, predictions=predictions)))
+    table = re.search(r"conformal prediction sets at[^<]*</h3>\s*<table><thead><tr>(.*?)</tr>", text).group(1)
+    headers = re.findall(r"<th>([^<]*)</th>", table)
+    assert headers[0] == "Outcome" and len(set(headers)) == len(headers)
+
+
+def test_a_zero_width_auc_interval_is_flagged(result):
+    from dataclasses import replace
+
+    assert "separate the classes completely" not in render_html(result)
+    y = result.main.y
+    separated = replace(result.main, auc=replace(result.main.auc, auc=1.0, ci_low=1.0, ci_high=1.0))
+    text = render_html(replace(result, main=separated))
+    assert f"zero width; it understates the uncertainty of the AUC (on {int(y.sum())} cases" in text

@@ -320,7 +320,7 @@ def test_no_haematoma_predicted_is_reported(trained, tmp_path):
     seg, test, _ = trained
     case = test.iloc[:1]
     strict = joblib.load(_dump(seg, tmp_path))
-    strict.set_params(threshold=1.01, cache_dir=tmp_path / "m")  # no probability reaches it: empty prediction
+    strict.set_params(threshold=1.0, cache_dir=tmp_path / "m")  # no probability reaches it: empty prediction
     with pytest.warns(InputWarning, match=r"case 'c01018'.*no haematoma predicted.*most probable region"):
         out = strict.transform(case)
     assert strict.prediction_records(case)["status"].tolist() == ["fallback"]

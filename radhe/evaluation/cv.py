@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -141,6 +143,31 @@ def _take(X, idx):
     return X.iloc[idx] if hasattr(X, "iloc") else np.asarray(X)[idx]
 
 
+def check_threshold_settings(threshold, target_sensitivity, threshold_cv, conformal) -> None:
+    """Refuse, before anything is fitted, settings of the in-fold threshold and conformal sets that
+    would run and report nonsense (a NaN threshold predicts no case positive).
+
+    Raises
+    ------
+    radhe.errors.ConfigurationError
+    """
+    if isinstance(threshold, str):
+        if threshold not in ("youden", "sensitivity"):
+            raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
+    elif isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+        raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a finite number; got {threshold!r}")
+    if isinstance(target_sensitivity, bool) or not isinstance(target_sensitivity, numbers.Real) or not (
+            0 < target_sensitivity <= 1):
+        raise ConfigurationError(f"target_sensitivity must be a number in (0, 1]; got {target_sensitivity!r}")
+    if threshold_cv is not None and (isinstance(threshold_cv, bool) or not isinstance(threshold_cv, numbers.Integral)
+                                     or threshold_cv == 1 or threshold_cv < 0):
+        raise ConfigurationError(f"threshold_cv must be None, 0 (the training fold's own scores) or an integer "
+                                 f">= 2 (inner folds); got {threshold_cv!r}")
+    if conformal is not None and (isinstance(conformal, bool) or not isinstance(conformal, numbers.Real)
+                                  or not 0 < conformal < 1):
+        raise ConfigurationError(f"conformal must be None or a confidence in (0, 1), e.g. 0.9; got {conformal!r}")
+
+
 def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity, threshold_cv, random_state,
               conformal=None):
     sets = None
@@ -156,6 +183,10 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
         thr = rule
     elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         thr = float(threshold)
+        if kind == "probability" and not 0 <= thr <= 1:
+            raise ConfigurationError(f"threshold={threshold:g} lies outside [0, 1], where the model's scores "
+                                     f"(probabilities of {type(est).__name__}) lie: no case or every case "
+                                     "would be predicted positive")
     else:
         method = "sensitivity" if threshold == "sensitivity" else "youden"
         # Not sklearn's TunedThresholdClassifierCV: it averages each inner fold's objective curve on
@@ -167,7 +198,13 @@ def _fit_fold(pipeline, X, y, groups, train, test, threshold, target_sensitivity
             # cases the inner model did not see, so over-fitted models do not bias them.
             inner = make_cv(int(threshold_cv), random_state=random_state)
             tr_score = np.empty(len(train))
-            for itr, ite in _split(inner, Xtr, ytr, groups[train]):
+            try:
+                inner_splits = _split(inner, Xtr, ytr, groups[train])
+            except InputError as exc:
+                raise InputError(f"threshold_cv={threshold_cv}, the inner cross-validation choosing a fold's "
+                                 f"threshold on its {len(train)} training case(s): {exc}; or pass a smaller "
+                                 "threshold_cv (None: the training fold's own scores)") from None
+            for itr, ite in inner_splits:
                 m = clone(pipeline)
                 m.fit(_take(Xtr, itr), ytr[itr], **_patient_params(m, _take(Xtr, itr), groups[train][itr]))
                 tr_score[ite] = positive_score(m, _take(Xtr, ite))[0]
@@ -284,6 +321,7 @@ def cross_validate_predictions(
     -------
     CVPredictions
     """
+    check_threshold_settings(threshold, target_sensitivity, threshold_cv, conformal)
     y = check_labels(y, X, where="cross_validate_predictions", aligned=True)  # names the cases; checks the length
     g = resolve_groups(X, groups)
     if splits is None:
@@ -302,9 +340,6 @@ def cross_validate_predictions(
     from radhe.model_selection import warn_ungrouped_inner_searches
 
     warn_ungrouped_inner_searches(pipeline, X, y, patients, splits)  # a nested GridSearchCV's folds
-    if isinstance(threshold, str) and threshold not in ("youden", "sensitivity"):
-        raise ConfigurationError(f"threshold must be 'youden', 'sensitivity' or a number; got {threshold!r}")
-
     args = (threshold, target_sensitivity, threshold_cv, random_state, conformal)
     from radhe import _progress
 

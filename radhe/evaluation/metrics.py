@@ -581,6 +581,11 @@ def calibration_curve(y, prob, *, n_bins: int = 10, strategy: str = "quantile", 
     )
 
 
+#: Probabilities are clipped to [CALIBRATION_CLIP, 1 - CALIBRATION_CLIP] before the logit of the
+#: calibration fit (logit ±13.8).
+CALIBRATION_CLIP = 1e-6
+
+
 def calibration_intercept_slope(y, prob) -> dict[str, float]:
     """Calibration-in-the-large and calibration slope (logistic recalibration on logit(prob)).
 
@@ -588,28 +593,40 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
     means over-confident predictions); ``intercept`` is the intercept with the slope fixed at 1
     (ideal 0; > 0 means risks are under-estimated on average). Both are maximum-likelihood fits.
 
-    The slope is NaN, with an :class:`sklearn.exceptions.UndefinedMetricWarning`, where no finite
-    maximum exists: the predictions separate the classes (every case with the outcome ranked at or
-    above every case without; the likelihood grows without bound with the slope), or they are all
-    the same.
+    Probabilities are clipped to [:data:`CALIBRATION_CLIP`, 1 − :data:`CALIBRATION_CLIP`] before the
+    logit. The slope is NaN, with an :class:`sklearn.exceptions.UndefinedMetricWarning`, where no
+    finite maximum exists: the predictions separate the classes (every case with the outcome ranked
+    at or above every case without; the likelihood grows without bound with the slope), or they are
+    all the same; and where a case predicted with certainty (probability 0 or 1, within the clip: a
+    tree's pure leaf) has the other outcome: no positive slope gives it a finite likelihood, the
+    maximum moves towards 0 as the clip shrinks, and any value would be the clip's, not the model's.
     """
     from scipy.optimize import brentq
     from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
 
     y = check_binary(y)
-    p = np.clip(check_probability(prob, y.size), 1e-6, 1 - 1e-6)
+    raw = check_probability(prob, y.size)
+    p = np.clip(raw, CALIBRATION_CLIP, 1 - CALIBRATION_CLIP)
     check_both_classes(y, "calibration slope")
     lp = np.log(p / (1 - p))
     separated = lp[y == 1].min() >= lp[y == 0].max() or lp[y == 1].max() <= lp[y == 0].min()
-    if separated or np.ptp(lp) == 0:
+    certain_and_wrong = int(np.count_nonzero(((raw <= CALIBRATION_CLIP) & (y == 1))
+                                             | ((raw >= 1 - CALIBRATION_CLIP) & (y == 0))))
+    if separated or np.ptp(lp) == 0 or certain_and_wrong:
         import warnings
 
         from sklearn.exceptions import UndefinedMetricWarning
 
-        why = "all predictions are the same" if np.ptp(lp) == 0 else "the predictions separate the classes"
-        warnings.warn(f"calibration slope undefined ({why}: the likelihood has no finite maximum); it is NaN",
-                      UndefinedMetricWarning, stacklevel=2)
+        if np.ptp(lp) == 0:
+            why = "all predictions are the same: the likelihood has no finite maximum"
+        elif separated:
+            why = "the predictions separate the classes: the likelihood has no finite maximum"
+        else:
+            why = (f"{certain_and_wrong} case(s) predicted with probability 0 or 1 have the other outcome: no "
+                   "positive slope gives them a finite likelihood, and the fit would only measure the clip "
+                   f"at {CALIBRATION_CLIP:g}; the predictions are over-confident")
+        warnings.warn(f"calibration slope undefined ({why}); it is NaN", UndefinedMetricWarning, stacklevel=2)
         slope = float("nan")
     else:
         # Newton's method to the maximum-likelihood fit (lbfgs at its default tolerance stopped up to

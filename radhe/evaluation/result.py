@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from radhe._checks import check_binary, check_score
-from radhe._format import format_delong_p, format_interval
+from radhe._format import format_delong_p, format_estimate, format_interval
 from radhe._log import get_logger
 from radhe.errors import ConfigurationError, InputError
 from radhe.evaluation.cv import CVPredictions, cross_validate_predictions, make_cv, resolve_groups
@@ -54,8 +55,9 @@ class ModelReport:
         With the DeLong 95 % CI.
     metrics : pandas.DataFrame
         Threshold metrics (sensitivity, specificity, PPV, NPV, F1, accuracy, Youden, LR+, LR−)
-        with CIs (exact binomial for the proportions, bootstrap for F1, Youden and the likelihood ratios:
-        :func:`~radhe.evaluation.metrics.bootstrap_metrics`); columns ``estimate``, ``ci_low``, ``ci_high``.
+        with CIs (exact binomial for the proportions, the log method for the likelihood ratios, bootstrap
+        for F1 and Youden: :func:`~radhe.evaluation.metrics.bootstrap_metrics`); columns ``estimate``,
+        ``ci_low``, ``ci_high``.
     confusion : pandas.DataFrame
         2×2 confusion matrix of ``y_pred``.
     roc : pandas.DataFrame
@@ -189,7 +191,7 @@ def summarize(
         auc=auc,
         metrics=bootstrap_metrics(y, y_pred=y_pred, n_bootstrap=n_bootstrap, level=level, random_state=random_state),
         confusion=confusion_matrix_at(y, y_pred=y_pred),
-        roc=roc_curve_band(y, score, n_bootstrap=min(n_bootstrap, 500) if roc_band else 0, level=level, random_state=random_state),
+        roc=roc_curve_band(y, score, n_bootstrap=n_bootstrap if roc_band else 0, level=level, random_state=random_state),
         pr=pr_curve(y, score),
         average_precision=average_precision(y, score),
         brier=brier_score(y, score) if is_prob else None,
@@ -427,10 +429,10 @@ class EvaluationResult:
             f"{self.main.name}: AUC {self.main.auc} (DeLong 95% CI), n={self.main.n}, "
             f"{self.main.n_positive} with expansion"
         ]
-        m = self.main.metrics["estimate"]
+        m = {k: format_estimate(v, 2) for k, v in self.main.metrics["estimate"].items()}
         lines.append(
-            f"  sensitivity {m['sensitivity']:.2f}, specificity {m['specificity']:.2f}, "
-            f"PPV {m['ppv']:.2f}, NPV {m['npv']:.2f} ({self.main.threshold_method})"
+            f"  sensitivity {m['sensitivity']}, specificity {m['specificity']}, "
+            f"PPV {m['ppv']}, NPV {m['npv']} ({self.main.threshold_method})"
         )
         if self.comparison is not None:
             lines.append(self.comparison.attrs["formatted"].to_string())
@@ -529,6 +531,12 @@ def evaluate(
     """
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"evaluate needs the manifest as a pandas DataFrame; got {type(X).__name__}")
+    from radhe.evaluation.cv import check_threshold_settings
+
+    check_threshold_settings(threshold, target_sensitivity, threshold_cv, conformal)  # before anything is fitted
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or n_bootstrap < 0:
+        raise ConfigurationError(f"n_bootstrap must be a whole number >= 0 (0: no bootstrap intervals); got "
+                                 f"{n_bootstrap!r}")
     labels_from_column = y is None
     if y is None:
         if label_column not in X.columns:

@@ -45,7 +45,10 @@ class ClinicalFeatures(_TableTransformer):
         - the reserved columns ``case_id``, ``patient_id``, ``image``, ``mask`` (and a segmenter's
           ``mask_pred``),
         - the outcome columns :data:`OUTCOME_COLUMNS` = ``("followup_volume_ml", "he")``,
-        - text columns whose values look like file paths,
+        - text columns of file paths: every value ends in a suffix radhe reads (``.nii``,
+          ``.nii.gz``, ``.nrrd``, ``.mha``, ``.dcm``, ...) or in ``/``, or is absolute or starts with
+          ``./``, ``../``, ``~`` (relative paths such as ``dicom/c01`` may sit among these);
+          ``"160/90"`` and ``"DOAC/apixaban"`` are not paths,
         - identifiers by name (``id``, ``*_id``, ``studyID``, ``mrn``, ``accession``),
         - free text and identifiers by their values, judged against the number of cases: text
           columns with more than two distinct values of which more than half occur only once
@@ -54,7 +57,11 @@ class ClinicalFeatures(_TableTransformer):
         - columns without any value,
         - the columns in ``exclude``.
 
-        Every column left out for what it holds is named in a warning and in ``dropped_columns_``.
+        Every column left out for what it holds (file paths included) is named in a warning and in
+        ``dropped_columns_``. A column used whose values determine ``y`` in :meth:`fit` (a copy of the
+        outcome, a recoding such as "yes"/"no", an inverted 0/1) is named in a warning. Input columns
+        whose features would get the same name (a numeric ``sex_M`` next to ``sex`` of categories F
+        and M) are refused with an :class:`~radhe.errors.InputError`.
 
         Outcome columns are refused even when listed explicitly
         (:class:`~radhe.errors.ConfigurationError`): they are not known at admission.

@@ -86,7 +86,8 @@ class FeatureFusion(TransformerMixin, BaseComposition):
         in fit, the branches produced no feature at all (the message names the columns the table
         branches left out and why).
     radhe.errors.ConfigurationError
-        Duplicated branch names or output names.
+        Duplicated branch names or output names (the message says which branch repeats a column
+        itself, and which columns several branches produce).
     """
 
     def __init__(self, transformers):
@@ -146,7 +147,7 @@ class FeatureFusion(TransformerMixin, BaseComposition):
             fitted[i] = (name, branch)
             outputs[i] = self._as_frame(name, branch, out, X)
         self.transformers_ = fitted
-        result = self._concat(outputs, X)
+        result = self._concat(outputs, X, [name for name, _ in fitted])
         if result.shape[1] == 0:
             raise InputError(_no_features(fitted, X))
         self.feature_names_out_ = np.asarray(result.columns, dtype=object)
@@ -168,7 +169,7 @@ class FeatureFusion(TransformerMixin, BaseComposition):
         for i in _table_branches_first(self.transformers_):
             name, branch = self.transformers_[i]
             outputs[i] = self._as_frame(name, branch, branch.transform(X), X)
-        result = self._concat(outputs, X)
+        result = self._concat(outputs, X, [name for name, _ in self.transformers_])
         if list(result.columns) != list(self.feature_names_out_):
             raise InputError(
                 "FeatureFusion: the branches returned different columns in transform than in fit "
@@ -225,14 +226,33 @@ class FeatureFusion(TransformerMixin, BaseComposition):
         return frame
 
     @staticmethod
-    def _concat(outputs, X) -> pd.DataFrame:
+    def _concat(outputs, X, names) -> pd.DataFrame:
         index = X.index if isinstance(X, pd.DataFrame) else outputs[0].index
         aligned = [frame.set_axis(index, axis=0) for frame in outputs]
         result = pd.concat(aligned, axis=1) if len(aligned) > 1 else aligned[0]
-        duplicated = result.columns[result.columns.duplicated()].unique().tolist()
-        if duplicated:
-            raise ConfigurationError(
-                f"FeatureFusion: several branches produce the column(s) {duplicated[:10]}; give each branch its "
-                "own columns (e.g. exclude a branch's columns from ClinicalFeatures)"
-            )
+        if result.columns.duplicated().any():
+            raise ConfigurationError(_duplicate_columns(names, outputs))
         return result
+
+
+def _duplicate_columns(names, outputs) -> str:
+    """The message of a fusion whose output repeats column names: those a branch repeats itself, and
+    those several branches produce."""
+    parts, hints = [], []
+    for name, frame in zip(names, outputs, strict=True):
+        repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+        if repeated:
+            parts.append(f"branch '{name}' produces the column(s) {repeated[:10]} more than once")
+    if parts:
+        hints.append("a branch must name each of its columns once (rename the input columns whose features "
+                     "get the same name, or fix the branch's feature names)")
+    branches_of: dict = {}
+    for name, frame in zip(names, outputs, strict=True):
+        for column in dict.fromkeys(frame.columns):
+            branches_of.setdefault(column, []).append(name)
+    shared = {column: found for column, found in branches_of.items() if len(found) > 1}
+    if shared:
+        listing = "; ".join(f"'{column}' by branches {found}" for column, found in list(shared.items())[:10])
+        parts.append(f"several branches produce the same column(s): {listing}")
+        hints.append("give each branch its own columns (e.g. exclude a branch's columns from ClinicalFeatures)")
+    return f"FeatureFusion: {'; '.join(parts)}; {'; '.join(hints)}"

@@ -135,7 +135,8 @@ class RadiomicsFeatures(TransformerMixin, BaseEstimator):
         "image_column": [str],
         "mask_column": [str],
         "label": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
+        # 0 means nothing (joblib refuses it, after the work has begun): 1 is one process, -1 every core
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), Interval(Integral, None, -1, closed="right"), None],
         "cache": [None, str, os.PathLike],
         "on_error": [StrOptions({"raise", "skip"})],
         "hu_check": ["boolean"],

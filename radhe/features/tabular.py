@@ -8,12 +8,20 @@ Both transformers take the whole case manifest and choose their columns from it.
   :data:`radhe.io.RESERVED_COLUMNS`) nor a segmenter's ``mask_pred`` column,
 * the outcome columns :data:`OUTCOME_COLUMNS` (``followup_volume_ml``, ``he``): predicting the
   outcome from the outcome would be leakage, so these are refused even when named explicitly,
-* path-like text columns (values that look like file paths),
+* text columns of file paths (every value ends in a suffix of :data:`PATH_SUFFIXES` or in a path
+  separator, or is absolute or starts with ``./``, ``../``, ``~``; relative paths such as ``dicom/c01``
+  may sit among these; ``"160/90"`` and ``"DOAC/apixaban"`` are not paths),
 * identifier columns: named like one (``id``, ``*_id``, ``studyID``, ``mrn``, ``accession``) or
   text whose values mostly occur once (free text, accession numbers: their number of distinct
   values grows with the number of cases),
 * date/time columns (datetime dtype or text such as ``2021-03-04 14:30``), and
 * the columns named in ``exclude``.
+
+Every column left out for what it holds (not the reserved, outcome or excluded ones) is named in a
+warning and in ``dropped_columns_``. A column used whose values determine ``y`` in :meth:`fit`
+(a copy of the outcome, a recoding such as "yes"/"no", an inverted 0/1) is named in a warning, and
+input columns whose features would share a name (a numeric ``sex_M`` next to the text column ``sex``)
+are refused.
 
 Hostile values are refused, not encoded: a column of numbers with text among them ("unknown",
 "150 mmHg", "1,2") raises :class:`~radhe.errors.InputError` naming the column, the values and the
@@ -46,7 +54,28 @@ __all__ = ["TabularFeatures", "OUTCOME_COLUMNS", "NON_FEATURE_COLUMNS", "outcome
 #: Manifest columns that are identifiers or file paths, never features.
 NON_FEATURE_COLUMNS = ("case_id", "patient_id", "image", "mask", "mask_pred")
 
-_PATH_SUFFIX = re.compile(r"\.(nii(\.gz)?|nrrd|nhdr|mha|mhd|dcm|png|jpe?g|tiff?|npy|npz|csv|pt|pth)$", re.I)
+#: File suffixes of what radhe reads: the images of :data:`radhe.io.image.IMAGE_SUFFIXES` (kept equal to
+#: it; that module needs SimpleITK, which importing the table branches should not), the data files of
+#: MetaImage headers, tables, arrays, pictures and model files.
+PATH_SUFFIXES = (
+    ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm",  # IMAGE_SUFFIXES
+    ".raw", ".zraw", ".csv", ".tsv", ".parquet", ".pq", ".npy", ".npz", ".png", ".jpg", ".jpeg", ".tif",
+    ".tiff", ".pt", ".pth", ".skops", ".joblib", ".pkl",
+)
+_PATH_SUFFIX = re.compile("(" + "|".join(re.escape(s) for s in PATH_SUFFIXES) + ")$", re.I)
+#: The start of an absolute or explicitly relative path: ``/``, ``C:\`` or ``C:/``, ``\\server``,
+#: ``./``, ``../``, ``~/``, ``~user/``, or a URL (``s3://``, ``file://``).
+_PATH_START = re.compile(r"^(/|[A-Za-z]:[\\/]|\\\\|\.{1,2}[\\/]|~[\w.-]*[\\/]|[A-Za-z][\w+.-]*://)")
+
+
+def _is_path(text: str) -> bool:
+    """True when ``text`` is a path: it ends in a suffix of :data:`PATH_SUFFIXES` or a path separator
+    (a folder, e.g. of DICOM files), or is absolute or explicitly relative (``./``, ``../``, ``~``).
+    ``"160/90"`` (a blood pressure) and ``"DOAC/apixaban"`` (a drug) are not paths."""
+    text = text.strip()
+    if text in ("", "/", "\\") or any(c in text for c in "\n\r\t"):  # a lone "/" is a blank, not the root
+        return False
+    return bool(_PATH_SUFFIX.search(text) or text.endswith(("/", "\\")) or _PATH_START.match(text))
 
 
 def outcome_columns_in(columns: Sequence[str]) -> list[str]:
@@ -54,13 +83,22 @@ def outcome_columns_in(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c in OUTCOME_COLUMNS]
 
 
-def _looks_like_paths(values: pd.Series) -> bool:
-    """True when every non-missing value of a text column looks like a file path."""
+def _path_example(values: pd.Series) -> str | None:
+    """A value of a text column of file paths (to name it), or None when the column is not one.
+
+    It is one when every non-missing value is text shaped as a path: a path by :func:`_is_path`, or
+    a relative path such as ``images/ich0001`` (a separator, no space) next to at least one path by
+    :func:`_is_path` (a column of only ``"160/90"`` or ``"DOAC/apixaban"`` is not one)."""
     present = values[~values.map(is_missing).to_numpy(dtype=bool)]
     if present.empty or not all(isinstance(v, str) for v in present):
-        return False
-    sample = present.iloc[:200]
-    return bool(sample.map(lambda v: ("/" in v or "\\" in v) or bool(_PATH_SUFFIX.search(v.strip()))).all())
+        return None
+    example = None
+    for value in pd.unique(present.map(str.strip)):
+        if _is_path(value):
+            example = value if example is None else example
+        elif not (("/" in value or "\\" in value) and not any(c.isspace() for c in value)):
+            return None
+    return example
 
 
 #: Column names of identifiers (case-insensitive; ``*_id`` also with a space or hyphen).
@@ -81,6 +119,10 @@ _NUMBER_IN_TEXT = re.compile(
     r"^[<>≤≥~]?\s*[-+]?(\d+([.,]\d+)?|\d{1,3}(,\d{3})+(\.\d+)?|[.,]\d+)"
     r"(\s*%|\s*°\w*|\s+[^\W\d_][\w/^·µ°%.-]*|[^\W\d_][\w/^·µ°%.-]+)?$"
 )
+
+#: A column with missing values is checked for determining the outcome (see ``_warn_if_outcome``) on at
+#: least this many rows with a value (a column without missing values on every row).
+_OUTCOME_MIN_ROWS = 10
 
 #: A text column whose levels mostly (more than this share) occur once is free text or an identifier.
 _SINGLETON_SHARE = 0.5
@@ -208,7 +250,8 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         return frame
 
     def _choose_columns(self, frame: pd.DataFrame, dropped: dict) -> list[str]:
-        """The columns to read; with "auto", identifier names left out are recorded in ``dropped``."""
+        """The columns to read; with "auto", the file paths and identifier names left out are recorded in
+        ``dropped``."""
         exclude = self._excluded()
         if isinstance(self.columns, str):
             if self.columns != "auto":
@@ -218,7 +261,9 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                 if name in NON_FEATURE_COLUMNS or name in OUTCOME_COLUMNS or name in exclude:
                     continue
                 column = frame[name]
-                if not pd.api.types.is_numeric_dtype(column) and _looks_like_paths(column):
+                example = None if pd.api.types.is_numeric_dtype(column) else _path_example(column)
+                if example is not None:
+                    dropped[name] = f"file paths such as '{example}'"
                     continue
                 if _is_identifier_name(name):
                     dropped[name] = "an identifier, by its name"
@@ -226,6 +271,12 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                 chosen.append(name)
             return chosen
         columns = list(self.columns)
+        repeated = list(dict.fromkeys(c for i, c in enumerate(columns) if c in columns[:i]))
+        if repeated:
+            raise ConfigurationError(
+                f"{type(self).__name__}: column(s) {repeated} listed more than once in columns={columns}; "
+                "list each column once"
+            )
         leaking = outcome_columns_in(columns)
         if leaking:
             raise ConfigurationError(
@@ -256,7 +307,8 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         X : pandas.DataFrame or array-like of shape (n_samples, n_columns)
             The case manifest (or any table). Arrays get column names ``x0, x1, ...``.
         y : array-like, optional
-            Only used to warn about a column equal to the outcome.
+            Only used to warn about a column whose values determine it (the outcome under another name:
+            a copy, a recoding such as "yes"/"no", or an inverted copy).
 
         Returns
         -------
@@ -266,9 +318,18 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         ------
         radhe.errors.InputError
             The table has no rows; a column of numbers holds text ("unknown", "150 mmHg", "1,2"):
-            the message names the column, the values and the cases.
+            the message names the column, the values and the cases; input columns whose features
+            would get the same name (a numeric ``sex_M`` next to the text column ``sex``): the
+            message names the columns and the name.
         radhe.errors.ConfigurationError
-            A parameter outside its allowed values (e.g. ``handle_unknown="drop"``).
+            A parameter outside its allowed values (e.g. ``handle_unknown="drop"``); a column listed
+            twice in ``columns``.
+
+        Warns
+        -----
+        UserWarning
+            Naming the columns left out (``dropped_columns_``), and the columns used whose values
+            determine ``y`` (an outcome under another name).
         """
         validate_params(self)
         frame = self._frame(X, reset=True)
@@ -277,6 +338,7 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         forced = set(self._forced_categorical())
         auto = isinstance(self.columns, str)
         numeric, categorical, medians, indicators, categories, infinite = [], [], {}, [], {}, {}
+        binary: dict = {}  # columns with two values: {name: (rows with a value, is the second value, values)}
         for name in columns:
             column = frame[name]
             parsed = None if name in forced else _parse_numbers(column)
@@ -290,6 +352,12 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                     infinite[name] = row_names(frame)[inf]
                 values = values.mask(inf)
                 numeric.append(name)
+                if y is not None:
+                    present = values.notna().to_numpy()
+                    two = np.unique(values.to_numpy(dtype=float)[present])
+                    if two.size == 2:
+                        binary[name] = (present, values.to_numpy(dtype=float)[present] == two[1],
+                                        [category_of(v) for v in two])
                 medians[name] = float(values.median()) if values.notna().any() else 0.0
                 if self._impute_numeric and self.missing_indicator and values.isna().any():
                     indicators.append(name)
@@ -322,8 +390,11 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             mode = max(order, key=lambda v: (counts[v], -order.index(v)))
             categorical.append(name)
             categories[name] = (order, mode)
-        if auto and y is not None:
-            self._warn_if_outcome(frame, numeric, y)
+            if y is not None and len(order) == 2:
+                present = ~column.astype(object).map(is_missing).to_numpy(dtype=bool)
+                binary[name] = (present, levels.to_numpy() == order[1], order)
+        if y is not None:
+            self._warn_if_outcome(binary, y, len(frame), auto)
         if dropped:
             listing = "; ".join(f"'{k}' ({v})" for k, v in dropped.items())
             warnings.warn(
@@ -341,8 +412,40 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         self.categories_ = {k: v[0] for k, v in categories.items()}
         self.modes_ = {k: v[1] for k, v in categories.items()}
         self.dropped_columns_ = dropped
-        self.feature_names_out_ = np.asarray(self._names(), dtype=object)
+        names = self._names()
+        if len(set(names)) < len(names):
+            raise self._name_collision_error(auto)
+        self.feature_names_out_ = np.asarray(names, dtype=object)
         return self
+
+    def _name_collision_error(self, auto: bool) -> InputError:
+        """The error for input columns whose features would get the same name (a numeric ``sex_M``
+        next to the text column ``sex`` of categories F and M: both would be ``<family>__sex_M``)."""
+        sources: dict = {}
+        for column, names in self.value_columns().items():
+            for name in names:
+                what = (f"the numeric column '{column}'" if column in self.numeric_columns_ else
+                        f"category '{name[len(f'{self._family}__{column}_'):]}' of the column '{column}'")
+                sources.setdefault(name, []).append((column, what))
+        for column in self.indicator_columns_:
+            sources.setdefault(f"{self._family}__{column}_missing", []).append(
+                (column, f"the missing-value indicator of the column '{column}'"))
+        clashes = {name: found for name, found in sources.items() if len(found) > 1}
+        if not clashes:  # not reached: input column names are unique (validate_data, columns=[...] checked)
+            names = self._names()
+            return InputError(f"{type(self).__name__}: feature names repeated: "
+                              f"{sorted({n for n in names if names.count(n) > 1})}")
+        listing = "; ".join(f"'{name}' from {' and from '.join(what for _, what in found)}"
+                            for name, found in clashes.items())
+        columns = list(dict.fromkeys(column for found in clashes.values() for column, _ in found))
+        first = next(iter(clashes.values()))
+        renamed = first[0][0] if first[0][0] in self.numeric_columns_ else first[-1][0]
+        leave_out = "exclude=[...]" if auto else "columns=[...] without one of them"
+        return InputError(
+            f"{type(self).__name__}: the input columns {columns} would give features with the same name: "
+            f"{listing}. Two features of one name cannot be told apart; rename one of the columns in the table "
+            f"(e.g. '{renamed}' to '{renamed}_value'), or leave one out ({leave_out})."
+        )
 
     def _not_numbers_error(self, frame: pd.DataFrame, name, parsed: _Parsed, step: str) -> InputError:
         """The error for a column of numbers holding text (``step``: "fit" or "transform")."""
@@ -373,17 +476,44 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
 
-    def _warn_if_outcome(self, frame: pd.DataFrame, numeric: list[str], y) -> None:
-        """Warn about an automatically chosen column that equals ``y`` (an outcome under another name)."""
-        target = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").to_numpy(dtype=float)
-        if target.shape[0] != len(frame) or np.isnan(target).any() or np.unique(target).size < 2:
+    def _warn_if_outcome(self, binary: dict, y, n_rows: int, auto: bool) -> None:
+        """Warn about the columns used whose values determine ``y`` (an outcome under another name).
+
+        A column determines y when, on the training rows where it has a value, its two values map one
+        to one onto y's two classes: an exact copy, a recoding ("yes"/"no", True/False) or an inverted
+        copy. ``binary`` holds the used columns with two values (see :meth:`fit`). A column with missing
+        values is judged on at least :data:`_OUTCOME_MIN_ROWS` rows, so that a few measurements do not
+        match y by chance; a predictive but imperfect column is never named.
+        """
+        target = pd.Series(np.asarray(y).ravel())
+        if target.shape[0] != n_rows or not binary:
             return
-        same = [name for name in numeric
-                if np.array_equal(_parse_numbers(frame[name]).values.to_numpy(dtype=float), target)]
+        codes, classes = pd.factorize(target, sort=True)
+        if (codes < 0).any() or len(classes) != 2:
+            return
+        second = codes == 1
+        same = {}
+        for name, (present, is_second, values) in binary.items():
+            n_present = int(present.sum())
+            if n_present < n_rows and n_present < _OUTCOME_MIN_ROWS:
+                continue
+            outcome = second[present]
+            if np.array_equal(is_second, outcome):
+                pairs = zip(values, classes, strict=True)
+            elif np.array_equal(is_second, ~outcome):
+                pairs = zip(values, classes[::-1], strict=True)
+            else:
+                continue
+            rows = (f"{n_present} training rows" if n_present == n_rows else
+                    f"the {n_present} of {n_rows} training rows with a value")
+            same[name] = (", ".join(f"'{v}' is y={category_of(c)}" for v, c in pairs), rows)
         if same:
+            listing = "; ".join(f"'{k}': {m} on {r}" for k, (m, r) in same.items())
+            hint = "leave them out (exclude=[...]) or drop them from X" if auto else "remove them from columns=[...]"
             warnings.warn(
-                f"{type(self).__name__}: column(s) {same} equal the outcome y on every training row and are used "
-                "as predictors; if they hold the outcome, leave them out (exclude=[...]) or drop them from X",
+                f"{type(self).__name__}: column(s) {list(same)} equal the outcome y (as a copy, a recoding or an "
+                f"inverted copy: their values determine y exactly) and are used as predictors ({listing}); "
+                f"if they hold the outcome, {hint}",
                 UserWarning,
                 stacklevel=3,
             )
@@ -561,7 +691,7 @@ class TabularFeatures(_TableTransformer):
     columns : "auto" or list of str, default "auto"
         Columns to use. "auto": every column except the reserved manifest columns (``case_id``,
         ``patient_id``, ``image``, ``mask``, ``mask_pred``), the outcome columns
-        :data:`OUTCOME_COLUMNS`, path-like text columns, identifiers (by name, ``*_id``, or by
+        :data:`OUTCOME_COLUMNS`, text columns of file paths, identifiers (by name, ``*_id``, or by
         values: free text whose distinct values mostly occur once), dates/times, columns without a
         value, and ``exclude``; those left out for what they hold are named in a warning. Outcome
         columns are refused even when listed explicitly (:class:`~radhe.errors.ConfigurationError`).

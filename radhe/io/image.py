@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import locale
+import math
 import os
 import struct
 import warnings
@@ -463,6 +464,9 @@ def _nifti_truncation(path: Path, data: Path | None = None) -> str | None:
         with _open(path) as fh:
             header = fh.read(540)
             layout = _nifti_layout(header, pair=data is not None)
+            spacing_problem = _nifti_voxel_size_problem(header)
+            if spacing_problem:
+                return spacing_problem
             if data is None:
                 counts[0] = len(header)
                 _stream_voxels(fh, header, layout, counts)
@@ -525,6 +529,32 @@ def _count_non_finite(values: np.ndarray, counts: list[int]) -> None:
 
 #: NIfTI datatype codes of floating-point voxels (float32, float64), whose NaN/inf SimpleITK zeroes
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nifti_voxel_size_problem(header: bytes) -> str | None:
+    """Describe a NIfTI-1/2 (or Analyze) header whose voxel size (``pixdim``) along a spatial axis is not a
+    positive finite number, or return None: ITK reads such an axis as 1 mm (a console warning at most),
+    which would silently change every volume in mL and every shape feature."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            n_dims = struct.unpack(order + "h", header[40:42])[0]
+            pixdim = struct.unpack(order + "8f", header[76:108])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            n_dims = struct.unpack(order + "q", header[16:24])[0]
+            pixdim = struct.unpack(order + "8d", header[104:168])
+            break
+    else:
+        return None
+    if not 1 <= n_dims <= 7:
+        return None
+    for axis, name in zip(range(1, min(int(n_dims), 3) + 1), "xyz", strict=False):
+        size = pixdim[axis]
+        if not (math.isfinite(size) and size > 0):
+            return (f"the NIfTI header gives a voxel size of {size:g} along {name} (pixdim[{axis}]): the voxel "
+                    "size is unknown (ITK would read it as 1 mm, changing every volume); fix the header with the "
+                    "scan's real spacing")
+    return None
 
 
 def _nifti_layout(header: bytes, *, pair: bool = False) -> tuple[int, int, np.dtype | None] | None:

@@ -72,6 +72,10 @@ def load_manifest(
         default_dir = path.resolve().parent
     root = Path(base_dir) if base_dir is not None else default_dir
 
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise InputError(f"{origin}: column name(s) {repeated} appear more than once; each column needs a name "
+                         "of its own (which one would be read?)")
     missing = [c for c in ("case_id", image_column) if c not in frame.columns]
     if missing:
         raise InputError(
@@ -81,6 +85,10 @@ def load_manifest(
         rows = [str(r) for r in frame.index[frame["case_id"].isna()][:5]]
         raise InputError(f"{origin}: case_id is empty in row(s) {', '.join(rows)}")
     frame["case_id"] = frame["case_id"].map(_as_id)
+    blank = frame["case_id"] == ""
+    if blank.any():
+        rows = [str(r) for r in frame.index[blank][:5]]
+        raise InputError(f"{origin}: case_id is blank in row(s) {', '.join(rows)}")
     duplicated = frame["case_id"][frame["case_id"].duplicated()].unique()
     if len(duplicated):
         raise InputError(f"{origin}: case_id must be unique; duplicated: {sorted(duplicated)[:10]}")
@@ -120,10 +128,16 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         # identifiers stay text: "007" must not become 7 (and collide with "7")
         ids = {"case_id": str, "patient_id": str}
-        if name.endswith(".tsv"):
-            return pd.read_csv(path, sep="\t", dtype=ids)
-        if name.endswith(".csv"):
-            return pd.read_csv(path, dtype=ids)
+        if name.endswith((".tsv", ".csv")):
+            sep = "\t" if name.endswith(".tsv") else ","
+            frame = pd.read_csv(path, sep=sep, dtype=ids)
+            # pandas renames a repeated header ("image", "image.1"): keep the names as written, so that
+            # the repetition is refused instead of the second column being silently ignored
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+            if len(header) == frame.shape[1] and header.dropna().duplicated().any():
+                frame.columns = [name if pd.isna(written) else written
+                                 for written, name in zip(header, frame.columns, strict=True)]
+            return frame
     except Exception as exc:  # pandas raises many types for a malformed table
         raise InputError(f"cannot read manifest '{path}': {exc}", path=path) from None
     raise InputError(f"manifest '{path}' must be .csv, .tsv or .parquet", path=path)

@@ -358,9 +358,21 @@ def _check_volume(img: sitk.Image, case_id, path, what: str) -> None:
             f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel; a scalar volume is required",
             case_id=case_id, path=path,
         )
+    if "complex" in img.GetPixelIDTypeAsString():
+        # one component per voxel to SimpleITK, but numpy would drop the imaginary part (a ComplexWarning)
+        raise InputError(
+            f"{what} has complex voxels ({img.GetPixelIDTypeAsString()}); a real scalar volume is required",
+            case_id=case_id, path=path,
+        )
     if img.GetDimension() != 3:
         raise InputError(
             f"{what} is {img.GetDimension()}-D (size {img.GetSize()}); a 3-D volume is required",
+            case_id=case_id, path=path,
+        )
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise InputError(
+            f"{what}'s voxel spacing {_fmt(spacing)} mm is not positive and finite: the voxel size is unknown",
             case_id=case_id, path=path,
         )
     if min(img.GetSize()) < 2:

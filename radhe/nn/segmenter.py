@@ -99,7 +99,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     max_fit_time : float or None, default None
         Stop training after this many seconds (the best weights so far are kept).
     threshold : float, default 0.5
-        Probability threshold of the predicted mask.
+        Probability threshold of the predicted mask, in (0, 1].
     min_component_ml : float, default 0.05
         Connected components smaller than this (mL) are removed from predictions.
     max_components : int or None, default None
@@ -181,7 +181,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "max_fit_time": [Interval(Real, 0, None, closed="neither"), None],
-        "threshold": [Interval(Real, 0, None, closed="neither")],
+        "threshold": [Interval(Real, 0, 1, closed="right")],
         "min_component_ml": [Interval(Real, 0, None, closed="left")],
         "max_components": [Interval(Integral, 1, None, closed="left"), None],
         "fill_holes": ["boolean"],

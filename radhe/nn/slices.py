@@ -181,8 +181,11 @@ def skull_strip(hu: np.ndarray, *, bone_hu: float = BONE_HU, spacing=None) -> np
     if brain is not None and len(closings) > 1:
         redo = [z for z in with_bone if not brain[z].any()]
         if redo:
-            inside[redo] = _enclosed_in_plane(bone[redo], closings[1])
-            brain = _largest_component(inside)
+            again = _enclosed_in_plane(bone[redo], closings[1])
+            inside[redo] = again
+            if again.any():
+                # else only pieces outside the brain were removed: its component is still the largest
+                brain = _largest_component(inside)
     # last, slices still without brain whose tissue meets the field's edge: a ring the field cuts
     # (only then, so that a background masked to padding around a closed skull changes nothing)
     missing = [z for z in with_bone if brain is None or not brain[z].any()]

@@ -11,7 +11,9 @@ import pandas as pd
 import SimpleITK as sitk
 
 from radhe.errors import InputError
-from radhe.io.validation import read_mask
+from radhe.io.image import is_missing_path
+from radhe.io.orientation import canonical_order
+from radhe.io.validation import GEOMETRY_TOLERANCE_MM, _check_geometry, read_mask
 
 __all__ = ["dice_score", "iou_score", "slice_metrics", "segmentation_metrics", "volume_agreement"]
 
@@ -56,9 +58,43 @@ def slice_metrics(y_true, y_pred, *, axis: int = 0, include_empty: bool = False)
     return pd.DataFrame(rows, columns=["slice", "dice", "iou", "true_voxels", "pred_voxels"])
 
 
-def _read_mask(path, case_id, label=1):
-    image = read_mask(path, case_id=case_id, label=label)
-    return sitk.GetArrayViewFromImage(image) == label, float(np.prod(image.GetSpacing())) / 1000.0
+def _describe(path) -> str:
+    return "given as a SimpleITK.Image" if isinstance(path, sitk.Image) else f"'{path}'"
+
+
+def _read_mask(path, case_id, label, role: str, column: str) -> sitk.Image:
+    """One mask of a case through :func:`radhe.io.validation.read_mask`, its errors saying which mask."""
+    if is_missing_path(path):
+        raise InputError(f"no {role} mask: the manifest's '{column}' cell holds {path!r}", case_id=case_id)
+    try:
+        return read_mask(path, case_id=case_id, label=label)
+    except InputError as exc:
+        raise InputError(f"{role} mask: {exc.problem}", case_id=case_id, path=exc.path) from exc
+
+
+def _on_reference_grid(truth: sitk.Image, pred: sitk.Image, case_id, true_path, pred_path) -> sitk.Image:
+    """``pred`` in the voxel order of ``truth``, refused unless the two lie on one physical grid.
+
+    A prediction stored in another voxel order (axes permuted or reversed, e.g. by a converter) is
+    reordered to the reference's (:func:`SimpleITK.DICOMOrient`, the reordering of
+    :mod:`radhe.io.orientation`: never resampled); then size, spacing, origin and direction must agree
+    within :data:`~radhe.io.validation.GEOMETRY_TOLERANCE_MM`, the rule :func:`~radhe.io.load_checked_case`
+    applies between an image and its mask.
+    """
+    reordered = canonical_order(pred) != canonical_order(truth)
+    if reordered:
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(truth.GetDirection())
+        pred = sitk.DICOMOrient(pred, code)
+    try:
+        _check_geometry(truth, pred, case_id, None, GEOMETRY_TOLERANCE_MM)
+    except InputError as exc:
+        order = ", the prediction reordered to the reference's voxel order" if reordered else ""
+        raise InputError(
+            f"predicted mask does not match the reference mask {_describe(true_path)}: not on one grid "
+            f"({exc.problem}; 'mask' is the prediction, 'image' the reference{order})",
+            case_id=case_id, path=None if isinstance(pred_path, sitk.Image) else pred_path,
+        ) from exc
+    return pred
 
 
 def segmentation_metrics(manifest: pd.DataFrame, *, pred_column: str = "mask_pred", true_column: str = "mask",
@@ -72,13 +108,28 @@ def segmentation_metrics(manifest: pd.DataFrame, *, pred_column: str = "mask_pre
         :meth:`HematomaSegmenter.transform`); ``patient_id`` is used for ``level="patient"``.
     level : {"case", "patient", "slice"}
         "case": one row per case; "patient": voxels pooled over each patient's cases; "slice":
-        one row per slice holding haematoma in either mask.
+        one row per slice holding haematoma in either mask (slices along axis 0 of the reference
+        mask's ``(z, y, x)`` array).
+
+    Both masks are read through :func:`radhe.io.validation.read_mask` and must lie on one physical
+    grid: the rule :func:`radhe.io.load_checked_case` applies between an image and its mask (size,
+    spacing, origin and direction within :data:`~radhe.io.validation.GEOMETRY_TOLERANCE_MM`). A
+    prediction stored in another voxel order than its reference (axes permuted or reversed, the same
+    grid in space) is compared voxel by voxel after reordering it to the reference's order (never
+    resampled).
 
     Returns
     -------
     pandas.DataFrame
         ``dice``, ``iou``, ``volume_true_ml``, ``volume_pred_ml`` (and ``case_id``,
         ``patient_id``, ``slice`` as applicable).
+
+    Raises
+    ------
+    radhe.errors.InputError
+        Naming the case and the file: a missing column; a reference or predicted mask that is
+        missing, unreadable or not a mask; a prediction on another grid than its reference (another
+        size, spacing, origin or direction).
     """
     if level not in ("case", "patient", "slice"):
         raise ValueError(f"level must be 'case', 'patient' or 'slice', got {level!r}")
@@ -89,15 +140,11 @@ def segmentation_metrics(manifest: pd.DataFrame, *, pred_column: str = "mask_pre
     rows, slices = [], []
     for case_id, patient, true_path, pred_path in zip(manifest["case_id"], patients, manifest[true_column],
                                                       manifest[pred_column], strict=True):
-        truth, voxel_ml = _read_mask(true_path, case_id, label)
-        pred, pred_voxel_ml = _read_mask(pred_path, case_id, 1)
-        if truth.shape != pred.shape or not np.isclose(voxel_ml, pred_voxel_ml, rtol=1e-4, atol=0.0):
-            raise InputError(
-                f"predicted mask (shape {pred.shape}, voxel {pred_voxel_ml * 1000:.4g} mm³) does not match the "
-                f"reference mask (shape {truth.shape}, voxel {voxel_ml * 1000:.4g} mm³)",
-                case_id=case_id, path=pred_path,
-            )
-        a, b = _pair(truth, pred)
+        truth = _read_mask(true_path, case_id, label, "reference", true_column)
+        pred = _read_mask(pred_path, case_id, 1, "predicted", pred_column)
+        pred = _on_reference_grid(truth, pred, case_id, true_path, pred_path)
+        voxel_ml = float(np.prod(truth.GetSpacing())) / 1000.0
+        a, b = _pair(sitk.GetArrayViewFromImage(truth) == label, sitk.GetArrayViewFromImage(pred) == 1)
         inter = int(np.logical_and(a, b).sum())
         rows.append({"case_id": str(case_id), "patient_id": str(patient), "true_voxels": int(a.sum()),
                      "pred_voxels": int(b.sum()), "intersection": inter, "voxel_ml": voxel_ml})
@@ -132,8 +179,14 @@ def volume_agreement(metrics: pd.DataFrame, **kwargs):
 
     ``metrics`` is :func:`segmentation_metrics`' case (or patient) table; ``kwargs`` go to
     ``compare_volumes``. Returns whatever ``compare_volumes`` returns (Bland–Altman bias and limits,
-    correlation, ...), or raises ImportError when :mod:`radhe.volumetry` is not available.
+    correlation, ...), or raises ImportError when :mod:`radhe.volumetry` is not available. The volumes
+    are passed labelled by ``case_id`` (or ``patient_id``), so that an error names the case.
     """
     from radhe.volumetry import compare_volumes
 
-    return compare_volumes(metrics["volume_true_ml"].to_numpy(), metrics["volume_pred_ml"].to_numpy(), **kwargs)
+    if "case_id" not in metrics.columns and metrics.index.name == "case_id":
+        metrics = metrics.reset_index()
+    key = next((c for c in ("case_id", "patient_id") if c in metrics.columns), None)
+    index = pd.Index(metrics[key].astype(str), name=key) if key else None
+    return compare_volumes(pd.Series(metrics["volume_true_ml"].to_numpy(), index=index),
+                           pd.Series(metrics["volume_pred_ml"].to_numpy(), index=index), **kwargs)
