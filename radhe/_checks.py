@@ -245,8 +245,22 @@ def check_labels(y, X=None, *, where: str = "fit", aligned: bool = False) -> np.
         labels (naming the cases); values other than 0/1, e.g. "yes"/"no" or a 3-level grade (naming
         the values and cases); a single class.
     """
+    if isinstance(y, pd.DataFrame) and y.shape[1] == 1:
+        y = y.iloc[:, 0]  # a one-column table (manifest[["he"]]): its column, index kept for the alignment check
+        column_vector = True
+    else:
+        column_vector = False
     name = f"'{y.name}'" if isinstance(y, pd.Series) and y.name is not None else "y"
     values = np.asarray(y.to_numpy(dtype=object) if isinstance(y, pd.Series | pd.DataFrame) else y, dtype=object)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values, column_vector = values[:, 0], True
+    if column_vector:
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(f"{where}: the outcome {name} was given as a column (one column, one row per case); it is "
+                      "read as one label per case", DataConversionWarning, stacklevel=3)
     if values.ndim != 1:
         raise InputError(f"{where}: the outcome {name} must be one-dimensional (one label per case); "
                          f"got shape {values.shape}")

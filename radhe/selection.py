@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_selection import SelectorMixin, f_classif, mutual_info_classif
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from radhe._compat import check_feature_names_in
+from radhe._compat import Interval, StrOptions, check_feature_names_in, validate_params
 from radhe.errors import ConfigurationError, InputError
 
 __all__ = ["FeatureCleaner", "KBestSelector", "SCORE_FUNCTIONS"]
@@ -62,6 +62,11 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
         "near-constant", "correlated with <name> (r=0.97)").
     """
 
+    _parameter_constraints: dict = {
+        "correlation_threshold": [Interval(numbers.Real, 0, 1, closed="right"), None],
+        "near_constant": [Interval(numbers.Real, 0.5, 1, closed="both")],
+    }
+
     def __init__(self, correlation_threshold=0.95, near_constant=0.98):
         self.correlation_threshold = correlation_threshold
         self.near_constant = near_constant
@@ -75,7 +80,7 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
             No feature is left (every one constant or without a finite value in the training rows):
             the message names each feature and why it went. Also for a table without rows or columns.
         """
-        self._check_params()
+        validate_params(self)
         X = _validated(self, X, reset=True)
         X = np.where(np.isfinite(X), X, np.nan)
         names = self._input_names()
@@ -155,13 +160,6 @@ class FeatureCleaner(TransformerMixin, BaseEstimator):
             return [f"x{i}" for i in range(self.n_features_in_)]
         return [str(n) for n in names]
 
-    def _check_params(self):
-        t = self.correlation_threshold
-        if t is not None and (not isinstance(t, numbers.Real) or not 0.0 < t <= 1.0):
-            raise ConfigurationError(f"correlation_threshold must be in (0, 1] or None, got {t!r}")
-        if not isinstance(self.near_constant, numbers.Real) or not 0.5 <= self.near_constant <= 1.0:
-            raise ConfigurationError(f"near_constant must be in [0.5, 1], got {self.near_constant!r}")
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -234,6 +232,12 @@ class KBestSelector(SelectorMixin, BaseEstimator):
         The number of features kept.
     """
 
+    _parameter_constraints: dict = {
+        "k": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "score_func": [StrOptions({"f_classif", "mutual_info", "mutual_info_classif"}), callable],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, k=20, score_func="f_classif", random_state=None):
         self.k = k
         self.score_func = score_func
@@ -241,12 +245,11 @@ class KBestSelector(SelectorMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Score the features on the training rows."""
+        validate_params(self)
+        if isinstance(self.k, bool):  # an int to the constraints
+            raise ConfigurationError(f"k must be a non-negative integer or 'all', got {self.k!r}")
         X, y = validate_data(self, X, y, dtype=np.float64, reset=True)
         k = self.k
-        if not (isinstance(k, str) and k == "all") and not (
-            isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0
-        ):
-            raise ConfigurationError(f"k must be a non-negative integer or 'all', got {k!r}")
         func = self._score_function()
         import warnings
 

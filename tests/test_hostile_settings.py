@@ -139,3 +139,55 @@ def test_estimators_refuse_settings_outside_their_range():
 def test_python_dash_m_radhe_runs_the_command_line():
     out = subprocess.run([sys.executable, "-m", "radhe", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("radhe ")
+
+
+@pytest.mark.parametrize("transformers, message", [
+    ([("a", 3)], r"branch 'a' must be a transformer .* got 3"),
+    ([("a", "passthrough")], r"branch 'a' must be a transformer .* got 'passthrough'"),
+    ("clinical", r"transformers must be a list of \(name, transformer\) pairs"),
+    ([("a",)], r"each branch must be a \(name, transformer\) pair"),
+])
+def test_feature_fusion_refuses_branches_that_are_not_transformers(transformers, message):
+    from radhe.features.fusion import FeatureFusion
+
+    with pytest.raises(ConfigurationError, match=message):
+        FeatureFusion(transformers).fit(_table(4))
+
+
+def test_a_categorical_column_that_is_not_in_the_table_is_refused():
+    from radhe.features import ClinicalFeatures
+
+    with pytest.raises(InputError, match=r"categorical column\(s\) \['agee'\] not found"):
+        ClinicalFeatures(categorical=["agee"]).fit(_table(6))
+
+
+def test_selectors_name_themselves_in_parameter_errors():
+    from radhe.selection import FeatureCleaner, KBestSelector
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), np.r_[np.zeros(5), np.ones(5)]
+    for estimator, name in ((KBestSelector(k=-1), "'k' parameter of KBestSelector"),
+                            (KBestSelector(k=True), "k must be a non-negative integer"),
+                            (KBestSelector(score_func="mutual_info", random_state="seed"),
+                             "'random_state' parameter of KBestSelector"),
+                            (KBestSelector(score_func="chi2"), "'score_func' parameter of KBestSelector"),
+                            (FeatureCleaner(near_constant=2), "'near_constant' parameter of FeatureCleaner")):
+        with pytest.raises(ConfigurationError, match=re.escape(name)):
+            estimator.fit(X, y)
+
+
+def test_an_outcome_given_as_one_column_is_read_as_labels_with_a_warning():
+    from sklearn.exceptions import DataConversionWarning
+
+    from radhe._checks import check_labels
+
+    X = _table(6)
+    X["he"] = [0, 1, 0, 1, 1, 0]
+    for column in (X[["he"]], X[["he"]].to_numpy()):
+        with pytest.warns(DataConversionWarning, match="given as a column"):
+            assert check_labels(column, X, where="fit").tolist() == [0, 1, 0, 1, 1, 0]
+    shuffled = X[["he"]].iloc[::-1]  # a one-column table is still aligned by its index
+    with pytest.warns(DataConversionWarning), pytest.raises(InputError, match="index"):
+        check_labels(shuffled, X, where="fit", aligned=True)
+    with pytest.raises(InputError, match="must be one-dimensional"):
+        check_labels(np.c_[X["he"], X["he"]], X, where="fit")

@@ -433,3 +433,41 @@ def test_volume_agreement_uses_volumetry(trained):
     agreement = volume_agreement(segmentation_metrics(out))
     assert agreement["n"] == len(out)
     assert agreement["pearson_r"] > 0.8  # predicted volumes track the true ones
+
+
+def test_fallback_region_is_empty_where_no_region_stands_out():
+    flat = np.full((4, 10, 10), 0.2, np.float32)
+    assert not fallback_region(flat).any()  # every voxel at the peak: the whole volume is no region
+    mostly = flat.copy()
+    mostly[0, :3] = 0.1  # 30 of 400 voxels lower: the peak's region still holds most of the volume
+    assert not fallback_region(mostly).any()
+    peaked = np.full((4, 10, 10), 0.01, np.float32)
+    peaked[1, 2:6, 2:6] = 0.3
+    assert fallback_region(peaked).sum() == 16
+    assert not fallback_region(peaked, max_voxels=15).any() and fallback_region(peaked, max_voxels=16).sum() == 16
+
+
+def test_a_network_with_flat_probabilities_writes_named_empty_masks_not_the_head(trained, tmp_path):
+    """An untrained or failed network (here: its output layer zeroed, every voxel the same probability) has
+    no most probable region: the fallback writes an empty mask and says so, not a mask of the whole scan."""
+    import torch
+
+    seg, test, _ = trained
+    flat = joblib.load(_dump(seg, tmp_path))
+    state = dict(flat.model_state_)
+    state["head.weight"] = torch.zeros_like(state["head.weight"])
+    state["head.bias"] = torch.full_like(state["head.bias"], -0.5)  # probability 0.38 everywhere
+    flat.model_state_ = state
+    flat.set_params(cache_dir=tmp_path / "flat", brain_only=False)
+    case = test.iloc[:1]
+    with pytest.warns(InputWarning, match=r"no region stands out to fall back to .* wrote an empty mask"):
+        out = flat.transform(case)
+    assert flat.prediction_records(case)["status"].tolist() == ["empty"]
+    assert _array(out["mask_pred"].iloc[0]).sum() == 0
+
+
+def test_segmenter_feature_names_are_the_manifest_columns_and_the_mask(trained):
+    seg, test, out = trained
+    assert list(seg.get_feature_names_out()) == list(out.columns)
+    assert list(seg.get_feature_names_out(["case_id", "image"])) == ["case_id", "image", "mask_pred"]
+    assert seg.n_features_in_ == len(out.columns) - 1

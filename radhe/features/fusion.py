@@ -102,7 +102,19 @@ class FeatureFusion(TransformerMixin, BaseComposition):
         return self
 
     def _branches(self):
+        if isinstance(self.transformers, (str, bytes)):
+            raise ConfigurationError(f"FeatureFusion: transformers must be a list of (name, transformer) pairs, "
+                                     f"got {self.transformers!r}")
         branches = list(self.transformers or [])
+        for branch in branches:
+            if not (isinstance(branch, tuple | list) and len(branch) == 2 and isinstance(branch[0], str)):
+                raise ConfigurationError(f"FeatureFusion: each branch must be a (name, transformer) pair, got "
+                                         f"{branch!r}")
+            step = branch[1]
+            if not (step is None or (isinstance(step, str) and step == "drop")
+                    or (hasattr(step, "fit") and hasattr(step, "transform"))):
+                raise ConfigurationError(f"FeatureFusion: branch {branch[0]!r} must be a transformer (with fit and "
+                                         f"transform), 'drop' or None, got {step!r}")
         names = [name for name, _ in branches]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"FeatureFusion: branch names must be unique, got {names}")

@@ -336,6 +336,11 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         dropped: dict = {}
         columns = self._choose_columns(frame, dropped)
         forced = set(self._forced_categorical())
+        unknown = sorted(str(c) for c in forced if c not in frame.columns)
+        if unknown:
+            # a misspelt name would otherwise leave the column it meant to be read as numbers
+            raise InputError(f"{type(self).__name__}: categorical column(s) {unknown} not found; columns present: "
+                             f"{list(frame.columns)}")
         auto = isinstance(self.columns, str)
         numeric, categorical, medians, indicators, categories, infinite = [], [], {}, [], {}, {}
         binary: dict = {}  # columns with two values: {name: (rows with a value, is the second value, values)}

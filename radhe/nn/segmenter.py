@@ -113,7 +113,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         write the most probable region instead (the connected component at the peak probability,
         thresholded halfway between the median and the peak), so downstream features are computed
         from *something* and the case is named (an empty mask, with the same warning, when every
-        probability that anatomy allows is 0: there is no region to fall back to); "warn": warn and
+        probability that anatomy allows is 0, or when that region is larger than
+        :data:`FALLBACK_MAX_ML` or half the scan: no region stands out); "warn": warn and
         write the empty mask (downstream radiomics will then fail or skip it); "raise": raise
         :class:`~radhe.errors.InputError`.
         Every case's outcome is recorded beside its mask (:meth:`prediction_records`).
@@ -363,11 +364,13 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         if pretrained:
             self._check_pretrained_parameters()
             check_frame(X, (self.image_column,), "HematomaSegmenter.fit")
+            self._set_input_names(X)
             if self.epochs == 0 or self.mask_column not in X.columns or X[self.mask_column].map(S.is_missing).all():
                 # the shipped weights as they are: no fine-tuning asked for, or no mask to fine-tune on
                 self._use_pretrained(start)
                 return self
         check_frame(X, (self.image_column, self.mask_column), "HematomaSegmenter.fit")
+        self._set_input_names(X)
         seed = runtime.seed_from(self.random_state)
         rng = np.random.default_rng(seed)
         missing = X[self.mask_column].map(S.is_missing)
@@ -664,12 +667,19 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             if self.on_empty == "raise":
                 raise InputError(reason, case_id=case.case_id)
             message = f"{format_case(case.case_id)}: {reason}"
+            fallback = None
             if self.on_empty == "fallback" and max_prob > 0:
                 whole = np.zeros(case.hu.shape, dtype=np.float32)
                 whole[region] = prob
-                mask = fallback_region(whole)
+                fallback = fallback_region(whole, max_voxels=int(FALLBACK_MAX_ML / case.voxel_ml))
+            if fallback is not None and fallback.any():
+                mask = fallback
                 status = "fallback"
                 message += f"; using the most probable region ({int(np.count_nonzero(mask))} voxels) instead"
+            elif fallback is not None:
+                message += (f"; no region stands out to fall back to (the region around the peak probability holds "
+                            f"more than {FALLBACK_MAX_ML:g} mL or half the scan: the probabilities are nearly flat, "
+                            "as an untrained or failing network gives): wrote an empty mask")
             elif self.on_empty == "fallback":
                 message += ("; no region to fall back to (every voxel that anatomy allows has probability 0): "
                             "wrote an empty mask")
@@ -832,10 +842,17 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             scores.append(dice_score(case.to_native(case.mask), pred))
         return float(np.mean(scores))
 
+    def _set_input_names(self, X: pd.DataFrame) -> None:
+        # the manifest's columns, which transform passes through (get_feature_names_out)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+
     def get_feature_names_out(self, input_features=None):
-        """Names of ``transform``'s columns: the input's plus ``output_column``."""
+        """Names of ``transform``'s columns: the input's (by default those of the manifest given to
+        :meth:`fit`; none for :meth:`pretrained` weights not fitted on a manifest) plus ``output_column``
+        (once: a manifest that already holds it gets it replaced)."""
         names = list(input_features) if input_features is not None else list(getattr(self, "feature_names_in_", []))
-        return np.asarray(names + [self.output_column], dtype=object)
+        return np.asarray([n for n in names if n != self.output_column] + [self.output_column], dtype=object)
 
     def set_output(self, *, transform=None):
         # transform() always returns a DataFrame (a manifest); nothing to configure.
@@ -915,11 +932,19 @@ def _postprocess_box(mask: np.ndarray, voxel_ml: float, min_component_ml: float,
     return mask
 
 
-def fallback_region(prob: np.ndarray) -> np.ndarray:
-    """The connected region around the peak probability; empty when every probability is 0.
+#: The most probable region :func:`fallback_region` may return (mL): a region larger than the largest
+#: haematomas (100-150 mL) does not stand out of the probability map (an untrained or failed network's
+#: nearly flat probabilities); the case then gets an empty mask, named, instead of a mask of the head.
+FALLBACK_MAX_ML = 150.0
 
-    Thresholded halfway between the volume's median probability and its peak, so a nearly flat
-    probability map gives a small region around the peak rather than the whole volume.
+
+def fallback_region(prob: np.ndarray, max_voxels: int | None = None) -> np.ndarray:
+    """The connected region around the peak probability; empty when every probability is 0, or when
+    that region holds more than ``max_voxels`` voxels (or half the volume, without ``max_voxels``).
+
+    Thresholded halfway between the volume's median probability and its peak: a peak that stands out
+    gives a small region around it; a nearly flat map (most voxels at the peak) gives none, rather
+    than the whole volume.
     """
     peak = float(prob.max()) if prob.size else 0.0
     if not peak > 0:
@@ -928,7 +953,11 @@ def fallback_region(prob: np.ndarray) -> np.ndarray:
     region = prob >= (float(np.median(prob)) + peak) / 2
     labels, _ = ndimage.label(region)
     peak_label = labels[np.unravel_index(int(np.argmax(prob)), prob.shape)]
-    return labels == peak_label
+    out = labels == peak_label
+    limit = prob.size // 2 if max_voxels is None else min(int(max_voxels), prob.size // 2)
+    if np.count_nonzero(out) > limit:
+        return np.zeros(prob.shape, dtype=bool)
+    return out
 
 
 def _patient_split(patients: np.ndarray, fraction: float, rng: np.random.Generator):
