@@ -285,7 +285,8 @@ def _edit_slices(folder, edit):
 
 
 @pytest.mark.parametrize("damage", ["missing slice", "duplicated slice", "uneven spacing", "gantry tilt",
-                                    "localizer in the series", "truncated slice file"])
+                                    "localizer in the series", "truncated slice file", "no slice positions",
+                                    "one slice without position", "another pixel size", "MONOCHROME1"])
 def test_a_series_whose_slices_form_no_regular_grid_is_refused(tmp_path, damage):
     """SimpleITK stacks a series at one spacing from its first positions: each of these read as a volume
     with wrong geometry (a gap 12.5 % too long, a slice twice, a coronal localizer's direction for the whole
@@ -316,6 +317,18 @@ def test_a_series_whose_slices_form_no_regular_grid_is_refused(tmp_path, damage)
         scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         scout.save_as(folder / "scout.dcm", enforce_file_format=True)
         expected = r"1 of 7 slices have another orientation.*'scout.dcm'.*localizer"
+    elif damage == "no slice positions":  # SimpleITK would stack them 1 mm apart
+        _edit_slices(folder, lambda k, ds: delattr(ds, "ImagePositionPatient"))
+        expected = r"6 of 6 slices have no readable ImagePositionPatient"
+    elif damage == "one slice without position":  # SimpleITK would put it out of order
+        _edit_slices(folder, lambda k, ds: delattr(ds, "ImagePositionPatient") if k == 4 else None)
+        expected = r"1 of 6 slices have no readable ImagePositionPatient .*'ct004.dcm'"
+    elif damage == "another pixel size":  # SimpleITK would read every slice at the first one's
+        _edit_slices(folder, lambda k, ds: setattr(ds, "PixelSpacing", [0.5, 0.5]) if k == 0 else None)
+        expected = r"the slices do not share one pixel grid .*'ct000.dcm'"
+    elif damage == "MONOCHROME1":  # GDCM inverts the values for display: not HU
+        _edit_slices(folder, lambda k, ds: setattr(ds, "PhotometricInterpretation", "MONOCHROME1"))
+        expected = r"6 slice\(s\) are stored as MONOCHROME1"
     else:
         data = files[3].read_bytes()
         files[3].write_bytes(data[:-1500])
@@ -348,3 +361,25 @@ def test_a_series_checked_once_is_checked_again_when_a_file_changes(tmp_path):
     sorted(folder.glob("ct*.dcm"))[3].unlink()
     with pytest.raises(InputError, match="uneven slice spacing"):
         read_image(folder, case_id="c1")
+
+
+def test_two_series_of_as_many_slices_are_not_chosen_between(tmp_path):
+    """A soft-tissue and a bone-kernel reconstruction of one scan have the same slices: reading either
+    changes every intensity, so the folder is refused, naming both."""
+    folder = write_ct_series(tmp_path / "ct", ct_volume())
+    write_ct_series(folder, ct_volume() + 5, prefix="bone")
+    with pytest.raises(InputError, match=r"case 'c1'.*holds 2 DICOM series of 6 slices each .*a folder of its own"):
+        read_image(folder, case_id="c1")
+
+
+def test_a_dicom_mask_given_where_an_image_is_read_says_how_to_convert_it(tmp_path):
+    """A DICOM-SEG in the manifest's mask column read as an image gave a size mismatch, an RTSTRUCT
+    "Unable to determine ImageIO reader": both now name read_dicom_mask."""
+    ct_folder = write_ct_series(tmp_path / "ct", ct_volume())
+    seg = write_seg(ct_folder, tmp_path / "seg.dcm", {"haematoma": clot_mask()})
+    rtstruct = write_rtstruct(ct_folder, tmp_path / "rs.dcm", {"haematoma": clot_mask()})
+    with pytest.raises(InputError, match=r"case 'c1'.*is a DICOM-SEG .*radhe\.io\.read_dicom_mask"):
+        read_image(seg, case_id="c1")
+    with pytest.raises(InputError, match=r"case 'c1'.*RTSTRUCT or DICOM-SEG mask\? .*read_dicom_mask"):
+        validate_case(ct_folder, rtstruct, case_id="c1")
+    assert read_dicom_mask(seg, ct_folder).GetSize() == read_image(ct_folder).GetSize()  # the way that works

@@ -153,6 +153,14 @@ def raw_counts(folder, image, mask):
                                        image), mask)
 
 
+def raw_counts_in_padding(folder, image, mask):
+    """Stored values (HU + 1024, the rescale intercept lost) inside a field padded with -2000: the padding
+    brought the minimum below -500 HU, and the scan passed as CT."""
+    counts = _array(image).astype(np.int16) + 1024
+    counts[:, :2, :] = -2000
+    return _write(folder, "rawpad", _like(counts, image), mask)
+
+
 def windowed_0_255(folder, image, mask):
     hu = _array(image).astype(float)
     return _write(folder, "win", _like(np.clip((hu + 20) / 120 * 255, 0, 255).astype(np.uint8), image), mask)
@@ -410,6 +418,8 @@ CATALOGUE = [
     Hostile("image file missing", missing_image, r"file not found"),
     Hostile("mask file missing", missing_mask, r"file not found", file="mask"),
     Hostile("raw 0..4095 counts", raw_counts, r"do not look like CT in HU"),
+    Hostile("raw counts in a padded field", raw_counts_in_padding,
+            r"intensities \d+ to \d+ inside the field \(padding below -1500 aside\) do not look like CT in HU"),
     Hostile("0..255 windowed export", windowed_0_255, r"do not look like CT in HU"),
     Hostile("z-score normalised", normalised, r"do not look like CT in HU"),
     Hostile("NaN voxels", nan_voxels, r"9 NaN and 0 infinite voxel"),

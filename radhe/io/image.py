@@ -92,8 +92,34 @@ def read_image(path: str | os.PathLike, *, case_id: object = None) -> sitk.Image
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"cannot read image '{path}': {_first_line(exc)}", case_id=case_id, path=path) from None
+        hint = ""
+        if _is_dicom_file(path):
+            hint = (" (a DICOM RTSTRUCT or DICOM-SEG mask? Convert it onto its CT's grid first: "
+                    "radhe.io.read_dicom_mask(path, ct_folder))")
+        raise InputError(f"cannot read image '{path}': {_first_line(exc)}{hint}", case_id=case_id, path=path) from None
+    sop_class = image.GetMetaData("0008|0016").strip().rstrip("\x00") if image.HasMetaDataKey("0008|0016") else ""
+    if sop_class in _DICOM_MASK_CLASSES:
+        raise InputError(
+            f"'{path}' is a {_DICOM_MASK_CLASSES[sop_class]}, not an image on its CT's voxel grid: convert it first "
+            "with radhe.io.read_dicom_mask(path, ct_folder) and give the manifest the mask it writes",
+            case_id=case_id, path=path,
+        )
     return image
+
+
+#: SOP Class UIDs of DICOM masks, which are not read as images (:func:`radhe.io.read_dicom_mask` converts them).
+_DICOM_MASK_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4": "DICOM-SEG (segmentation object)",
+                       "1.2.840.10008.5.1.4.1.1.481.3": "DICOM RTSTRUCT (contours)"}
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """Whether ``path`` has the DICOM preamble ("DICM" at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 #: stamps ((resolved path, size, mtime, ctime) of a file and of its data files) of images whose compressed
@@ -253,7 +279,18 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
     if not series_ids:
         raise InputError(f"no DICOM series found in folder '{folder}'", case_id=case_id, path=folder)
     files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid) for sid in series_ids}
-    chosen = max(series_ids, key=lambda sid: (len(files_by_series[sid]), sid))
+    most = max(len(files) for files in files_by_series.values())
+    tied = [sid for sid in series_ids if len(files_by_series[sid]) == most]
+    if len(tied) > 1:
+        # two reconstructions of one scan (a soft-tissue and a bone kernel) look alike to a count of slices:
+        # which one is read changes every intensity, so radhe does not pick
+        listing = "; ".join(f"{sid} ({_series_description(files_by_series[sid][0])})" for sid in tied)
+        raise InputError(
+            f"folder '{folder}' holds {len(tied)} DICOM series of {most} slices each ({listing}): which one is the "
+            "scan is not clear; put the series to read in a folder of its own",
+            case_id=case_id, path=folder,
+        )
+    chosen = tied[0]
     if len(series_ids) > 1:
         from radhe.errors import InputWarning, format_case
 
@@ -266,6 +303,10 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
             stacklevel=3,
         )
     check_dicom_series(folder, files_by_series, chosen, case_id=case_id)
+    if len(files_by_series[chosen]) == 1:
+        # one file: an enhanced (multi-frame) CT holds the volume, read as the file it is (the series
+        # reader would stack it as a 4-D image of one slice)
+        return read_image(files_by_series[chosen][0], case_id=case_id)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files_by_series[chosen])
     try:
@@ -274,6 +315,20 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
         raise InputError(
             f"cannot read DICOM series {chosen} in '{folder}': {_first_line(exc)}", case_id=case_id, path=folder
         ) from None
+
+
+def _series_description(path: str) -> str:
+    """A DICOM file's SeriesDescription and ConvolutionKernel, for naming its series."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return "unreadable header"
+    found = [f"{label} {reader.GetMetaData(key).strip()}" for label, key in (("description", "0008|103e"),
+                                                                              ("kernel", "0018|1210"))
+             if reader.HasMetaDataKey(key) and reader.GetMetaData(key).strip()]
+    return ", ".join(found) or "no description"
 
 
 #: Largest difference (mm) between a slice step of a DICOM series and the median step, beyond 5 % of it.
@@ -323,40 +378,70 @@ def _unread_dicom_files(folder: str, in_series: set) -> list[str]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if not entry.is_file() or entry.path in in_series or entry.name.upper() == "DICOMDIR":
             continue
-        try:
-            with open(entry.path, "rb") as fh:
-                fh.seek(128)
-                magic = fh.read(4)
-        except OSError:
-            continue
-        if magic == b"DICM":
+        if _is_dicom_file(Path(entry.path)):
             out.append(entry.path)
     return out
 
 
-def _series_geometry_problem(files) -> str | None:
-    """Why the slices of a DICOM series do not form one regular grid, or None.
+def _dicom_tag(reader: sitk.ImageFileReader, key: str) -> str:
+    """A DICOM tag's value as text (stripped; empty when absent), after ``ReadImageInformation``."""
+    return reader.GetMetaData(key).replace(" ", "").strip() if reader.HasMetaDataKey(key) else ""
 
-    SimpleITK stacks the files it is given at one spacing, from the first two positions: a missing or
-    duplicated slice, uneven steps, a localizer in the series or a gantry tilt (positions shifted
-    in-plane from slice to slice) would give a volume with wrong geometry and no error.
+
+def _series_geometry_problem(files) -> str | None:
+    """Why the slices of a DICOM series would not be read as the scan they are, or None.
+
+    SimpleITK stacks the files it is given at one spacing, from the first two positions, and at the
+    first slice's pixel size: a slice without a position, a missing or duplicated slice, uneven steps,
+    slices of another pixel grid, a localizer in the series or a gantry tilt (positions shifted
+    in-plane from slice to slice) would give a volume with wrong geometry and no error; MONOCHROME1
+    slices (values inverted for display) would not be HU.
     """
-    if len(files) < 2:
-        return None
     reader = sitk.ImageFileReader()
-    orientations, positions = [], []
+    orientations, positions, grids, without, inverted = [], [], [], [], []
     for name in files:
         reader.SetFileName(name)
         try:
             reader.ReadImageInformation()
-            iop = [float(v) for v in reader.GetMetaData("0020|0037").replace(" ", "").split("\\")]
-            ipp = [float(v) for v in reader.GetMetaData("0020|0032").replace(" ", "").split("\\")]
-        except (RuntimeError, ValueError):  # a tag missing or unreadable: positions cannot be checked
-            return None
+        except RuntimeError:
+            without.append(name)
+            continue
+        if _dicom_tag(reader, "0028|0004").upper() == "MONOCHROME1":
+            inverted.append(name)
+        if len(files) < 2:
+            break
+        try:
+            iop = [float(v) for v in _dicom_tag(reader, "0020|0037").split("\\")]
+            ipp = [float(v) for v in _dicom_tag(reader, "0020|0032").split("\\")]
+        except ValueError:  # a tag missing or unreadable
+            iop, ipp = [], []
         if len(iop) != 6 or len(ipp) != 3:
-            return None
+            without.append(name)
+            continue
         orientations.append(iop)
         positions.append(ipp)
+        grids.append((_dicom_tag(reader, "0028|0030"), _dicom_tag(reader, "0028|0010"), _dicom_tag(reader, "0028|0011")))
+    if inverted:
+        listing = ", ".join(f"'{Path(f).name}'" for f in inverted[:5])
+        return (f"{len(inverted)} slice(s) are stored as MONOCHROME1 ({listing}): their pixel values are inverted "
+                "for display, and read as they are they would not be HU; convert the series to MONOCHROME2 "
+                "first (e.g. dcm2niix, or pydicom)")
+    if len(files) < 2:
+        return None
+    if without:
+        listing = ", ".join(f"'{Path(f).name}'" for f in without[:5]) + (" ..." if len(without) > 5 else "")
+        return (f"{len(without)} of {len(files)} slices have no readable ImagePositionPatient / "
+                f"ImageOrientationPatient (0020,0032) / (0020,0037) ({listing}): where a slice lies cannot be "
+                "checked, and SimpleITK would stack the slices at a made-up spacing (1 mm) or out of order")
+    kinds = sorted(set(grids))
+    if len(kinds) > 1:
+        counts = {k: grids.count(k) for k in kinds}
+        odd = [files[i] for i, g in enumerate(grids) if g != max(counts, key=counts.get)]
+        listing = ", ".join(f"'{Path(f).name}'" for f in odd[:5]) + (" ..." if len(odd) > 5 else "")
+        shown = "; ".join(f"PixelSpacing {k[0] or '?'}, {k[1] or '?'} × {k[2] or '?'} pixels ({n} slices)"
+                          for k, n in counts.items())
+        return (f"the slices do not share one pixel grid ({shown}; e.g. {listing}): SimpleITK would stack them "
+                "at the first slice's pixel size; put each series in its own folder")
     orientations, positions = np.asarray(orientations), np.asarray(positions)
     differs = np.flatnonzero(np.abs(orientations - np.median(orientations, axis=0)).max(axis=1) > 1e-3)
     if differs.size:

@@ -18,12 +18,17 @@ from radhe.errors import InputError, InputWarning, format_case
 from radhe.io.image import checked_path, is_missing_path, read_image
 
 __all__ = ["CaseCheck", "LoadedCase", "ValidationReport", "load_checked_case", "validate_case", "validate_manifest",
-           "check_on_error", "read_mask", "GEOMETRY_TOLERANCE_MM"]
+           "check_on_error", "read_mask", "GEOMETRY_TOLERANCE_MM", "PADDING_HU"]
 
 #: Below this maximum (HU) a "CT" holds no bone or blood: a windowed or normalised image.
 CT_MAX_AT_LEAST_HU = 100.0
-#: Above this minimum (HU) a "CT" holds no air: a windowed or normalised image.
+#: Above this minimum (HU) a "CT" holds no air: a windowed or normalised image. The minimum is taken
+#: over the scanned field, without padding (:data:`PADDING_HU`): raw stored values (HU + 1024, the
+#: rescale intercept lost) around a padded field would otherwise pass.
 CT_MIN_AT_MOST_HU = -500.0
+#: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
+#: write -2000, -3024 or lower there; air is about -1000).
+PADDING_HU = -1500.0
 
 
 @dataclass
@@ -184,13 +189,21 @@ def load_checked_case(
         hu_min=float(values.min()),
         hu_max=float(values.max()),
     )
-    if hu_check and (check.hu_max < CT_MAX_AT_LEAST_HU or check.hu_min > CT_MIN_AT_MOST_HU):
-        raise InputError(
-            f"intensities {check.hu_min:g} to {check.hu_max:g} do not look like CT in HU (expected air near "
-            f"-1000 HU and bone above {CT_MAX_AT_LEAST_HU:g} HU): a raw, windowed or normalised export? Convert it "
-            "to HU, or pass hu_check=False (CLI: --no-hu-check) if the image is deliberately not in HU",
-            case_id=case_id, path=image_path,
-        )
+    if hu_check:
+        field_min = check.hu_min
+        if field_min < PADDING_HU:
+            # integer voxels: initial at the array's own maximum (inf is no integer); all padding: its maximum
+            field_min = float(np.min(values, where=values >= PADDING_HU, initial=check.hu_max))
+        if check.hu_max < CT_MAX_AT_LEAST_HU or field_min > CT_MIN_AT_MOST_HU:
+            shown = (f"{check.hu_min:g} to {check.hu_max:g}" if field_min == check.hu_min else
+                     f"{field_min:g} to {check.hu_max:g} inside the field (padding below {PADDING_HU:g} aside)")
+            raise InputError(
+                f"intensities {shown} do not look like CT in HU (expected air near -1000 HU and bone above "
+                f"{CT_MAX_AT_LEAST_HU:g} HU): a raw, windowed or normalised export (stored values with the rescale "
+                "intercept lost read about 1024 too high)? Convert it to HU, or pass hu_check=False (CLI: "
+                "--no-hu-check) if the image is deliberately not in HU",
+                case_id=case_id, path=image_path,
+            )
     if mask is None:
         return LoadedCase(img, None, check)
 

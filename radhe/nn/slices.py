@@ -18,6 +18,7 @@ from scipy import ndimage
 from radhe.errors import ConfigurationError, InputError
 from radhe.io.image import is_missing_path as is_missing
 from radhe.io.orientation import canonical_order, canonical_spacing, to_canonical, to_native
+from radhe.io.validation import PADDING_HU
 
 #: HU above which a voxel is taken as bone by :func:`skull_strip`.
 BONE_HU = 300.0
@@ -359,11 +360,6 @@ def _convex_hull_space(bone: np.ndarray) -> np.ndarray:
         inside &= a * yy + b * xx + c <= 1e-9
     out[y0:y1, x0:x1] = inside & ~bone[y0:y1, x0:x1]
     return out
-
-
-#: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
-#: write -2000, -3024 or lower there; air is about -1000).
-PADDING_HU = -1500.0
 
 
 def _field_edge_tissue(hu: np.ndarray) -> np.ndarray | None:
