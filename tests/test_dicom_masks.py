@@ -383,3 +383,12 @@ def test_a_dicom_mask_given_where_an_image_is_read_says_how_to_convert_it(tmp_pa
     with pytest.raises(InputError, match=r"case 'c1'.*RTSTRUCT or DICOM-SEG mask\? .*read_dicom_mask"):
         validate_case(ct_folder, rtstruct, case_id="c1")
     assert read_dicom_mask(seg, ct_folder).GetSize() == read_image(ct_folder).GetSize()  # the way that works
+
+
+def test_pixel_spacing_written_to_other_digits_is_one_grid(tmp_path):
+    """PACS and anonymisers rewrite PixelSpacing ("0.488281" beside "0.48828125"): the same pixel size."""
+    folder = write_ct_series(tmp_path / "ct", ct_volume())
+    spacing = [float(v) for v in pydicom.dcmread(sorted(folder.glob("ct*.dcm"))[0]).PixelSpacing]
+    _edit_slices(folder, lambda k, ds: setattr(ds, "PixelSpacing", [f"{v:.6f}" if k % 2 else f"{v:.8e}"
+                                                                    for v in spacing]))
+    np.testing.assert_allclose(read_image(folder).GetSpacing()[:2], spacing[::-1], rtol=1e-6)

@@ -318,6 +318,12 @@ def test_calibration_slope_of_certain_and_wrong_predictions_is_nan_not_the_clip(
     with pytest.warns(UndefinedMetricWarning, match="probability 0 or 1 have the other outcome"):
         fit = calibration_intercept_slope(y, wrong)
     assert math.isnan(fit["slope"]) and math.isfinite(fit["intercept"])
+    # nearly certain, not certain: a number (the clip lies far below what a model means)
+    tiny = p.copy()
+    tiny[np.flatnonzero(y == 0)[0]] = 1 - 1e-7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isfinite(calibration_intercept_slope(y, tiny)["slope"])
     # certain and right: the clip changes nothing that matters, the slope stays a number
     right = p.copy()
     right[np.flatnonzero(y == 1)[0]] = 1.0

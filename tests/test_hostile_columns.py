@@ -129,7 +129,7 @@ OUTCOME_COPIES = {
 @pytest.mark.parametrize("cls", BRANCHES)
 @pytest.mark.parametrize("copy", list(OUTCOME_COPIES), ids=list(OUTCOME_COPIES))
 def test_the_outcome_under_another_name_is_flagged_whatever_its_type(cls, copy):
-    m = manifest()
+    m = manifest(n=40)  # a column with missing values is judged on 30 rows with a value or more
     y = m["he"].to_numpy()
     X = m.drop(columns=["he"])
     X["expansion_at_24h"] = OUTCOME_COPIES[copy](y)
@@ -141,12 +141,12 @@ def test_the_outcome_under_another_name_is_flagged_whatever_its_type(cls, copy):
 
 
 def test_the_warning_says_how_the_values_map_onto_y():
-    m = manifest()
+    m = manifest(n=40)
     X = m.drop(columns=["he"]).assign(expansion_at_24h=_yes_no(m["he"].to_numpy()))
-    with pytest.warns(UserWarning, match=r"'expansion_at_24h': 'no' is y=0, 'yes' is y=1 on 30 training rows"):
+    with pytest.warns(UserWarning, match=r"'expansion_at_24h': 'no' is y=0, 'yes' is y=1 on 40 training rows"):
         ClinicalFeatures().fit(X, m["he"])
     X.loc[[0, 5], "expansion_at_24h"] = None
-    with pytest.warns(UserWarning, match=r"the 28 of 30 training rows with a value"):
+    with pytest.warns(UserWarning, match=r"the 38 of 40 training rows with a value"):
         ClinicalFeatures().fit(X, m["he"])
     with pytest.warns(UserWarning, match=r"remove them from columns=\[\.\.\.\]"):
         ClinicalFeatures(columns=["age_years", "expansion_at_24h"]).fit(X, m["he"])

@@ -161,6 +161,14 @@ def raw_counts_in_padding(folder, image, mask):
     return _write(folder, "rawpad", _like(counts, image), mask)
 
 
+def head_masked_without_air(folder, image, mask):
+    """In HU, every voxel outside the head set to the padding value (a head-masked export): no air in the
+    field, but its tissue is HU, not stored values: accepted."""
+    hu = _array(image).astype(np.int16)
+    hu[hu < -500] = -3024
+    return _write(folder, "masked", _like(hu, image), mask)
+
+
 def windowed_0_255(folder, image, mask):
     hu = _array(image).astype(float)
     return _write(folder, "win", _like(np.clip((hu + 20) / 120 * 255, 0, 255).astype(np.uint8), image), mask)
@@ -464,6 +472,7 @@ CATALOGUE = [
     Hostile("unicode folder name", unicode_path),
     Hostile("DICOM series folder", dicom_series_folder),
     Hostile("scanner padding -3024 HU", padded_ct, same=False),
+    Hostile("head-masked CT, no air in the field", head_masked_without_air, same=False),
 ]
 IDS = [h.name for h in CATALOGUE]
 

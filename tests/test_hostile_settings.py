@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import radhe
 from radhe.cli import main
-from radhe.errors import ConfigurationError, InputError
+from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.evaluation import cross_validate_predictions
 
 
@@ -96,6 +96,10 @@ def test_manifest_with_a_repeated_column_name_is_refused(tmp_path):
     path.write_text("case_id,image,image\nc1,a.nii,b.nii\n")
     with pytest.raises(InputError, match=r"manifest '.*m.csv': column name\(s\) \['image'\] appear more than once"):
         radhe.load_manifest(path)
+    # a repeated column radhe does not read (an export's two "Comment" columns) is told apart, with a warning
+    path.write_text("case_id,image,Comment,Comment\nc1,a.nii,x,y\n")
+    with pytest.warns(InputWarning, match=r"\['Comment'\] appear more than once; radhe does not read them"):
+        assert list(radhe.load_manifest(path).columns[:4]) == ["case_id", "image", "Comment", "Comment.1"]
     # unnamed columns (an index written by pandas) keep pandas' names and are no repetition
     path.write_text("case_id,image,,\nc1,a.nii,1,2\n")
     assert list(radhe.load_manifest(path).columns[:4]) == ["case_id", "image", "Unnamed: 2", "Unnamed: 3"]

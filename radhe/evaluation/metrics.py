@@ -582,8 +582,8 @@ def calibration_curve(y, prob, *, n_bins: int = 10, strategy: str = "quantile", 
 
 
 #: Probabilities are clipped to [CALIBRATION_CLIP, 1 - CALIBRATION_CLIP] before the logit of the
-#: calibration fit (logit ±13.8).
-CALIBRATION_CLIP = 1e-6
+#: calibration fit (logit ±34.5): far below any probability a model means, so only an exact 0 or 1 is clipped.
+CALIBRATION_CLIP = 1e-15
 
 
 def calibration_intercept_slope(y, prob) -> dict[str, float]:
@@ -597,8 +597,8 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
     logit. The slope is NaN, with an :class:`sklearn.exceptions.UndefinedMetricWarning`, where no
     finite maximum exists: the predictions separate the classes (every case with the outcome ranked
     at or above every case without; the likelihood grows without bound with the slope), or they are
-    all the same; and where a case predicted with certainty (probability 0 or 1, within the clip: a
-    tree's pure leaf) has the other outcome: no positive slope gives it a finite likelihood, the
+    all the same; and where a case predicted with certainty (probability exactly 0 or 1: a tree's pure
+    leaf, an underflow) has the other outcome: no positive slope gives it a finite likelihood, the
     maximum moves towards 0 as the clip shrinks, and any value would be the clip's, not the model's.
     """
     from scipy.optimize import brentq
@@ -611,8 +611,7 @@ def calibration_intercept_slope(y, prob) -> dict[str, float]:
     check_both_classes(y, "calibration slope")
     lp = np.log(p / (1 - p))
     separated = lp[y == 1].min() >= lp[y == 0].max() or lp[y == 1].max() <= lp[y == 0].min()
-    certain_and_wrong = int(np.count_nonzero(((raw <= CALIBRATION_CLIP) & (y == 1))
-                                             | ((raw >= 1 - CALIBRATION_CLIP) & (y == 0))))
+    certain_and_wrong = int(np.count_nonzero(((raw <= 0) & (y == 1)) | ((raw >= 1) & (y == 0))))
     if separated or np.ptp(lp) == 0 or certain_and_wrong:
         import warnings
 

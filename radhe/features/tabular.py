@@ -122,7 +122,9 @@ _NUMBER_IN_TEXT = re.compile(
 
 #: A column with missing values is checked for determining the outcome (see ``_warn_if_outcome``) on at
 #: least this many rows with a value (a column without missing values on every row).
-_OUTCOME_MIN_ROWS = 10
+_OUTCOME_MIN_ROWS = 30
+#: ... and with at least this many of those rows in each class of y.
+_OUTCOME_MIN_CLASS = 5
 
 #: A text column whose levels mostly (more than this share) occur once is free text or an identifier.
 _SINGLETON_SHARE = 0.5
@@ -500,9 +502,11 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         same = {}
         for name, (present, is_second, values) in binary.items():
             n_present = int(present.sum())
-            if n_present < n_rows and n_present < _OUTCOME_MIN_ROWS:
-                continue
             outcome = second[present]
+            if n_present < n_rows and (n_present < _OUTCOME_MIN_ROWS
+                                       or min(int(outcome.sum()), n_present - int(outcome.sum())) < _OUTCOME_MIN_CLASS):
+                # a marker measured in a few cases matches y there by chance (a rare sign in a small fold)
+                continue
             if np.array_equal(is_second, outcome):
                 pairs = zip(values, classes, strict=True)
             elif np.array_equal(is_second, ~outcome):

@@ -279,8 +279,9 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
     if not series_ids:
         raise InputError(f"no DICOM series found in folder '{folder}'", case_id=case_id, path=folder)
     files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid) for sid in series_ids}
-    most = max(len(files) for files in files_by_series.values())
-    tied = [sid for sid in series_ids if len(files_by_series[sid]) == most]
+    slices = {sid: _series_slices(files) for sid, files in files_by_series.items()}
+    most = max(slices.values())
+    tied = [sid for sid in series_ids if slices[sid] == most]
     if len(tied) > 1:
         # two reconstructions of one scan (a soft-tissue and a bone kernel) look alike to a count of slices:
         # which one is read changes every intensity, so radhe does not pick
@@ -315,6 +316,20 @@ def read_dicom_series(folder: str | os.PathLike, *, case_id: object = None) -> s
         raise InputError(
             f"cannot read DICOM series {chosen} in '{folder}': {_first_line(exc)}", case_id=case_id, path=folder
         ) from None
+
+
+def _series_slices(files) -> int:
+    """A series' number of slices: its files, or the frames of a one-file (enhanced, multi-frame) series."""
+    if len(files) != 1:
+        return len(files)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(files[0])
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 1
+    size = reader.GetSize()
+    return int(size[2]) if len(size) > 2 else 1
 
 
 def _series_description(path: str) -> str:
@@ -388,6 +403,15 @@ def _dicom_tag(reader: sitk.ImageFileReader, key: str) -> str:
     return reader.GetMetaData(key).replace(" ", "").strip() if reader.HasMetaDataKey(key) else ""
 
 
+def _spacing_text(value: str) -> str:
+    """PixelSpacing as compared between slices: its numbers to 1e-4 mm ("0.488281" and "0.48828125" are one
+    spacing, written by different tools), the text itself when it holds no numbers."""
+    try:
+        return "\\".join(f"{float(v):.4f}" for v in value.split("\\"))
+    except ValueError:
+        return value
+
+
 def _series_geometry_problem(files) -> str | None:
     """Why the slices of a DICOM series would not be read as the scan they are, or None.
 
@@ -420,7 +444,8 @@ def _series_geometry_problem(files) -> str | None:
             continue
         orientations.append(iop)
         positions.append(ipp)
-        grids.append((_dicom_tag(reader, "0028|0030"), _dicom_tag(reader, "0028|0010"), _dicom_tag(reader, "0028|0011")))
+        grids.append((_spacing_text(_dicom_tag(reader, "0028|0030")), _dicom_tag(reader, "0028|0010"),
+                      _dicom_tag(reader, "0028|0011")))
     if inverted:
         listing = ", ".join(f"'{Path(f).name}'" for f in inverted[:5])
         return (f"{len(inverted)} slice(s) are stored as MONOCHROME1 ({listing}): their pixel values are inverted "
@@ -637,8 +662,8 @@ def _nifti_voxel_size_problem(header: bytes) -> str | None:
         size = pixdim[axis]
         if not (math.isfinite(size) and size > 0):
             return (f"the NIfTI header gives a voxel size of {size:g} along {name} (pixdim[{axis}]): the voxel "
-                    "size is unknown (ITK would read it as 1 mm, changing every volume); fix the header with the "
-                    "scan's real spacing")
+                    "size is unknown (ITK would read 0 as 1 mm and a negative size as an axis flipped against the "
+                    "header's transform); fix the header with the scan's real spacing")
     return None
 
 

@@ -15,11 +15,13 @@ unchanged. Relative paths are resolved against the manifest file's folder (or ``
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from radhe.errors import InputError, format_case
+from radhe.constants import OUTCOME_COLUMNS
+from radhe.errors import InputError, InputWarning, format_case
 from radhe.io.image import is_missing_path
 
 __all__ = ["load_manifest", "RESERVED_COLUMNS", "feature_columns"]
@@ -73,9 +75,28 @@ def load_manifest(
     root = Path(base_dir) if base_dir is not None else default_dir
 
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    read = {"case_id", "patient_id", image_column, mask_column, *OUTCOME_COLUMNS}
+    if any(c in read for c in repeated):
+        raise InputError(f"{origin}: column name(s) {[c for c in repeated if c in read]} appear more than once; "
+                         "each column radhe reads needs a name of its own (which one would be read?)")
     if repeated:
-        raise InputError(f"{origin}: column name(s) {repeated} appear more than once; each column needs a name "
-                         "of its own (which one would be read?)")
+        # columns radhe does not read (an export's two "Comment" columns): told apart as pandas' CSV reader
+        # does ("Comment.1"), and said
+        original = [str(c) for c in frame.columns]
+        names, seen, counts = [], set(original), {}
+        for c in original:
+            k = counts.get(c, 0)
+            counts[c] = k + 1
+            name = c
+            while k and (name := f"{c}.{k}") in seen:
+                k += 1
+            seen.add(name)
+            names.append(name)
+        frame = frame.copy()
+        frame.columns = names
+        renamed = [n for n, o in zip(names, original, strict=True) if n != o]
+        warnings.warn(f"{origin}: column name(s) {repeated} appear more than once; radhe does not read them, and "
+                      f"the repeats are named {renamed[:10]}", InputWarning, stacklevel=2)
     missing = [c for c in ("case_id", image_column) if c not in frame.columns]
     if missing:
         raise InputError(

@@ -29,6 +29,11 @@ CT_MIN_AT_MOST_HU = -500.0
 #: HU below which a voxel is padding outside the scanner's reconstructed field of view (scanners
 #: write -2000, -3024 or lower there; air is about -1000).
 PADDING_HU = -1500.0
+#: A padded scan without air inside its field holds stored values, not HU, when more than
+#: :data:`RAW_TISSUE_SHARE` of its field lies in this band: brain and soft tissue (0-80 HU) plus the lost
+#: 1024 intercept (6-86 HU: grey and white matter, blood, muscle); in HU only a thin part of the skull lies there.
+RAW_TISSUE_BAND = (1030.0, 1110.0)
+RAW_TISSUE_SHARE = 0.2
 
 
 @dataclass
@@ -191,10 +196,22 @@ def load_checked_case(
     )
     if hu_check:
         field_min = check.hu_min
+        raw_in_padding = False
         if field_min < PADDING_HU:
             # integer voxels: initial at the array's own maximum (inf is no integer); all padding: its maximum
             field_min = float(np.min(values, where=values >= PADDING_HU, initial=check.hu_max))
-        if check.hu_max < CT_MAX_AT_LEAST_HU or field_min > CT_MIN_AT_MOST_HU:
+            if field_min > CT_MIN_AT_MOST_HU:
+                # no air inside a padded field: a head CT cropped or masked to the head has none either, so
+                # only the stored-values signature counts: brain and soft tissue (0-80 HU) stored near 1024-1100,
+                # where in HU only a thin skull lies
+                sample = values[::2, ::4, ::4]
+                field = sample[sample >= PADDING_HU]
+                band = np.count_nonzero((field >= RAW_TISSUE_BAND[0]) & (field <= RAW_TISSUE_BAND[1]))
+                raw_in_padding = bool(field.size) and band > RAW_TISSUE_SHARE * field.size
+            else:
+                field_min = check.hu_min
+        if check.hu_max < CT_MAX_AT_LEAST_HU or raw_in_padding or (
+                check.hu_min >= PADDING_HU and field_min > CT_MIN_AT_MOST_HU):
             shown = (f"{check.hu_min:g} to {check.hu_max:g}" if field_min == check.hu_min else
                      f"{field_min:g} to {check.hu_max:g} inside the field (padding below {PADDING_HU:g} aside)")
             raise InputError(

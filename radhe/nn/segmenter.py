@@ -933,9 +933,9 @@ def _postprocess_box(mask: np.ndarray, voxel_ml: float, min_component_ml: float,
 
 
 #: The most probable region :func:`fallback_region` may return (mL): a region larger than the largest
-#: haematomas (100-150 mL) does not stand out of the probability map (an untrained or failed network's
-#: nearly flat probabilities); the case then gets an empty mask, named, instead of a mask of the head.
-FALLBACK_MAX_ML = 150.0
+#: haematomas (massive ones reach 150-250 mL) does not stand out of the probability map (an untrained or
+#: failed network's nearly flat probabilities); the case then gets an empty mask, named, not a mask of the head.
+FALLBACK_MAX_ML = 300.0
 
 
 def fallback_region(prob: np.ndarray, max_voxels: int | None = None) -> np.ndarray:
