@@ -1,13 +1,14 @@
 """Shared machinery of the published-method pipelines: settings, the command line, the report.
 
 Every pipeline module defines ``build_pipeline(**overrides)``, ``param_grid()``, ``TITLE``,
-``TINY`` (overrides that make it run in seconds, for smoke tests) and ``main(argv=None)``, which
+``TINY`` (overrides of tiny networks trained for one epoch, for smoke tests) and ``main(argv=None)``, which
 calls :func:`main` here. :func:`run_pipeline` is the same without argparse.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import logging
@@ -34,6 +35,9 @@ __all__ = [
     "write_report",
     "html_table",
     "add_common_arguments",
+    "add_cohort_arguments",
+    "cohort_from_args",
+    "run_command",
     "progress_console",
 ]
 
@@ -299,7 +303,11 @@ def run_pipeline(module, manifest, *, manifest_path=None, out, folds: int = 5, s
 
     out = Path(out)
     start = time.perf_counter()
-    y = manifest[label].astype(int)
+    from radhe._checks import manifest_outcome
+
+    # the labels checked as 0/1 (never cast), and an outcome column of another name than the known
+    # ones left out of the table, so that it cannot predict itself
+    manifest, y = manifest_outcome(manifest, label, where=f"manifest '{manifest_path}'" if manifest_path else "manifest")
     log.info("%s: %s", module.NAME, module.TITLE)
     from radhe.cache import check_folder
 
@@ -366,17 +374,24 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--label", default="he", help="outcome column (default 'he')")
     parser.add_argument("--folds", type=int, default=5, help="patient-grouped CV folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
-    parser.add_argument("-n", "--n-cases", type=int, default=120, help="synthetic cohort size (default 120)")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
-                        help="synthetic volume size in voxels (default 256 256 28)")
+    add_cohort_arguments(parser)
     parser.add_argument("--threshold-cv", type=int, default=3,
                         help="inner folds choosing each fold's threshold; 0 = training-fold scores (default 3)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for CIs (default 1000)")
     parser.add_argument("--grid", action="store_true", help="nested grid search over param_grid() (slow)")
     parser.add_argument("--no-explain", action="store_true", help="skip the out-of-fold SHAP explanation")
-    parser.add_argument("--tiny", action="store_true", help="tiny networks and few epochs: a smoke test in seconds")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny networks, one epoch: a smoke test of the whole run (minutes on 256 x 256 scans)")
     add_common_arguments(parser)
     return parser
+
+
+def add_cohort_arguments(parser) -> None:
+    """``-n/--n-cases`` and ``--shape`` of the synthetic cohort a pipeline runs on without ``--manifest``."""
+    parser.add_argument("-n", "--n-cases", type=int, default=None,
+                        help="synthetic cohort size (default 120; not with --manifest)")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                        help="synthetic volume size in voxels (default 256 256 28; not with --manifest)")
 
 
 def add_common_arguments(parser) -> None:
@@ -389,34 +404,71 @@ def add_common_arguments(parser) -> None:
 
 
 def progress_console(args):
-    """Progress messages (logger ``radhe``) on stderr for the command's duration; warnings only with ``--quiet``."""
-    from radhe._log import console
+    """Progress messages (logger ``radhe``) on stderr for the command's duration; warnings only with ``--quiet``.
 
-    return console(logging.WARNING if args.quiet else logging.INFO)
+    Warnings are shown as a command-line user reads them, without the library line that raised them.
+    """
+    from radhe._log import command_line_warnings, console
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(console(logging.WARNING if args.quiet else logging.INFO))
+    stack.enter_context(command_line_warnings())
+    return stack
 
 
-def main(module, argv=None) -> int:
-    """The ``python -m radhe_pipelines.<name>`` entry point of a pipeline module."""
+def cohort_from_args(args):
+    """(manifest, manifest path) of ``--manifest``, or the synthetic cohort of ``-n`` / ``--shape`` / ``--seed``.
+
+    ``-n`` or ``--shape`` beside ``--manifest`` is refused: they would be ignored.
+    """
+    from radhe.errors import ConfigurationError
+
+    if args.manifest is not None and (args.n_cases is not None or args.shape is not None):
+        raise ConfigurationError("-n/--n-cases and --shape set the synthetic cohort made without --manifest; with "
+                                 f"--manifest '{args.manifest}' they would be ignored: leave them out")
+    return load_or_make_cohort(args.manifest, args.out, n_cases=120 if args.n_cases is None else args.n_cases,
+                               shape=args.shape, seed=args.seed)
+
+
+def run_command(prog: str, args, work) -> int:
+    """Run ``work(mlflow settings)`` as a command: progress on stderr, one-line errors, exit status.
+
+    MLflow is prepared first (a missing mlflow or an unusable store stops the command before any
+    work). Errors print ``"<prog>: error: ..."`` and give status 1; Ctrl-C prints
+    ``"<prog>: interrupted"`` and gives 130 (:data:`radhe.cli.EXIT_INTERRUPTED`).
+    """
+    from radhe.cli import EXIT_INTERRUPTED, os_error_message
     from radhe.errors import RadheError
-
-    doc = (module.__doc__ or "").strip().splitlines()
-    parser = build_parser(module.NAME, doc[0] if doc else module.TITLE)
-    args = parser.parse_args(argv)
     from radhe.tracking import prepare, settings_from_args
 
     try:
         with progress_console(args):
             mlflow = settings_from_args(args)
-            prepare(mlflow)  # a missing mlflow or an unusable store stops here, before the cohort is made
-            manifest, path = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
-                                                 seed=args.seed)
-            if args.label not in manifest.columns:
-                raise RadheError(f"manifest has no outcome column '{args.label}'")
-            run_pipeline(module, manifest, manifest_path=path, out=args.out, folds=args.folds, seed=args.seed,
-                         label=args.label, overrides=module.TINY if args.tiny else None,
-                         threshold_cv=args.threshold_cv or None, n_bootstrap=args.bootstrap, grid=args.grid,
-                         explain=False if args.no_explain else None, mlflow=mlflow)
+            prepare(mlflow)
+            work(mlflow)
     except (RadheError, ValueError, FileNotFoundError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. an output that cannot be written: a full disk, no permission
+        print(f"{prog}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+def main(module, argv=None) -> int:
+    """The ``python -m radhe_pipelines.<name>`` entry point of a pipeline module."""
+    doc = (module.__doc__ or "").strip().splitlines()
+    parser = build_parser(module.NAME, doc[0] if doc else module.TITLE)
+    args = parser.parse_args(argv)
+
+    def work(mlflow):
+        manifest, path = cohort_from_args(args)
+        run_pipeline(module, manifest, manifest_path=path, out=args.out, folds=args.folds, seed=args.seed,
+                     label=args.label, overrides=module.TINY if args.tiny else None,
+                     threshold_cv=args.threshold_cv or None, n_bootstrap=args.bootstrap, grid=args.grid,
+                     explain=False if args.no_explain else None, mlflow=mlflow)
+
+    return run_command(parser.prog, args, work)

@@ -287,9 +287,7 @@ def _track(tracker, study, paths, *, seed, folds, overrides):
 
 
 def main(argv=None) -> int:
-    from radhe.errors import RadheError
-
-    from ._common import add_common_arguments, load_or_make_cohort, progress_console
+    from ._common import add_cohort_arguments, add_common_arguments, cohort_from_args, run_command
 
     parser = argparse.ArgumentParser(prog=f"python -m radhe_pipelines.{NAME}", description=TITLE)
     parser.add_argument("--manifest", type=Path, default=None,
@@ -297,26 +295,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(f"{NAME}_out"), help=f"output folder (default {NAME}_out)")
     parser.add_argument("--folds", type=int, default=5, help="patient-grouped CV folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
-    parser.add_argument("-n", "--n-cases", type=int, default=120, help="synthetic cohort size (default 120)")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
-                        help="synthetic volume size in voxels (default 256 256 28)")
+    add_cohort_arguments(parser)
     parser.add_argument("--tiny", action="store_true", help="tiny network, one epoch: a smoke test")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    from radhe.tracking import prepare, settings_from_args
 
-    try:
-        with progress_console(args):
-            mlflow = settings_from_args(args)
-            prepare(mlflow)  # fail at once, before the cohort is made
-            manifest, _ = load_or_make_cohort(args.manifest, args.out, n_cases=args.n_cases, shape=args.shape,
-                                              seed=args.seed)
-            run(manifest, out=args.out, folds=args.folds, seed=args.seed, overrides=TINY if args.tiny else None,
-                mlflow=mlflow)
-    except (RadheError, ValueError, FileNotFoundError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def work(mlflow):
+        manifest, _ = cohort_from_args(args)
+        run(manifest, out=args.out, folds=args.folds, seed=args.seed, overrides=TINY if args.tiny else None,
+            mlflow=mlflow)
+
+    return run_command(parser.prog, args, work)
 
 
 if __name__ == "__main__":

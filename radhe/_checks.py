@@ -334,3 +334,27 @@ def check_training_data(estimator, X, y, *, where: str | None = None):
     if n_values != n:
         raise InputError(f"{where}: the manifest has {n} rows but y has {n_values} values")
     return y
+
+
+def manifest_outcome(manifest: pd.DataFrame, label: str, *, where: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Split a manifest into (the cases' table without a non-standard outcome column, 0/1 labels).
+
+    The one reading of an outcome column named by a user (the command line's and the pipelines'
+    ``--label``). The feature branches leave out only the known outcome columns
+    (:data:`radhe.constants.OUTCOME_COLUMNS`); any other column named as the outcome is dropped
+    from the table here, or it would be a predictor of itself.
+
+    Raises
+    ------
+    radhe.errors.InputError
+        ``label`` is not a column of ``manifest``; the labels fail :func:`check_labels`.
+    """
+    from radhe.constants import OUTCOME_COLUMNS
+
+    if label not in manifest.columns:
+        raise InputError(f"{where} has no outcome column '{label}' (pass --label); columns: {list(manifest.columns)}")
+    labels = check_labels(manifest[label], manifest, where=where)
+    y = pd.Series(labels, index=manifest.index, name=label)
+    if label not in OUTCOME_COLUMNS:
+        manifest = manifest.drop(columns=[label])
+    return manifest, y

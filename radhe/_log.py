@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 
-__all__ = ["LOGGER_NAME", "get_logger", "console", "console_if_unconfigured"]
+__all__ = ["LOGGER_NAME", "get_logger", "console", "console_if_unconfigured", "command_line_warnings"]
 
 LOGGER_NAME = "radhe"
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
@@ -25,6 +25,24 @@ def get_logger(module: str) -> logging.Logger:
     """The logger of a radhe module (``radhe.<last part of the module name>``)."""
     name = module if module.startswith(LOGGER_NAME) else f"{LOGGER_NAME}.{module}"
     return logging.getLogger(name)
+
+
+def _command_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a command-line user reads it: its category and message, not the source line that raised it."""
+    return f"radhe: warning: {category.__name__}: {message}\n"
+
+
+@contextlib.contextmanager
+def command_line_warnings():
+    """Warnings shown without the library file and source line that raised them, for the duration."""
+    import warnings
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = _command_line_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 @contextlib.contextmanager

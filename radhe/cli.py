@@ -35,6 +35,8 @@ SEGMENT_FILES = ("manifest.csv", "segmentation.csv")
 #: Files ``evaluate --out FOLDER`` writes in the folder; ``report`` adds :data:`REPORT_FILE`.
 EVALUATE_FILES = ("metrics.json", "predictions.csv", "checklist.md")
 REPORT_FILE = "report.html"
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 _FORCE_HELP = "replace output files that exist (never an input file)"
 
 
@@ -191,18 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from radhe._log import console
+    from radhe._log import command_line_warnings, console
 
     args = build_parser().parse_args(argv)
-    with console(logging.WARNING if args.quiet else logging.INFO):
+    with console(logging.WARNING if args.quiet else logging.INFO), command_line_warnings():
         try:
             return int(args.run(args) or 0)
         except (RadheError, ValueError, FileNotFoundError) as exc:
             print(f"radhe: error: {exc}", file=sys.stderr)
             return 1
         except OSError as exc:  # e.g. an output that cannot be written: a full disk, no permission
-            print(f"radhe: error: {_os_error_message(exc)}", file=sys.stderr)
+            print(f"radhe: error: {os_error_message(exc)}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's status of a SIGINT
+            print("radhe: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 # ----------------------------------------------------------------------------- commands
@@ -261,7 +266,8 @@ def _cmd_extract(args) -> int:
         features.insert(1, args.label, label.to_numpy())
     write_table(features, args.out)
     failures = getattr(extractor, "failures_", None)
-    print(f"{len(features)} cases x {features.shape[1] - 1} features in {time.perf_counter() - start:.1f} s "
+    n_features = features.shape[1] - 1 - (args.label is not None)  # not case_id nor the outcome
+    print(f"{len(features)} cases x {n_features} features in {time.perf_counter() - start:.1f} s "
           f"-> {args.out}")
     if failures is not None and len(failures):
         print(f"{len(failures)} case(s) failed (NaN rows kept):")
@@ -419,10 +425,10 @@ def _writing(target: Path):
     try:
         yield
     except OSError as exc:
-        raise RadheErrorForCli(f"cannot write '{target}': {_os_error_message(exc)}") from exc
+        raise RadheErrorForCli(f"cannot write '{target}': {os_error_message(exc)}") from exc
 
 
-def _os_error_message(exc: OSError) -> str:
+def os_error_message(exc: OSError) -> str:
     """``"<reason>: '<file>'"`` of an OSError (its ``[Errno n]`` prefix left out)."""
     if exc.filename is None:
         return exc.strerror or str(exc) or type(exc).__name__
@@ -522,28 +528,11 @@ def _cache_folder(cache: Path | None):
 
 def _manifest_and_label(args, manifest=None):
     """(manifest without a non-standard outcome column, 0/1 labels); refuses a missing or non-binary outcome."""
-    import pandas as pd
-
+    from radhe._checks import manifest_outcome
     from radhe.io import load_manifest
 
     manifest = load_manifest(args.manifest) if manifest is None else manifest
-    if args.label not in manifest.columns:
-        raise RadheErrorForCli(
-            f"manifest '{args.manifest}' has no outcome column '{args.label}' (pass --label); "
-            f"columns: {list(manifest.columns)}"
-        )
-    from radhe._checks import check_labels
-
-    # the API's label check: missing labels, non-0/1 values, a single class, no cases -- each naming the cases
-    y = pd.Series(check_labels(manifest[args.label], manifest, where=f"manifest '{args.manifest}'"),
-                  index=manifest.index, name=args.label)
-    from radhe.constants import OUTCOME_COLUMNS
-
-    if args.label not in OUTCOME_COLUMNS:
-        # the feature branches leave out only the known outcome columns; any other --label column
-        # would otherwise be picked up as a predictor of itself
-        manifest = manifest.drop(columns=[args.label])
-    return manifest, y.astype(int)
+    return manifest_outcome(manifest, args.label, where=f"manifest '{args.manifest}'")
 
 
 #: Entry-point group through which installed packages register pipelines for ``--pipeline``.
@@ -616,6 +605,12 @@ def _build_pipeline(name: str, seed: int, **radiomics_options):
 def _write_outputs(result, out: Path, *, html: bool) -> dict:
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
+        if not html:
+            # an earlier `radhe report` into this folder: its page and figures would describe another run
+            from radhe.report import remove_figures
+
+            (out / REPORT_FILE).unlink(missing_ok=True)
+            remove_figures(out / "figures")
         paths = {"metrics": result.write_json(out / "metrics.json"),
                  "predictions": result.write_predictions(out / "predictions.csv"),
                  "checklist": result.write_checklist(out / "checklist.md")}

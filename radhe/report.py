@@ -87,6 +87,18 @@ def _figure(fig, caption: str, alt: str, figure_dir: Path | None = None) -> str:
     )
 
 
+def remove_figures(figure_dir) -> None:
+    """Remove the PNG and SVG files of ``figure_dir`` (a report's figures), and the folder once empty."""
+    figure_dir = Path(figure_dir)
+    if not figure_dir.is_dir():
+        return
+    for path in figure_dir.iterdir():
+        if path.is_file() and path.suffix.lower() in (".png", ".svg"):
+            path.unlink()
+    if not any(figure_dir.iterdir()):
+        figure_dir.rmdir()
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
 
@@ -118,8 +130,14 @@ def _metrics_table(report) -> str:
 
 def render_html(result, *, title: str | None = None, waterfall_cases=None, top: int = 15,
                 figure_dir=None, checklist_link: str | None = None) -> str:
-    """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there."""
+    """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there.
+
+    The PNG and SVG files already in ``figure_dir`` (an earlier report's figures, some of which this
+    report may not draw) are removed first, so that the folder holds this report's figures only.
+    """
     figure_dir = None if figure_dir is None else Path(figure_dir)
+    if figure_dir is not None:
+        remove_figures(figure_dir)
     clock = {"since": time.perf_counter(), "n": 0, "began": time.perf_counter()}
 
     def figure(fig, caption, alt):

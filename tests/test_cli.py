@@ -137,8 +137,10 @@ def test_extract_writes_features_and_records_failures(cli_cohort, tmp_path, caps
     assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.parquet")]) == 1
     assert "case 'ich0002'" in capsys.readouterr().err
     assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.parquet"), "--skip"]) == 0
-    assert "1 case(s) failed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 case(s) failed" in printed
     features = pd.read_parquet(tmp_path / "f.parquet")
+    assert f"4 cases x {features.shape[1] - 1} features" in printed
     assert list(features["case_id"]) == ["ich0001", "ich0002", "ich0003", "ich0004"]
     assert features.filter(like="radiomics__").iloc[1].isna().all()
     assert features.filter(like="radiomics__").drop(index=1).notna().all().all()
@@ -148,6 +150,7 @@ def test_extract_writes_features_and_records_failures(cli_cohort, tmp_path, caps
                  "--label", "he"]) == 0
     table = pd.read_csv(tmp_path / "f.csv")
     assert list(table.columns[:2]) == ["case_id", "he"] and len(table) == 4
+    assert f"4 cases x {features.shape[1] - 1} features" in capsys.readouterr().out  # the outcome is no feature
     assert main(["extract", "--manifest", str(path), "--out", str(tmp_path / "f.tsv"), "--skip"]) == 0
     assert pd.read_csv(tmp_path / "f.tsv", sep="\t").shape == (4, features.shape[1])
     capsys.readouterr()

@@ -245,3 +245,27 @@ def test_fusion_names_the_branches_that_share_a_column():
     with pytest.raises(ConfigurationError, match=r"several branches produce the same column\(s\): "
                                                  r"'clinical__gcs' by branches \['clinical', 'scores'\]"):
         fusion.fit(m)
+
+
+@pytest.mark.parametrize("cls", BRANCHES)
+def test_a_column_empty_for_every_new_case_is_named_with_the_value_imputed(cls):
+    table = manifest()
+    table["sex"] = np.where(np.arange(N) % 3, "M", "F")
+    branch = cls().fit(table, table["he"])
+    fitted = branch.transform(table)
+    new = table.assign(age_years=np.nan, sex=None)  # an export that lost the columns
+    with pytest.warns(radhe.errors.InputWarning, match="hold no value for any of the 30 cases") as caught:
+        features = branch.transform(new)
+    message = str(caught[0].message)
+    median = table["age_years"].median()
+    age = features[[c for c in features.columns if c.endswith("__age_years")]].to_numpy()
+    if cls is ClinicalFeatures:  # imputes itself
+        assert f"'age_years' = {median:.4g} (training median)" in message and np.allclose(age, median)
+    else:  # leaves numbers missing for the model's imputer
+        assert "'age_years' (left missing: the model's imputer" in message and np.isnan(age).all()
+    assert "'sex' = 'M' (training's most frequent category)" in message
+    assert features.shape == fitted.shape
+    with warnings.catch_warnings():  # one case without a value, or a column with some values: imputation as usual
+        warnings.simplefilter("error")
+        branch.transform(new.head(1))
+        branch.transform(table.assign(age_years=np.where(np.arange(N) % 2, np.nan, table["age_years"])))

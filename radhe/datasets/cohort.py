@@ -151,9 +151,6 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
         entropy = int(random_state)
     else:
         raise ConfigurationError(f"random_state must be a non-negative int or None, got {random_state!r}")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
     if scanner not in ("sites", "randomised"):
         raise ConfigurationError(f"scanner must be 'sites' or 'randomised', got {scanner!r}")
     if not (isinstance(other_blood_scale, (int, float, np.number)) and other_blood_scale >= 0):
@@ -162,6 +159,13 @@ def make_ich_cohort(n_cases: int, out_dir: str | os.PathLike, *, shape=(256, 256
     if tilt_range != (0.0, 0.0) and scanner != "randomised":
         raise ConfigurationError(f"gantry_tilt_deg={gantry_tilt_deg!r} needs scanner='randomised' (its number of "
                                  "slices follows the head; a 'sites' scan keeps shape's slices)")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    # the tables of a cohort generated here before go first: written last, they would otherwise describe
+    # the earlier cohort's scans beside this one's images until this run ends (or for good if interrupted)
+    for table in ("manifest.csv", "oracle.csv"):
+        (out / table).unlink(missing_ok=True)
     width = max(4, len(str(n_cases)))
     args = [(i, entropy, shape, str(out), bool(compress), float(missing_scale), width, False,
              float(other_blood_scale), bool(label_other_blood), scanner, tilt_range) for i in range(n_cases)]

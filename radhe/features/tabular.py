@@ -472,6 +472,32 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
             f"unknown; to read the column as categories instead, pass categorical=['{name}']."
         )
 
+    def _warn_empty(self, frame: pd.DataFrame) -> None:
+        """Warn about columns used that hold no value in any of two or more rows (every case imputed).
+
+        One case without a value is what imputation is for; a column empty for a whole batch is most
+        often an export that lost it or renamed it, and every case then gets the training value.
+        """
+        if len(frame) < 2:
+            return
+        empty = [name for name in self.columns_ if frame[name].astype(object).map(is_missing).all()]
+        if not empty:
+            return
+        def filled(name) -> str:
+            if name in self.modes_:
+                return f"'{name}' = '{self.modes_[name]}' (training's most frequent category)"
+            if self._impute_numeric:
+                return f"'{name}' = {self.medians_[name]:.4g} (training median)"
+            return f"'{name}' (left missing: the model's imputer gives it its training value)"
+
+        warnings.warn(
+            f"{type(self).__name__}: column(s) used by the model hold no value for any of the {len(frame)} cases, "
+            f"so every case gets the value imputed from training: {'; '.join(map(filled, empty))}. Check that the "
+            "table holds these variables under the names seen in fit.",
+            InputWarning,
+            stacklevel=3,
+        )
+
     def _warn_infinite(self, infinite: dict) -> None:
         if infinite:
             listing = "; ".join(f"'{k}' ({list_cases(v)})" for k, v in infinite.items())
@@ -572,7 +598,9 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         Warns
         -----
         radhe.errors.InputWarning
-            With ``handle_unknown="ignore"``, for categories not seen in fit (encoded as zeros).
+            With ``handle_unknown="ignore"``, for categories not seen in fit (encoded as zeros); for
+            columns used that hold no value in any of two or more rows (every case then gets the
+            training median or most frequent category).
         """
         check_is_fitted(self, "feature_names_out_")
         frame = self._frame(X, reset=False)
@@ -620,6 +648,7 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         if unknown:
             self._unknown_categories(unknown)
         self._warn_infinite(infinite)
+        self._warn_empty(frame)
         n = len(frame)
         data = np.column_stack(blocks) if blocks else np.empty((n, 0))
         index = X.index if isinstance(X, pd.DataFrame) else None

@@ -1,0 +1,184 @@
+"""Runs of the command lines as a user has them: an outcome column of their own name, Ctrl-C, a folder that
+held an earlier run, an interrupted ``synth --force``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from radhe_pipelines import _common
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from radhe.cli import EXIT_INTERRUPTED, main
+from radhe.datasets import make_ich_cohort
+from radhe.errors import InputError
+from radhe.io import load_manifest
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Path of the manifest of a small synthetic cohort (absolute paths)."""
+    folder = tmp_path_factory.mktemp("runs") / "cohort"
+    make_ich_cohort(16, folder, shape=(64, 64, 12), random_state=0)
+    return folder / "manifest.csv"
+
+
+# ------------------------------------------------------------------ an outcome column of another name
+SEEN_COLUMNS: list = []
+
+
+class ColumnRecorder(ClassifierMixin, BaseEstimator):
+    """A classifier that records the columns of every table it is fitted on (and predicts the prevalence)."""
+
+    def fit(self, X, y):
+        SEEN_COLUMNS.append(list(X.columns))
+        self.classes_ = np.array([0, 1])
+        self.prevalence_ = float(np.mean(y))
+        return self
+
+    def predict_proba(self, X):
+        return np.tile([1 - self.prevalence_, self.prevalence_], (len(X), 1))
+
+
+def _recording_module():
+    return types.SimpleNamespace(NAME="recorder", TITLE="records its columns", BASELINES=False, EXPLAIN=False,
+                                 build_pipeline=lambda random_state=None: ColumnRecorder())
+
+
+def test_a_pipeline_run_leaves_an_outcome_of_another_name_out_of_the_features(cohort, tmp_path):
+    manifest = load_manifest(cohort).rename(columns={"he": "expansion"})  # a lab's own name for the outcome
+    SEEN_COLUMNS.clear()
+    run = _common.run_pipeline(_recording_module(), manifest, out=tmp_path / "out", folds=2, label="expansion",
+                               threshold_cv=None, n_bootstrap=20, verbose=False)
+    assert SEEN_COLUMNS and all("expansion" not in columns for columns in SEEN_COLUMNS)
+    assert all("gcs" in columns for columns in SEEN_COLUMNS)  # the other columns are kept
+    assert list(run["result"].main.predictions.frame["y"]) == list(manifest["expansion"])
+    assert "expansion" in manifest.columns  # the caller's table is not changed
+
+
+@pytest.mark.parametrize("recode, expected", [
+    (lambda he: he + 1, "must be 0/1"),                        # 1 = no expansion, 2 = expansion
+    (lambda he: he * 0.8 + 0.1, "must be 0/1"),                 # a probability column by mistake
+    (lambda he: he.where(he.index > 2), "is missing for 3 of 16 cases"),
+])
+def test_a_pipeline_refuses_an_outcome_that_is_not_0_1_before_fitting(cohort, tmp_path, capsys, recode, expected):
+    manifest = load_manifest(cohort)
+    manifest["coded"] = recode(manifest["he"])
+    path = tmp_path / "coded.csv"
+    manifest.to_csv(path, index=False)
+    from radhe_pipelines import default
+
+    assert default.main(["--manifest", str(path), "--label", "coded", "--out", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m radhe_pipelines.default: error: ") and expected in err and "coded" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "metrics.json").exists()
+    with pytest.raises(InputError, match="has no outcome column 'nope'"):
+        _common.run_pipeline(_recording_module(), manifest, out=tmp_path / "o2", label="nope", verbose=False)
+
+
+# ------------------------------------------------------------------------------------------- Ctrl-C
+def _interrupted(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``command``, send it SIGINT (Ctrl-C) once it reports progress, and return how it ended."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    progress = process.stderr.readline()  # the first progress line: the command is at work
+    assert progress, "the command ended before reporting progress"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, out, progress + err)
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "radhe", "evaluate", "--folds", "2", "--bootstrap", "20", "--out", "ev"],
+    [sys.executable, "-m", "radhe_pipelines.default", "--folds", "2", "--bootstrap", "20", "--out", "pl"],
+], ids=["radhe", "pipeline"])
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(command, cohort, tmp_path):
+    ended = _interrupted([*command, "--manifest", str(cohort)], tmp_path)
+    assert ended.returncode == EXIT_INTERRUPTED == 130, ended.stderr
+    assert "Traceback" not in ended.stderr
+    assert ended.stderr.rstrip().splitlines()[-1].endswith(": interrupted")
+
+
+# ------------------------------------------------------------------------- a folder of an earlier run
+def test_evaluate_into_a_report_folder_removes_the_earlier_report(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    settings = ["--manifest", str(cohort), "--out", str(out), "--folds", "2", "--bootstrap", "20",
+                "--threshold-cv", "0"]
+    assert main(["report", *settings, "--no-explain"]) == 0
+    assert (out / "report.html").is_file() and any((out / "figures").glob("*.svg"))
+    (out / "figures" / "my-notes.txt").write_text("kept: not a figure radhe writes")
+    assert main(["evaluate", *settings, "--seed", "5"]) == 0
+    # the earlier page and figures described another run; metrics.json is this one's
+    assert not (out / "report.html").exists() and not list((out / "figures").glob("*.svg"))
+    assert not list((out / "figures").glob("*.png"))
+    assert (out / "figures" / "my-notes.txt").is_file()
+    assert json.loads((out / "metrics.json").read_text())["main"]["n"] == 16
+    capsys.readouterr()
+
+
+def test_a_report_keeps_only_its_own_figures(cohort, tmp_path):
+    from radhe.report import remove_figures
+
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    (folder / "waterfall-ich9999.png").write_bytes(b"an earlier report's figure")
+    (folder / "waterfall-ich9999.svg").write_text("<svg/>")
+    remove_figures(folder)
+    assert not folder.exists()  # emptied: the folder goes too
+    remove_figures(folder)  # no folder: nothing to do
+
+
+def test_an_interrupted_synth_force_leaves_no_manifest_of_the_earlier_cohort(tmp_path):
+    out = tmp_path / "cohort"
+    make_ich_cohort(3, out, shape=(48, 48, 8), random_state=0)
+    earlier = pd.read_csv(out / "manifest.csv")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "radhe", "synth", "--out", str(out), "-n", "400",
+                                "--shape", "48", "48", "8", "--seed", "1", "--force"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    first = out / "images" / earlier["image"].map(lambda p: Path(p).name).iloc[0]
+    before = first.read_bytes()
+    while first.read_bytes() == before and time.monotonic() < deadline:  # the new cohort is being written
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED
+    # the new images are there; a manifest of the seed-0 cohort beside them would pair its labels with them
+    assert not (out / "manifest.csv").exists() and not (out / "oracle.csv").exists()
+    assert main(["validate", "--manifest", str(out / "manifest.csv")]) == 1
+
+
+@pytest.mark.parametrize("name", ["default", "xu2021"])
+@pytest.mark.parametrize("flags", [["-n", "30"], ["--shape", "64", "64", "12"]])
+def test_a_pipeline_refuses_cohort_settings_it_would_ignore(name, flags, cohort, tmp_path, capsys):
+    import importlib
+
+    module = importlib.import_module(f"radhe_pipelines.{name}")
+    assert module.main(["--manifest", str(cohort), "--out", str(tmp_path / "out"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert f"python -m radhe_pipelines.{name}: error: " in err and "would be ignored" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_shows_warnings_without_library_source_lines(cohort, tmp_path):
+    manifest = load_manifest(cohort)
+    manifest["note"] = [f"free text {i}" for i in range(len(manifest))]  # left out, with a warning
+    path = tmp_path / "m.csv"
+    manifest.to_csv(path, index=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ended = subprocess.run([sys.executable, "-m", "radhe", "-q", "fit", "--manifest", str(path), "--out",
+                            str(tmp_path / "m.skops")], capture_output=True, text=True, env=env, timeout=600)
+    assert ended.returncode == 0, ended.stderr
+    assert "radhe: warning: UserWarning: ClinicalFeatures: column(s) not used: 'note'" in ended.stderr
+    assert ".py:" not in ended.stderr  # not "site-packages/sklearn/base.py:972:" and its source line
