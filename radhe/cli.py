@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from radhe._log import get_logger
 from radhe.errors import RadheError
+
+log = get_logger("radhe.cli")
 
 __all__ = ["main", "build_parser"]
 
@@ -607,9 +610,12 @@ def _write_outputs(result, out: Path, *, html: bool) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         if not html:
             # an earlier `radhe report` into this folder: its page and figures would describe another run
-            from radhe.report import remove_figures
+            # (a page or figures of the user's own are kept)
+            from radhe.report import is_report_page, remove_figures
 
-            (out / REPORT_FILE).unlink(missing_ok=True)
+            if is_report_page(out / REPORT_FILE):
+                (out / REPORT_FILE).unlink()
+                log.info("removed the earlier report %s (it described another run)", out / REPORT_FILE)
             remove_figures(out / "figures")
         paths = {"metrics": result.write_json(out / "metrics.json"),
                  "predictions": result.write_predictions(out / "predictions.csv"),

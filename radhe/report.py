@@ -72,11 +72,14 @@ def _table(frame: pd.DataFrame, *, index_label: str | None = None) -> str:
 
 
 def _figure(fig, caption: str, alt: str, figure_dir: Path | None = None) -> str:
-    """The figure inline (base64 PNG); with ``figure_dir``, also saved there as a 300 dpi PNG and an SVG."""
+    """The figure inline (base64 PNG); with ``figure_dir``, also saved there as a 300 dpi PNG and an SVG
+    (listed in ``figure_dir/.radhe-figures``)."""
     data = plots.to_base64_png(fig)
     links = ""
     if figure_dir is not None:
         saved = plots.save_for_print(fig, figure_dir / _slug(alt))
+        with open(figure_dir / FIGURE_LISTING, "a", encoding="utf-8") as listing:
+            listing.write("".join(f"{p.name}\n" for p in saved))
         links = " " + " · ".join(
             f'<a href="{html.escape(figure_dir.name)}/{html.escape(p.name)}">{label}</a>'
             for label, p in zip(("PNG 300 dpi", "SVG"), saved, strict=True))
@@ -87,16 +90,44 @@ def _figure(fig, caption: str, alt: str, figure_dir: Path | None = None) -> str:
     )
 
 
-def remove_figures(figure_dir) -> None:
-    """Remove the PNG and SVG files of ``figure_dir`` (a report's figures), and the folder once empty."""
+#: The file in a figures folder that lists the figures a report wrote there (what :func:`remove_figures` removes).
+FIGURE_LISTING = ".radhe-figures"
+#: The ``generator`` of the pages radhe writes (how an earlier report is told from a page of the user's).
+GENERATOR = "radhe report"
+
+
+def remove_figures(figure_dir) -> list[Path]:
+    """Remove the figures an earlier report wrote in ``figure_dir`` (those its listing names); return them.
+
+    Only the files listed in ``figure_dir/.radhe-figures`` are removed, so a user's own files in the folder
+    stay; the folder goes only when nothing else is left in it.
+    """
     figure_dir = Path(figure_dir)
-    if not figure_dir.is_dir():
-        return
-    for path in figure_dir.iterdir():
-        if path.is_file() and path.suffix.lower() in (".png", ".svg"):
+    listing = figure_dir / FIGURE_LISTING
+    if not listing.is_file():
+        return []
+    removed = []
+    for name in listing.read_text(encoding="utf-8").splitlines():
+        path = figure_dir / name
+        if name and Path(name).name == name and path.is_file():
             path.unlink()
+            removed.append(path)
+    listing.unlink()
     if not any(figure_dir.iterdir()):
         figure_dir.rmdir()
+    if removed:
+        log.info("report: removed %d figures of an earlier report from %s", len(removed), figure_dir)
+    return removed
+
+
+def is_report_page(path) -> bool:
+    """Whether the file at ``path`` is a page radhe's report wrote (its ``generator`` meta tag)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(2000)
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{GENERATOR}' in head
 
 
 def _slug(text: str) -> str:
@@ -133,7 +164,8 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     """The report as an HTML string (see :func:`write_html`); ``figure_dir``: also save the figures there.
 
     The PNG and SVG files already in ``figure_dir`` (an earlier report's figures, some of which this
-    report may not draw) are removed first, so that the folder holds this report's figures only.
+    report may not draw) are removed first, so that the folder holds this report's figures only:
+    those listed in its ``.radhe-figures`` file (:func:`remove_figures`); other files stay.
     """
     figure_dir = None if figure_dir is None else Path(figure_dir)
     if figure_dir is not None:
@@ -154,7 +186,7 @@ def render_html(result, *, title: str | None = None, waterfall_cases=None, top: 
     title = title or f"Haematoma expansion model report: {main.name}"
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">',
         f"<title>{html.escape(title)}</title>",
         f"<style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
@@ -418,7 +450,9 @@ def write_html(result, path, *, title: str | None = None, write_json: bool = Tru
         Features shown in the importance plots (15 as in Bo 2023).
     figures : bool
         Also write every figure for print beside the HTML file, in ``figures/`` (300 dpi PNG and an SVG
-        whose text stays text), linked from the captions. The HTML stays self-contained.
+        whose text stays text), linked from the captions. The HTML stays self-contained. The figures
+        an earlier report wrote there (listed in ``figures/.radhe-figures``) are replaced; other files
+        in the folder are kept.
     mlflow : bool
         When ``result`` was tracked (``evaluate(..., mlflow=...)``), upload every file written here
         (the HTML, ``metrics.json``, ``predictions.csv``, ``checklist.md``, ``figures/``) to its MLflow

@@ -110,32 +110,42 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(command, cohort, tmp
 
 
 # ------------------------------------------------------------------------- a folder of an earlier run
-def test_evaluate_into_a_report_folder_removes_the_earlier_report(cohort, tmp_path, capsys):
+def test_evaluate_into_a_report_folder_removes_the_earlier_report_only(cohort, tmp_path, capsys):
     out = tmp_path / "out"
     settings = ["--manifest", str(cohort), "--out", str(out), "--folds", "2", "--bootstrap", "20",
                 "--threshold-cv", "0"]
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "my-figure-1.png").write_bytes(b"a figure of the user's")
+    (out / "figures" / "roc-curve-draft.svg").write_text("<svg/>")
     assert main(["report", *settings, "--no-explain"]) == 0
-    assert (out / "report.html").is_file() and any((out / "figures").glob("*.svg"))
-    (out / "figures" / "my-notes.txt").write_text("kept: not a figure radhe writes")
+    assert (out / "report.html").is_file() and (out / "figures" / "roc-curve.svg").is_file()
     assert main(["evaluate", *settings, "--seed", "5"]) == 0
-    # the earlier page and figures described another run; metrics.json is this one's
-    assert not (out / "report.html").exists() and not list((out / "figures").glob("*.svg"))
-    assert not list((out / "figures").glob("*.png"))
-    assert (out / "figures" / "my-notes.txt").is_file()
+    # the earlier page and figures described another run; metrics.json is this one's; the user's files stay
+    assert not (out / "report.html").exists() and not (out / "figures" / "roc-curve.svg").exists()
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["my-figure-1.png", "roc-curve-draft.svg"]
     assert json.loads((out / "metrics.json").read_text())["main"]["n"] == 16
+    (out / "report.html").write_text("<html><body>my own notes</body></html>")  # not a radhe report: kept
+    assert main(["evaluate", *settings]) == 0
+    assert (out / "report.html").read_text() == "<html><body>my own notes</body></html>"
     capsys.readouterr()
 
 
-def test_a_report_keeps_only_its_own_figures(cohort, tmp_path):
-    from radhe.report import remove_figures
+def test_a_report_replaces_only_the_figures_it_wrote(tmp_path):
+    from radhe.report import FIGURE_LISTING, remove_figures
 
     folder = tmp_path / "figures"
     folder.mkdir()
     (folder / "waterfall-ich9999.png").write_bytes(b"an earlier report's figure")
-    (folder / "waterfall-ich9999.svg").write_text("<svg/>")
+    (folder / "photo.png").write_bytes(b"the user's")
+    (folder / FIGURE_LISTING).write_text("waterfall-ich9999.png\n../outside.png\n")
+    (tmp_path / "outside.png").write_bytes(b"never removed: not in the folder")
+    assert remove_figures(folder) == [folder / "waterfall-ich9999.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png"] and (tmp_path / "outside.png").exists()
+    assert remove_figures(folder) == []  # no listing: nothing removed
+    (folder / "photo.png").unlink()
+    (folder / FIGURE_LISTING).write_text("gone.png\n")
     remove_figures(folder)
     assert not folder.exists()  # emptied: the folder goes too
-    remove_figures(folder)  # no folder: nothing to do
 
 
 def test_an_interrupted_synth_force_leaves_no_manifest_of_the_earlier_cohort(tmp_path):

@@ -269,3 +269,11 @@ def test_a_column_empty_for_every_new_case_is_named_with_the_value_imputed(cls):
         warnings.simplefilter("error")
         branch.transform(new.head(1))
         branch.transform(table.assign(age_years=np.where(np.arange(N) % 2, np.nan, table["age_years"])))
+    # a column often missing in training is empty in a small test fold by chance: no warning there
+    sparse = table.assign(age_years=np.where(np.arange(N) % 4 == 0, table["age_years"], np.nan))  # 75 % missing
+    branch = cls().fit(sparse, sparse["he"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        branch.transform(sparse.assign(age_years=np.nan).head(6))  # 0.75 ** 6 = 0.18
+    with pytest.warns(radhe.errors.InputWarning, match="'age_years'.*cases 'c00', 'c01'"):
+        branch.transform(sparse.assign(age_years=np.nan))  # 0.75 ** 30 < 1e-3

@@ -99,6 +99,9 @@ class ClinicalFeatures(_TableTransformer):
         Imputation category of each categorical column.
     dropped_columns_ : dict
         Columns considered but not used, with the reason.
+    missing_fraction_ : dict
+        Share of the training rows without a value, per column used (judges whether a column empty
+        for a whole batch in ``transform`` is worth a warning).
     feature_names_out_ : ndarray of str
 
     Examples

@@ -120,6 +120,9 @@ _NUMBER_IN_TEXT = re.compile(
     r"(\s*%|\s*°\w*|\s+[^\W\d_][\w/^·µ°%.-]*|[^\W\d_][\w/^·µ°%.-]+)?$"
 )
 
+#: A batch with no value in a column is warned about when that is less likely than this at the
+#: column's training missing rate (see ``_warn_empty``).
+_EMPTY_BY_CHANCE = 1e-3
 #: A column with missing values is checked for determining the outcome (see ``_warn_if_outcome``) on at
 #: least this many rows with a value (a column without missing values on every row).
 _OUTCOME_MIN_ROWS = 30
@@ -419,6 +422,8 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         self.categories_ = {k: v[0] for k, v in categories.items()}
         self.modes_ = {k: v[1] for k, v in categories.items()}
         self.dropped_columns_ = dropped
+        self.missing_fraction_ = {name: float(frame[name].astype(object).map(is_missing).mean())
+                                  for name in self.columns_}
         names = self._names()
         if len(set(names)) < len(names):
             raise self._name_collision_error(auto)
@@ -476,11 +481,16 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
         """Warn about columns used that hold no value in any of two or more rows (every case imputed).
 
         One case without a value is what imputation is for; a column empty for a whole batch is most
-        often an export that lost it or renamed it, and every case then gets the training value.
+        often an export that lost it or renamed it, and every case then gets the training value. A
+        column often missing in training is empty in a small batch by chance (a test fold of a
+        cross-validation): only a batch that empty with a chance under 1 in 1000 at the training
+        fold's missing rate is warned about.
         """
-        if len(frame) < 2:
+        missing_fraction = getattr(self, "missing_fraction_", None)  # None: saved before 2026-12-07
+        if len(frame) < 2 or missing_fraction is None:
             return
-        empty = [name for name in self.columns_ if frame[name].astype(object).map(is_missing).all()]
+        empty = [name for name in self.columns_ if missing_fraction[name] ** len(frame) < _EMPTY_BY_CHANCE
+                 and frame[name].astype(object).map(is_missing).all()]
         if not empty:
             return
         def filled(name) -> str:
@@ -492,8 +502,9 @@ class _TableTransformer(TransformerMixin, BaseEstimator):
 
         warnings.warn(
             f"{type(self).__name__}: column(s) used by the model hold no value for any of the {len(frame)} cases, "
-            f"so every case gets the value imputed from training: {'; '.join(map(filled, empty))}. Check that the "
-            "table holds these variables under the names seen in fit.",
+            f"so every case gets the value imputed from training: {'; '.join(map(filled, empty))}; cases "
+            f"{list_cases(row_names(frame))}. Check that the table holds these variables under the names seen "
+            "in fit.",
             InputWarning,
             stacklevel=3,
         )
@@ -755,6 +766,9 @@ class TabularFeatures(_TableTransformer):
         Output names.
     dropped_columns_ : dict
         Columns considered but not used, with the reason.
+    missing_fraction_ : dict
+        Share of the training rows without a value, per column used (judges whether a column empty
+        for a whole batch in ``transform`` is worth a warning).
 
     Examples
     --------
