@@ -88,7 +88,10 @@ def test_a_pipeline_refuses_an_outcome_that_is_not_0_1_before_fitting(cohort, tm
 def _interrupted(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run ``command``, send it SIGINT (Ctrl-C) once it reports progress, and return how it ended."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a test run started in the background of a shell (CI) ignores SIGINT, and its children inherit that:
+    # the command gets the default disposition back, as in a terminal
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     progress = process.stderr.readline()  # the first progress line: the command is at work
     assert progress, "the command ended before reporting progress"
     time.sleep(0.5)
