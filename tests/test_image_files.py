@@ -115,6 +115,14 @@ def test_a_nifti_pair_gets_the_nifti_checks(tmp_path):
     (tmp_path / "cut.img").write_bytes(voxels[: len(voxels) * 6 // 10])
     with pytest.raises(InputError, match=r"case 'a'.*cut\.img.*ends early.*truncated"):
         validate_case(tmp_path / "cut.hdr", tmp_path / "mask.nii", case_id="a")
+    # integer voxels: the length alone is checked (from the file system, without reading the voxels)
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(tmp_path / "cut16.hdr"))
+    voxels = (tmp_path / "cut16.img").read_bytes()
+    (tmp_path / "cut16.img").write_bytes(voxels[:-2])
+    with pytest.raises(InputError, match=rf"case 'a'.*cut16\.img.*ends early \({len(voxels) - 2} of {len(voxels)} bytes\)"):
+        validate_case(tmp_path / "cut16.hdr", tmp_path / "mask.nii", case_id="a")
+    (tmp_path / "cut16.img").write_bytes(voxels)
+    validate_case(tmp_path / "cut16.hdr", tmp_path / "mask.nii", case_id="a")
     sitk.WriteImage(image, str(tmp_path / "good.hdr"))
     checked = validate_case(tmp_path / "good.hdr", tmp_path / "mask.nii", case_id="a")
     assert checked.hu_max == pytest.approx(float(sitk.GetArrayFromImage(image).max()))

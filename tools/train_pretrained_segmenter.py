@@ -3,7 +3,7 @@
 Usage::
 
     python tools/train_pretrained_segmenter.py [--cases-per-grid 16] [--seed 2026] [--epochs 22] [--patience 22] [--max-fit-time 3000]
-        [--out radhe/nn/weights] [--work /tmp/radhe-pretrain]
+        [--out radhe/nn/weights] [--work /tmp/radhe-pretrain] [--spacing-mm 1.0] [--tilted] [--name NAME]
 
 The training cohort is domain-randomised over the scans a clinical head CT comes as: each of
 :data:`GRIDS` (in-plane 0.38-1.0 mm, slice thickness 2.5-6.5 mm) gets ``--cases-per-grid`` cases of
@@ -15,7 +15,9 @@ slice thickness, streak strength and head rotation. The segmenter works at :data
 post-processing (see ``docs/model-card.md``).
 
 Writes ``<out>/segmenter-synthetic-v1.npz`` and ``.json`` (parameters, seeds, cohort sizes, training
-time, validation Dice). Everything is seeded: the same command gives the same weights on the same
+time, validation Dice). ``--spacing-mm`` and ``--tilted`` (two more groups, :data:`TILTED_GRIDS`)
+train the variants the model card reports as tried and not shipped; give them their own ``--name``.
+Everything is seeded: the same command gives the same weights on the same
 machine and torch version (CPU kernels may differ in the last bits across machines).
 """
 
@@ -37,6 +39,9 @@ sys.path.insert(0, str(ROOT))
 #: covering the head, streaks, rotation) at 512², 384², 320² and 256².
 GRIDS = (((512, 512, 28), "sites"), ((256, 256, 28), "sites"), ((512, 512, 28), "randomised"),
          ((384, 384, 28), "randomised"), ((320, 320, 28), "randomised"), ((256, 256, 28), "randomised"))
+#: Groups ``--tilted`` adds: domain-randomised scanners with an uncorrected gantry tilt drawn from -25 to
+#: 25 degrees (a sheared grid: the slices cross the skull base obliquely), at 512² and 256².
+TILTED_GRIDS = (((512, 512, 28), "randomised", (-25.0, 25.0)), ((256, 256, 28), "randomised", (-25.0, 25.0)))
 #: In-plane pixel size (mm) of the shipped network.
 SPACING_MM = 1.0
 #: The parameters the weights fix, and the post-processing they were validated with.
@@ -58,6 +63,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "radhe" / "nn" / "weights"))
     parser.add_argument("--work", default="/tmp/radhe-pretrain", help="folder of the generated cohorts (kept)")
+    parser.add_argument("--spacing-mm", type=float, default=SPACING_MM, help="in-plane pixel size of the network (mm)")
+    parser.add_argument("--tilted", action="store_true", help="add the gantry-tilted groups (TILTED_GRIDS)")
+    parser.add_argument("--name", default=None, help="name of the weights (default: the shipped name)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -68,25 +76,32 @@ def main(argv=None) -> dict:
     from radhe.nn.pretrained import SEGMENTER_WEIGHTS, save_weights
     from radhe.segmentation import HematomaSegmenter
 
+    if not args.spacing_mm > 0:
+        parser.error(f"--spacing-mm must be a positive number of mm, got {args.spacing_mm}")
+    parameters = {**PARAMETERS, "spacing_mm": args.spacing_mm}
+    grids = GRIDS + (TILTED_GRIDS if args.tilted else ())
     t0 = time.perf_counter()
     parts = []
-    for index, (grid, scanner) in enumerate(GRIDS):
-        folder = Path(args.work) / f"grid{index}-{'x'.join(map(str, grid))}-{scanner}-seed{args.seed + index}"
+    for index, (grid, scanner, *tilt) in enumerate(grids):
+        tilt = tuple(tilt[0]) if tilt else (0.0, 0.0)
+        tilted = "" if tilt == (0.0, 0.0) else f"-tilt{tilt[0]:g},{tilt[1]:g}"
+        folder = Path(args.work) / f"grid{index}-{'x'.join(map(str, grid))}-{scanner}{tilted}-seed{args.seed + index}"
         if (folder / "manifest.csv").exists() and len(pd.read_csv(folder / "manifest.csv")) == args.cases_per_grid:
             manifest = load_manifest(folder / "manifest.csv")
         else:
             manifest = make_ich_cohort(args.cases_per_grid, folder, shape=grid, random_state=args.seed + index,
-                                       other_blood_scale=2.5, scanner=scanner, n_jobs=args.threads)
+                                       other_blood_scale=2.5, scanner=scanner, gantry_tilt_deg=tilt,
+                                       n_jobs=args.threads)
         manifest = manifest.assign(case_id=f"g{index}-" + manifest["case_id"],
                                    patient_id=f"g{index}-" + manifest["patient_id"])
         parts.append(manifest)
     cohort = pd.concat(parts, ignore_index=True)
     cohort_seconds = time.perf_counter() - t0
-    print(f"training cohort: {len(cohort)} cases on {len(GRIDS)} grids ({cohort_seconds:.0f} s)", flush=True)
+    print(f"training cohort: {len(cohort)} cases on {len(grids)} grids ({cohort_seconds:.0f} s)", flush=True)
 
-    network = {k: v for k, v in PARAMETERS.items() if k not in ("brain_only", "min_component_ml")}
-    segmenter = HematomaSegmenter(**{**network, "window": tuple(PARAMETERS["window"])},
-                                  brain_only=PARAMETERS["brain_only"], min_component_ml=PARAMETERS["min_component_ml"],
+    network = {k: v for k, v in parameters.items() if k not in ("brain_only", "min_component_ml")}
+    segmenter = HematomaSegmenter(**{**network, "window": tuple(parameters["window"])},
+                                  brain_only=parameters["brain_only"], min_component_ml=parameters["min_component_ml"],
                                   epochs=args.epochs, learning_rate=3e-3, batch_size=16, patience=args.patience,
                                   validation_fraction=0.15, max_fit_time=args.max_fit_time, n_threads=args.threads,
                                   random_state=args.seed, verbose=True)
@@ -94,8 +109,8 @@ def main(argv=None) -> dict:
     history = segmenter.history_
     training = {
         "data": "synthetic only: radhe.datasets.make_ich_cohort, other_blood_scale=2.5",
-        "grids": [[list(grid), scanner] for grid, scanner in GRIDS], "cases_per_grid": args.cases_per_grid, "cases": len(cohort),
-        "seeds": [args.seed + i for i in range(len(GRIDS))], "random_state": args.seed,
+        "grids": [[list(grid), scanner, *([list(tilt[0])] if tilt else [])] for grid, scanner, *tilt in grids], "cases_per_grid": args.cases_per_grid, "cases": len(cohort),
+        "seeds": [args.seed + i for i in range(len(grids))], "random_state": args.seed,
         "training_cases": len(segmenter.train_cases_), "validation_cases": len(segmenter.validation_cases_),
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(segmenter.best_epoch_),
         "best_validation_dice": float(history["val_dice"].max()), "fit_seconds": round(segmenter.fit_time_, 1),
@@ -104,7 +119,7 @@ def main(argv=None) -> dict:
         "machine": platform.machine(), "command": "python tools/train_pretrained_segmenter.py " + " ".join(
             sys.argv[1:] if argv is None else argv),
     }
-    path = save_weights(segmenter.model_state_, PARAMETERS, training, SEGMENTER_WEIGHTS, args.out)
+    path = save_weights(segmenter.model_state_, parameters, training, args.name or SEGMENTER_WEIGHTS, args.out)
     print(json.dumps(training, indent=1))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return training

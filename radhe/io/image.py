@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import locale
 import math
 import os
@@ -564,7 +565,7 @@ def _nifti_truncation(path: Path, data: Path | None = None) -> str | None:
     """Describe how a NIfTI file is corrupt, truncated or holds non-finite voxels, or return None.
 
     Reads the header, then streams the voxel data once (through gzip for ``.nii.gz``, which verifies
-    the CRC): SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros and
+    the CRC; an uncompressed file of integer voxels only has its length compared): SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros and
     turns NaN and infinite voxels into 0, both of which would silently corrupt a scan. ``data``: the
     ``.img`` of a ``.hdr`` / ``.img`` pair, which holds the voxels (from the header's offset).
     """
@@ -612,6 +613,10 @@ def _stream_voxels(fh, start: bytes, layout, counts: list[int]) -> None:
     ``counts[0]`` and, for floating-point voxels from the layout's offset on, the NaN and infinite
     ones to ``counts[1]`` and ``counts[2]``."""
     dtype = layout[2] if layout is not None else None
+    if dtype is None and isinstance(fh, io.BufferedReader):
+        # an uncompressed file of integer voxels: only its length is checked, which the file system knows
+        counts[0] += os.fstat(fh.fileno()).st_size - fh.tell()
+        return
     skip = max(layout[1] - len(start), 0) if dtype is not None else 0  # header bytes still to come
     pending = start[layout[1]:] if dtype is not None else b""
     while chunk := fh.read(1 << 22):

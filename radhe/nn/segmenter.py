@@ -617,10 +617,17 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         # the probabilities of the network's box only (0 outside it): the thresholds and the anatomy
         # below need not pass over the whole scan
         region = (slice(None),) if box is None else (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
-        prob = undo(self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision),
-                                         slices=slices), crop=True)
+        grid_prob = self._forward_volume(net, grid, device, bf16=runtime.use_bfloat16(device, self.inference_precision),
+                                         slices=slices)
+        # only the slices with a probability above the threshold on the network's grid are mapped back:
+        # the bilinear map back takes convex combinations of the grid's values, so no other slice can
+        # reach the threshold (the whole map is made below where a case ends empty)
+        hot = np.flatnonzero(grid_prob.reshape(len(grid_prob), -1).max(axis=1, initial=0.0) >= self.threshold)
         mask = np.zeros(case.hu.shape, dtype=bool)
-        mask[region] = prob >= self.threshold
+        prob = np.zeros(mask[region].shape, dtype=np.float32)
+        if hot.size:
+            prob[hot] = undo(grid_prob[hot], crop=True)
+            mask[region][hot] = prob[hot] >= self.threshold
         max_prob, kept = None, None
         if self.brain_only:
             kept = S.brain_only(mask, case.hu, case.spacing, intracranial)
@@ -633,6 +640,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         mask = postprocess(mask if kept is None else kept, case.voxel_ml, self.min_component_ml, self.fill_holes,
                            max_components=self.max_components)
         voxels = int(np.count_nonzero(mask))
+        if not voxels and hot.size < len(grid_prob):
+            prob = undo(grid_prob, crop=True)  # the peak and the fallback read the whole map
         if kept is not None and (max_prob is None or not voxels):
             # the fallback region must not bring back what anatomy removed (a rim along the skull, bone):
             # it reads only the probabilities anatomy allows
@@ -689,7 +698,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         info = {"voxels": voxels, "volume_ml": voxels * case.voxel_ml,
                 "max_probability": max_prob, "status": status, "reference": case.reference,
                 "message": None if status == "ok" else message}
-        return case.to_native(mask.astype(np.uint8)), info
+        return case.to_native(np.asarray(mask, dtype=bool).view(np.uint8)), info
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Predict every case's mask, write it to ``cache_dir`` and add its path as ``output_column``.
