@@ -565,8 +565,9 @@ def _nifti_truncation(path: Path, data: Path | None = None) -> str | None:
     """Describe how a NIfTI file is corrupt, truncated or holds non-finite voxels, or return None.
 
     Reads the header, then streams the voxel data once (through gzip for ``.nii.gz``, which verifies
-    the CRC; an uncompressed file of integer voxels only has its length compared): SimpleITK's NIfTI reader fills the missing part of a truncated file with zeros and
-    turns NaN and infinite voxels into 0, both of which would silently corrupt a scan. ``data``: the
+    the CRC; an uncompressed file of integer voxels only has its length compared): SimpleITK's NIfTI
+    reader fills the missing part of a truncated file with zeros and turns NaN and infinite voxels
+    into 0, both of which would silently corrupt a scan. ``data``: the
     ``.img`` of a ``.hdr`` / ``.img`` pair, which holds the voxels (from the header's offset).
     """
     counts = [0, 0, 0]  # bytes read (of the file holding the voxels), NaN, infinite voxels
