@@ -621,8 +621,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                                          slices=slices)
         # only the slices with a probability above the threshold on the network's grid are mapped back:
         # the bilinear map back takes convex combinations of the grid's values, so no other slice can
-        # reach the threshold (the whole map is made below where a case ends empty)
-        hot = np.flatnonzero(grid_prob.reshape(len(grid_prob), -1).max(axis=1, initial=0.0) >= self.threshold)
+        # reach the threshold (the whole map is made below where a case ends empty); the margin covers
+        # float32 rounding in the interpolation (a few units in the last place)
+        peaks = grid_prob.reshape(len(grid_prob), -1).max(axis=1, initial=0.0)
+        hot = np.flatnonzero(peaks >= self.threshold - 1e-6)
         mask = np.zeros(case.hu.shape, dtype=bool)
         prob = np.zeros(mask[region].shape, dtype=np.float32)
         if hot.size:
