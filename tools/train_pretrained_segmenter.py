@@ -81,8 +81,9 @@ def main(argv=None) -> dict:
     parameters = {**PARAMETERS, "spacing_mm": args.spacing_mm}
     grids = GRIDS + (TILTED_GRIDS if args.tilted else ())
     t0 = time.perf_counter()
-    parts = []
+    parts, recorded_grids = [], []
     for index, (grid, scanner, *tilt) in enumerate(grids):
+        recorded_grids.append([list(grid), scanner, *(list(t) for t in tilt)])
         tilt = tuple(tilt[0]) if tilt else (0.0, 0.0)
         tilted = "" if tilt == (0.0, 0.0) else f"-tilt{tilt[0]:g},{tilt[1]:g}"
         folder = Path(args.work) / f"grid{index}-{'x'.join(map(str, grid))}-{scanner}{tilted}-seed{args.seed + index}"
@@ -109,7 +110,7 @@ def main(argv=None) -> dict:
     history = segmenter.history_
     training = {
         "data": "synthetic only: radhe.datasets.make_ich_cohort, other_blood_scale=2.5",
-        "grids": [[list(grid), scanner, *([list(tilt[0])] if tilt else [])] for grid, scanner, *tilt in grids], "cases_per_grid": args.cases_per_grid, "cases": len(cohort),
+        "grids": recorded_grids, "cases_per_grid": args.cases_per_grid, "cases": len(cohort),
         "seeds": [args.seed + i for i in range(len(grids))], "random_state": args.seed,
         "training_cases": len(segmenter.train_cases_), "validation_cases": len(segmenter.validation_cases_),
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(segmenter.best_epoch_),

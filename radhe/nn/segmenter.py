@@ -628,8 +628,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         mask = np.zeros(case.hu.shape, dtype=bool)
         prob = np.zeros(mask[region].shape, dtype=np.float32)
         if hot.size:
-            prob[hot] = undo(grid_prob[hot], crop=True)
-            mask[region][hot] = prob[hot] >= self.threshold
+            mapped = undo(grid_prob[hot], crop=True)
+            prob[hot] = mapped
+            mask[region][hot] = mapped >= self.threshold
         max_prob, kept = None, None
         if self.brain_only:
             kept = S.brain_only(mask, case.hu, case.spacing, intracranial)
