@@ -18,8 +18,8 @@ import pandas as pd
 from radhe.errors import InputError
 
 __all__ = ["check_binary", "check_score", "check_probability", "check_both_classes", "check_frame",
-           "check_cases", "check_labels", "check_training_data", "MISSING_MARKERS", "is_missing", "row_names",
-           "list_cases", "list_values_by_case"]
+           "check_cases", "check_labels", "check_training_data", "check_unique_columns", "MISSING_MARKERS",
+           "is_missing", "row_names", "list_cases", "list_values_by_case"]
 
 #: Text read as a missing value: the strings :func:`pandas.read_csv` reads as missing by default
 #: (its ``na_values``; surrounding whitespace ignored). Tables and labels given as DataFrames read
@@ -86,9 +86,24 @@ def check_frame(X, columns, where: str) -> None:
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"{where}: X must be a manifest DataFrame (see radhe.io.load_manifest), "
                          f"got {type(X).__name__}")
+    check_unique_columns(X, where)
     missing = [c for c in ("case_id", *columns) if c not in X.columns]
     if missing:
         raise InputError(f"{where}: manifest lacks column(s) {missing}; columns present: {list(X.columns)}")
+    empty = [_is_na(v) or not str(v).strip() for v in X["case_id"]]
+    if any(empty):
+        rows = [str(r) for r, e in zip(X.index, empty, strict=True) if e][:5]
+        raise InputError(f"{where}: case_id is empty in row(s) {', '.join(rows)} (every case needs a name: its mask "
+                         "file and the messages are named after it)")
+
+
+def check_unique_columns(X, where: str) -> None:
+    """Raise `InputError` when a DataFrame ``X`` repeats a column name (which column a step reads would be
+    ambiguous)."""
+    if isinstance(X, pd.DataFrame) and X.columns.duplicated().any():
+        repeated = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
+        raise InputError(f"{where}: column name(s) {repeated[:10]} appear more than once; rename or drop the "
+                         "repeats (radhe.load_manifest renames them when it reads a file)")
 
 
 def is_missing(value) -> bool:
@@ -163,6 +178,7 @@ def check_cases(X, n: int, where: str) -> None:
     if n == 0:
         raise InputError(f"{where}: no cases (the manifest has 0 rows; a file with a header only?); "
                          "add the cases to learn from")
+    check_unique_columns(X, where)
     if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
         ids = X["case_id"].astype(str)
         duplicated = ids[ids.duplicated()].unique().tolist()

@@ -75,16 +75,25 @@ _TEXTURE = ("glcm", "glrlm", "glszm", "gldm", "ngtdm", "glrlm")
 def feature_family(name: str) -> str:
     """The family of a feature from its ``<family>__<name>`` column name (one of :data:`FAMILIES`).
 
-    Radiomics features are split by pyradiomics' ``<image type>_<class>_<feature>`` key: any image
+    Radiomics features (the ``radiomics__`` branch, or a column whose name holds a pyradiomics key, as
+    :func:`radhe.families.feature_family_of` finds them) are split by that
+    ``<image type>_<class>_<feature>`` key: any image
     type other than ``original`` (wavelet, LoG, square, ...) is "filtered"; original ones are
     "shape", "first-order" or "texture" (GLCM, GLRLM, GLSZM, GLDM, NGTDM). Radiologist reads of
     the NCCT markers (``clinical__blend_sign``, ...) are "NCCT markers (read)", not "clinical".
     """
+    from radhe.families import radiomics_key
+
     family, sep, rest = str(name).partition("__")
     if not sep:
-        return "other"
-    if family == "radiomics":
-        parts = rest.split("_")
+        family, rest = "", str(name)
+    key = rest if family == "radiomics" else None
+    if family in ("", "clinical", "tabular"):
+        # a pyradiomics name in a table the user brought (``tabular__ct_original_shape_MeshVolume``):
+        # radiomics, as the stacked model's families have it
+        key = radiomics_key(rest)
+    if key is not None:
+        parts = key.split("_")
         image_type = parts[0].lower()
         cls = parts[1].lower() if len(parts) > 2 else ""
         if image_type != "original":
@@ -472,7 +481,8 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
     sub-model that uses it (its family's and the pooled one), on the log-odds scale, times that
     sub-model's meta weight. Exact for additive sub-models (:class:`radhe.classifiers.PenalizedLogisticCV`);
     other sub-models are explained by :func:`shap_values` and must explain log-odds (tree
-    boosting, linear models); None when one does not (the caller then explains the whole model).
+    boosting, linear models); None when one does not, or when the values do not add up to the
+    stacked log-odds within 1e-4 (the caller then explains the whole model).
     """
     from radhe.classifiers import PenalizedLogisticCV
     from radhe.stacking import TREES, _block
@@ -506,6 +516,10 @@ def _stacked_shap(model, Z: pd.DataFrame, Zb: pd.DataFrame, **kwargs) -> ShapExp
         base += weight * ex.base_value
         explainers.add(ex.explainer)
     used = sorted({c for f in model.used_families_ for c in model.families_[f]}, key=list(Z.columns).index)
+    # a sub-model whose explained output is not the score the stack combines (e.g. log-odds read
+    # through probabilities that saturate) would not add up: the whole model is explained instead
+    if not np.allclose(values[used].sum(axis=1).to_numpy() + base, model.decision_function(Z), rtol=0, atol=1e-4):
+        return None
     return ShapExplanation(
         values=values[used], data=Z[used], base_value=float(base), output="log-odds",
         explainer="stacked (" + ", ".join(sorted(explainers)) + ")", model=type(model).__name__,
@@ -595,9 +609,26 @@ def oof_family_contributions(predictions, X) -> pd.DataFrame:
         part = family_contributions(est, X.iloc[test])
         part["fold"] = k
         parts.append(part)
-    out = pd.concat(parts).fillna(0.0)
+    out = _held_out_rows(parts, predictions.splits, X.index).fillna(0.0)
     columns = [c for c in out.columns if c not in ("intercept", "fold")] + ["intercept", "fold"]
-    return out.reindex(X.index)[columns]
+    return out[columns]
+
+
+def _held_out_rows(parts: list, splits, index: pd.Index, columns=None) -> pd.DataFrame:
+    """The folds' tables of their held-out rows (``parts[k]`` for ``splits[k]``'s test rows) as one table
+    in the rows' order, with ``index``. Assembled by position, so the index may repeat labels (a
+    manifest after ``pd.concat``)."""
+    order = np.concatenate([np.asarray(test) for _, test in splits])
+    if len(order) != len(index) or len(np.unique(order)) != len(order):
+        raise ConfigurationError(
+            f"out-of-fold results need folds holding out every one of the {len(index)} cases once; the folds "
+            f"hold out {len(np.unique(order))} of them (predictions made on another X?)")
+    out = pd.concat([part.reset_index(drop=True) for part in parts], ignore_index=True)
+    if columns is not None:
+        out = out.reindex(columns=columns)
+    out = out.iloc[np.argsort(order, kind="stable")]
+    out.index = index
+    return out
 
 
 def _permutation_shap(f, Z: np.ndarray, background: np.ndarray, *, n_permutations: int = 3, random_state=0,
@@ -774,13 +805,14 @@ def oof_shap_values(predictions, X, *, max_background: int = 50, n_permutations:
     for ex in folds:
         columns += [c for c in ex.values.columns if c not in columns]
     index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(X))
-    values = pd.concat([ex.values for ex in folds]).reindex(columns=columns).reindex(index)
-    data = pd.concat([ex.data for ex in folds]).reindex(columns=columns).reindex(index)
+    splits = predictions.splits
+    values = _held_out_rows([ex.values for ex in folds], splits, index, columns)
+    data = _held_out_rows([ex.data for ex in folds], splits, index, columns)
     fold = pd.Series(predictions.fold, index=index, name="fold")
     meta = {}
     if isinstance(X, pd.DataFrame) and "case_id" in X.columns:
         meta["case_id"] = X["case_id"].astype(str)
     raw = None
     if all(ex.raw_data is not None for ex in folds):
-        raw = pd.concat([ex.raw_data for ex in folds]).reindex(columns=columns).reindex(index)
+        raw = _held_out_rows([ex.raw_data for ex in folds], splits, index, columns)
     return OOFShap(folds=folds, values=values, data=data, fold=fold, meta=meta, raw_data=raw)

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from radhe.constants import NCCT_MARKERS
 from radhe.errors import ConfigurationError
 
-__all__ = ["FAMILY_ORDER", "feature_family_of", "group_features"]
+__all__ = ["FAMILY_ORDER", "feature_family_of", "group_features", "radiomics_key"]
 
 #: Families in display order.
 FAMILY_ORDER = ("radiomics", "cnn", "markers", "clinical", "tabular")
@@ -45,6 +45,13 @@ _CLASS = r"(?:shape2D|shape|firstorder|glcm|glrlm|glszm|gldm|ngtdm)"
 _RADIOMICS_KEY = re.compile(rf"(?:^|[_\-.]){_IMAGE_TYPE}_{_CLASS}_[A-Za-z0-9]+", re.IGNORECASE)
 
 _BRANCH_FAMILIES = {"radiomics": "radiomics", "cnn": "cnn", "marker": "markers", "markers": "markers"}
+
+
+def radiomics_key(name: str) -> str | None:
+    """The pyradiomics feature key ``<image type>_<class>_<feature>`` a column name holds (after its
+    start or a separator: ``"ct_original_shape_MeshVolume"`` → ``"original_shape_MeshVolume"``), or None."""
+    match = _RADIOMICS_KEY.search(str(name))
+    return None if match is None else match.group(0).lstrip("_-.")
 
 
 def _is_marker(name: str) -> bool:

@@ -71,7 +71,8 @@ def patient_groups(X, groups=None, *, group_column="patient_id") -> np.ndarray:
         raise InputError(f"groups has {len(groups)} entries but X has {len(X)} rows")
     missing = pd.isna(pd.Series(groups))
     if missing.any():
-        rows = [str(r) for r in np.flatnonzero(missing.to_numpy())[:5]]
+        labels = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(groups))
+        rows = [str(r) for r in labels[missing.to_numpy()][:5]]
         raise InputError(
             f"patient id missing in row(s) {', '.join(rows)}; fill '{group_column}' (radhe.load_manifest "
             "fills it from case_id)"

@@ -63,7 +63,10 @@ class RadhePipeline(ImbalancedPipeline):
         When ``X`` is a manifest with a ``patient_id`` column, the final step's ``fit`` accepts
         ``groups`` and no resampler changes the rows before it, ``classify__groups`` is set to the
         patients (unless given), so the classifier's own inner folds (a stacking meta-model, a
-        penalty chosen by cross-validation) never split a patient's scans. Each step's duration is
+        penalty chosen by cross-validation) never split a patient's scans. Without ``patient_id``,
+        every case is its own patient (its ``case_id``): the inner folds then do not depend on the
+        order of the rows. Where the classifier gets them, a missing patient id is refused
+        (:class:`~radhe.errors.InputError`). Each step's duration is
         logged (logger ``radhe.pipeline``; DEBUG when fitted inside a cross-validation fold).
         """
         from radhe._checks import check_training_data
@@ -109,10 +112,11 @@ class RadhePipeline(ImbalancedPipeline):
         key = "groups" if routing else f"{name}__groups"
         if key in params:
             return params
-        if groups is None:
-            if not isinstance(X, pd.DataFrame) or "patient_id" not in X.columns:
-                return params
-            groups = X["patient_id"].astype(str).to_numpy()
+        # a manifest without patient_id has one scan per patient: its case ids (which, unlike the rows'
+        # order, make the inner folds the same however the rows are sorted)
+        column = next((c for c in ("patient_id", "case_id") if isinstance(X, pd.DataFrame) and c in X.columns), None)
+        if groups is None and column is None:
+            return params
         if any(hasattr(step, "fit_resample") for _, step in self.steps[:-1]):
             return params
         from radhe.stacking import _accepts
@@ -121,6 +125,10 @@ class RadhePipeline(ImbalancedPipeline):
             return params
         if routing and final.get_metadata_routing().fit.requests.get("groups") is not True:
             return params
+        if groups is None:
+            from radhe.model_selection import patient_groups
+
+            groups = patient_groups(X, group_column=column)  # refuses a missing id: no patient "nan"
         return {**params, key: np.asarray(groups)}
 
     def _can_transform(self):
@@ -633,10 +641,10 @@ def param_grid(pipeline, size="small"):
         A pipeline from :func:`make_pipeline` (or any pipeline whose steps are named ``select`` and
         ``classify``).
     size : {"small", "medium"}, default "small"
-        For a stacked pipeline (``fusion="stack"``, the default), "small" (4 candidates):
+        For a stacked pipeline (``fusion="stack"``, the default), "small" (6 candidates):
         ``classify__fusion`` in ("stack", "concat") × ``classify__estimator__spline_knots`` in
-        (None, 4) — linear or additive-spline family models (their penalty is already chosen by
-        inner CV); "medium" adds 3 and 6 knots, the meta-model's ``classify__final_C`` and
+        ("auto", None, 4) — the default's own choice, linear or additive-spline family models (their
+        penalty is already chosen by inner CV); "medium" adds 3 and 6 knots, the meta-model's ``classify__final_C`` and
         ``classify__trees`` in ("auto", None). For a
         pooled pipeline (``fusion="concat"``), "small" (9-12 candidates): the number of features
         ``select__k`` in (10, 20, 40) and the classifier's main regularisation parameter (e.g.
@@ -670,7 +678,9 @@ def param_grid(pipeline, size="small"):
         from radhe.classifiers import PenalizedLogisticCV
 
         if isinstance(classify.estimator, PenalizedLogisticCV):
-            grid["classify__estimator__spline_knots"] = [None, 4] if size == "small" else [None, 3, 4, 6]
+            # "auto" (the default's own choice between linear and spline terms) among the candidates,
+            # so that a search can keep the default
+            grid["classify__estimator__spline_knots"] = ["auto", None, 4] if size == "small" else ["auto", None, 3, 4, 6]
         if size == "medium":
             grid["classify__final_C"] = [0.1, 1.0, 10.0]
             grid["classify__trees"] = ["auto", None]

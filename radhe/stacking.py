@@ -37,6 +37,10 @@ POOLED = "all features"
 #: Name of the boosted-tree sub-model (all features) among the families of a fitted model.
 TREES = "all features, boosted trees"
 
+#: Columns of the family-contribution tables besides the families (the meta intercept; the fold of
+#: :func:`radhe.explain.oof_family_contributions`): no family may take these names.
+RESERVED_COLUMNS = ("intercept", "fold")
+
 
 def default_tree_model(random_state=None):
     """The boosted-tree sub-model of ``trees="auto"``: shallow, slow-learning, heavily regularised.
@@ -105,8 +109,54 @@ def _fit(estimator, X, y, groups):
     return estimator.fit(X, y)
 
 
+def _margin_is_log_odds(model) -> bool:
+    """Whether a fitted binary classifier's ``decision_function`` is the log-odds of its probabilities."""
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDClassifier
+
+    from radhe.classifiers import PenalizedLogisticCV
+
+    if isinstance(model, PenalizedLogisticCV | LogisticRegression | LogisticRegressionCV):
+        return True
+    if isinstance(model, SGDClassifier):
+        return model.loss == "log_loss"
+    if isinstance(model, GradientBoostingClassifier | HistGradientBoostingClassifier):
+        return model.loss in ("log_loss", "deviance")
+    return False
+
+
+def _exact_log_odds(estimator, X) -> np.ndarray | None:
+    """The positive class's log-odds straight from a model that computes them (logistic regression,
+    gradient boosting's margin, LightGBM's raw score, XGBoost's output margin; also as the last step of
+    a scikit-learn ``Pipeline``); None for any other model."""
+    from sklearn.pipeline import Pipeline
+
+    if len(getattr(estimator, "classes_", ())) != 2:
+        return None
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if _margin_is_log_odds(final):
+        return np.asarray(estimator.decision_function(X), dtype=float).reshape(len(X), -1)[:, -1]
+    if isinstance(estimator, Pipeline):
+        return None
+    name = type(estimator).__name__
+    if name == "LGBMClassifier":
+        return np.asarray(estimator.predict(X, raw_score=True), dtype=float).reshape(len(X))
+    if name in ("XGBClassifier", "XGBRFClassifier") and getattr(estimator, "objective", None) in (
+            None, "binary:logistic"):
+        return np.asarray(estimator.predict(X, output_margin=True), dtype=float).reshape(len(X))
+    return None
+
+
 def _score(estimator, X) -> np.ndarray:
-    """Log-odds of the positive class (the decision function of models without probabilities)."""
+    """Log-odds of the positive class (the decision function of models without probabilities).
+
+    Taken from the model's own log-odds where it computes them (:func:`_exact_log_odds`): through
+    its probabilities they would be cut at ±13.8 (probabilities clipped to [1e-6, 1 − 1e-6]), and the
+    stacked log-odds would then differ from the sum of its terms that SHAP values explain.
+    """
+    exact = _exact_log_odds(estimator, X)
+    if exact is not None:
+        return exact
     if hasattr(estimator, "predict_proba"):
         try:
             p = np.asarray(estimator.predict_proba(X))[:, -1]
@@ -164,7 +214,8 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         (van Houwelingen & le Cessie 1990) and re-estimate the intercept so that the mean risk
         matches the training rate. A small cohort with weak signal otherwise gets over-confident
         risks (calibration slope < 1 on new patients); on a large or strong cohort the factor is
-        close to 1.
+        close to 1. Where it is 0 (scores no better than chance for the number of rows), every
+        prediction is the training rate, and an :class:`~radhe.errors.InputWarning` says so.
     cv : int, default 5
         Inner folds for the out-of-fold family scores (stratified; grouped by patient when ``fit``
         gets ``groups``).
@@ -307,6 +358,10 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
         for reserved in (POOLED, TREES):
             if reserved in families:
                 raise ConfigurationError(f"a family may not be named {reserved!r} (a sub-model on all features)")
+        for reserved in RESERVED_COLUMNS:
+            if reserved in families:
+                raise ConfigurationError(
+                    f"a family may not be named {reserved!r}: family contributions have a column of that name")
         if self.pooled and len(families) > 1:
             families[POOLED] = list(frame.columns)
         if self.trees is not None:
@@ -346,6 +401,17 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
             self.shrinkage_ = _heuristic_shrinkage(oof[used].to_numpy(), target, weights, intercept)
             weights = weights * self.shrinkage_
             intercept = _refit_intercept(oof[used].to_numpy() @ weights, target)
+            if self.shrinkage_ == 0.0:
+                import warnings
+
+                from radhe.errors import InputWarning
+
+                warnings.warn(
+                    f"FamilyStackingClassifier: on these {len(target)} rows ({int(target.sum())} positive) the family "
+                    f"scores do not beat a constant risk by more than chance (heuristic shrinkage factor 0: the "
+                    f"meta-model's likelihood-ratio chi-square is at most its {len(used)} weight(s)), so every "
+                    f"prediction is the training rate {target.mean():.3f}; more cases, fewer features, or "
+                    "shrink=False for an unshrunk model", InputWarning, stacklevel=2)
         self.families_ = families
         self.estimators_ = estimators
         self.used_families_ = used

@@ -249,7 +249,7 @@ def test_param_grid_for_an_unknown_classifier_and_bad_size():
 def test_param_grid_of_the_stacked_default():
     pipe = make_pipeline(radiomics=None)
     grid = param_grid(pipe)
-    assert grid == {"classify__fusion": ["stack", "concat"], "classify__estimator__spline_knots": [None, 4]}
+    assert grid == {"classify__fusion": ["stack", "concat"], "classify__estimator__spline_knots": ["auto", None, 4]}
     params = pipe.get_params()
     assert all(key in params for key in param_grid(pipe, size="medium"))
 

@@ -3,6 +3,8 @@ the shipped weights (real SimpleITK files, the real phantom, the real shipped ne
 
 from __future__ import annotations
 
+import copy
+import re
 import shutil
 import warnings
 
@@ -660,7 +662,8 @@ def test_with_nothing_anatomy_allows_the_fallback_is_empty_not_the_whole_scan(ph
     strict = HematomaSegmenter.pretrained(cache_dir=tmp_path / "strict", n_threads=1, min_component_ml=500.0,
                                           on_empty="raise")
     with pytest.raises(InputError, match=r"^case 'site A: 017': no haematoma predicted: the regions above the "
-                                         r"threshold 0\.5 are all smaller than min_component_ml = 500\.0 mL$"):
+                                         r"threshold 0\.5 are all smaller than min_component_ml = 500\.0 mL "
+                                         r"\(file '.*h0\.nii'\)$"):
         strict.predict_mask(manifest["image"].iloc[0], case_id="site A: 017")
 
 
@@ -751,3 +754,88 @@ def test_the_convex_hull_space_of_an_open_ring_is_its_interior():
     assert space[interior].mean() > 0.98 and not (space & (radius >= 24.5)).any()
     assert not S._convex_hull_space(np.zeros((8, 8), dtype=bool)).any()
     assert not S._convex_hull_space(np.eye(8, dtype=bool)).any()  # a line: no hull
+
+
+# --------------------------------------------------------------------------------- guards at prediction
+def test_a_fitted_network_refuses_settings_changed_since_fit(phantom_cases, tmp_path):
+    manifest, _ = phantom_cases
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path, n_threads=1)
+    assert seg.network_parameters_["window"] == (0.0, 100.0)
+    one = manifest.iloc[:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        seg.transform(one)
+    # the masks already written for these settings are not what the changed settings would predict
+    for name, value in (("window", (0, 80)), ("spacing_mm", 0.5), ("skull_strip", False), ("base_channels", 16)):
+        changed = copy.deepcopy(seg).set_params(**{name: value})
+        with pytest.raises(ConfigurationError, match=rf"{name}=.* \(fitted with"):
+            changed.transform(one)
+        with pytest.raises(ConfigurationError, match=name):
+            changed.predict_mask(one["image"].iloc[0])
+        with pytest.raises(ConfigurationError, match=name):
+            changed.prediction_records(one)
+    # set back, it predicts again (and reuses its masks)
+    restored = copy.deepcopy(seg).set_params(window=(0, 80)).set_params(window=(0.0, 100.0))
+    assert restored.prediction_records(one)["status"].iloc[0] == "ok"
+
+
+def test_scans_outside_the_trained_voxel_sizes_warn_naming_the_case(phantom_cases, tmp_path):
+    manifest, cases = phantom_cases
+    ct, mask, spacing = cases["h0"]
+    assert spacing[0] < 1.02 and 2.5 <= spacing[2] <= 6.5
+    coarse = write_image(ct, tmp_path / "coarse.nii", spacing=(4.0, 4.0, spacing[2]))
+    thin = write_image(ct, tmp_path / "thin.nii", spacing=(spacing[0], spacing[1], 1.0))
+    thin_mask = write_image(mask.astype(np.uint8), tmp_path / "thin_mask.nii", spacing=(spacing[0], spacing[1], 1.0))
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1)
+    assert seg.training_spacing_mm_ == {"in_plane": [(0.43, 1.02)], "slice": [(2.5, 6.5)]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg.predict_mask(manifest["image"].iloc[0], case_id="h0")
+    assert not [w for w in caught if "voxel size" in str(w.message)]
+    with pytest.warns(InputWarning, match=r"case 'c': voxel size outside .*in-plane pixels of 4\.00 mm \(trained on "
+                                          r"0\.43-1\.02 mm\).*coarse\.nii"):
+        seg.predict_mask(coarse, case_id="c")
+    frame = pd.DataFrame({"case_id": ["t", "c", "h0"], "image": [str(thin), str(coarse), manifest["image"].iloc[0]]})
+    for _ in range(2):  # predicted, then its masks reused: the warning comes both times, once for the call
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seg.transform(frame)
+        about = [str(w.message) for w in caught if "voxel size" in str(w.message)]
+        assert len(about) == 1 and "in 2 of 3 case(s)" in about[0] and "'h0'" not in about[0]
+        assert re.search(r"case 't': voxel size outside .*slices of 1\.00 mm \(trained on 2\.50-6\.50 mm\)", about[0])
+    # a fine-tuning that replaces the shipped weights adds its cases' sizes (an interval of their own:
+    # the sizes between were not trained on); one whose epochs do not beat them keeps their range
+    thin_cases = pd.DataFrame({"case_id": ["t"], "patient_id": ["t"], "image": [str(thin)], "mask": [str(thin_mask)]})
+    tuned = HematomaSegmenter.pretrained(epochs=1, validation_fraction=0, n_threads=1)
+    ruined = HematomaSegmenter.pretrained(epochs=1, learning_rate=50.0, validation_fraction=0.5, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        tuned.fit(thin_cases)
+        ruined.fit(pd.concat([thin_cases, thin_cases.assign(case_id="u", patient_id="u")], ignore_index=True))
+    assert tuned.fine_tuned_ and tuned.training_spacing_mm_["slice"] == [(1.0, 1.0), (2.5, 6.5)]
+    assert not ruined.fine_tuned_ and ruined.training_spacing_mm_ == seg.training_spacing_mm_
+
+
+def test_prediction_records_of_a_rewritten_image_and_empty_predictions_name_the_file(phantom_cases, tmp_path):
+    import os
+
+    manifest, cases = phantom_cases
+    ct, mask, spacing = cases["h0"]
+    image = write_image(ct, tmp_path / "case.nii", spacing=spacing)
+    frame = pd.DataFrame({"case_id": ["x"], "image": [str(image)]})
+    seg = HematomaSegmenter.pretrained(cache_dir=tmp_path / "masks", n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        seg.transform(frame)
+    assert seg.prediction_records(frame)["status"].iloc[0] == "ok"
+    # the same path, another image: the record is of the old one
+    without = np.where(mask.astype(bool), np.float32(35.0), ct).astype(ct.dtype)
+    write_image(without, image, spacing=spacing)
+    os.utime(image, ns=(os.stat(image).st_atime_ns, os.stat(image).st_mtime_ns + 5_000_000_000))
+    with pytest.raises(InputError, match="changed since its prediction was recorded"):
+        seg.prediction_records(frame)
+    # with the haematoma painted over there is nothing to find; on_empty="raise" names case and file
+    strict = HematomaSegmenter.pretrained(cache_dir=tmp_path / "strict", n_threads=1, on_empty="raise")
+    with pytest.raises(InputError, match="no haematoma predicted") as raised:
+        strict.transform(frame)
+    assert raised.value.case_id == "x" and raised.value.path == str(image)

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 
 from radhe.classifiers import PenalizedLogisticCV
-from radhe.errors import ConfigurationError, InputError
+from radhe.errors import ConfigurationError, InputError, InputWarning
 from radhe.explain import family_contributions, shap_values
 from radhe.families import feature_family_of, group_features
 from radhe.model_selection import PatientStratifiedKFold, inner_folds
@@ -339,3 +339,118 @@ def test_an_svm_calibrates_on_real_patient_grouped_rows_with_a_sampler():
     assert CountingOverSampler.calls[-1] == len(y)
     proba = svc.predict_proba(X)[:, 1]
     assert np.isfinite(proba).all() and 0 < proba.min() < proba.max() < 1
+
+
+# ------------------------------------------------------------------ exact terms, names, small data
+def _sklearn_breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    X = data.data.copy()
+    X.columns = [c.replace(" ", "_") for c in X.columns]
+    ids = [f"case{i:04d}" for i in range(len(X))]
+    table = pd.concat([pd.DataFrame({"case_id": ids, "patient_id": ids}), X], axis=1)
+    return table, (data.target == 0).astype(int).to_numpy()
+
+
+def test_shap_adds_up_where_a_family_model_is_all_but_certain():
+    # real table: image features that nearly separate the classes, so that family log-odds pass ±13.8
+    # (a probability of 1e-6), where log-odds read back from clipped probabilities would be cut
+    table, y = _sklearn_breast_cancer()
+    pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
+    model = pipe[-1]
+    new = table.iloc[:120]
+    scores = model.family_scores(pipe[:-1].transform(new))
+    assert (scores["tabular"].abs() > 14).sum() >= 3
+    explanation = shap_values(pipe, new, background=table.iloc[200:240])
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_value, pipe.decision_function(new),
+                               atol=1e-6)
+    np.testing.assert_allclose(family_contributions(pipe, new).sum(axis=1), pipe.decision_function(new), atol=1e-10)
+
+
+@pytest.mark.parametrize("sub_models", ["boosting", "pipeline"])
+def test_shap_adds_up_with_user_sub_models_whose_margin_is_the_log_odds(sub_models):
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline as sklearn_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    table, y = _sklearn_breast_cancer()
+    pipe = make_pipeline(radiomics=None, random_state=0)
+    if sub_models == "boosting":  # margins far beyond ±13.8
+        pipe.set_params(classify__trees=GradientBoostingClassifier(n_estimators=100, learning_rate=0.3,
+                                                                   random_state=0))
+    else:
+        pipe.set_params(classify__estimator=sklearn_pipeline(StandardScaler(), LogisticRegression(C=1e3,
+                                                                                                  max_iter=5000)))
+    pipe.fit(table, y)
+    new = table.iloc[:60]
+    explanation = shap_values(pipe, new, background=table.iloc[200:230])
+    assert explanation.explainer.startswith("stacked")
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_value, pipe.decision_function(new),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["intercept", "fold"])
+def test_family_names_of_the_contribution_tables_are_refused(name):
+    table, y = family_table(40, 1)
+    families = {name: ["age_years"], "radiomics": [c for c in table.columns if c.startswith("ct_")]}
+    with pytest.raises(ConfigurationError, match=f"may not be named '{name}'"):
+        make_pipeline(radiomics=None, families=families, random_state=0).fit(table, y)
+
+
+def test_shap_families_are_the_stacked_model_families():
+    table, y = family_table(60, 1)
+    pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
+    assert "tabular__ct_original_shape_MeshVolume" in pipe[-1].families_["radiomics"]
+    explanation = shap_values(pipe, table.iloc[:10], background=table.iloc[10:40])
+    assert explanation.families["tabular__ct_original_shape_MeshVolume"] == "radiomics: shape"
+    assert explanation.families["tabular__ct_original_glcm_Noise0"] == "radiomics: texture"
+    assert explanation.families["tabular__age_years"] == "tabular"
+
+
+def test_a_model_that_finds_no_signal_says_its_predictions_are_the_training_rate():
+    rng = np.random.default_rng(11)
+    n = 40
+    table = pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], **{f"x{j}": rng.normal(size=n) for j in range(6)}})
+    y = np.tile([0, 1, 0, 0], n // 4)
+    with pytest.warns(InputWarning, match=r"every prediction is the training rate 0\.250"):
+        pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
+    assert pipe[-1].shrinkage_ == 0.0
+    np.testing.assert_allclose(pipe.predict_proba(table)[:, 1], 0.25)
+
+
+def test_without_patient_ids_the_case_ids_make_the_fit_independent_of_row_order():
+    table, y = family_table(80, 1)
+    table = table.drop(columns="patient_id")
+    order = np.random.default_rng(0).permutation(len(table))
+    first = make_pipeline(radiomics=None, random_state=0).fit(table, y)
+    second = make_pipeline(radiomics=None, random_state=0).fit(table.iloc[order], y[order])
+    np.testing.assert_allclose(first.predict_proba(table), second.predict_proba(table), atol=1e-12)
+
+
+def test_missing_patient_ids_and_repeated_column_names_are_refused():
+    table, y = family_table(40, 1)
+    gaps = table.assign(patient_id=table["patient_id"].where(np.arange(len(table)) % 3 > 0))
+    with pytest.raises(InputError, match="patient id missing in row"):
+        make_pipeline(radiomics=None, random_state=0).fit(gaps, y)
+    repeated = pd.concat([table, table[["age_years"]]], axis=1)
+    with pytest.raises(InputError, match=r"column name\(s\) \['age_years'\] appear more than once"):
+        make_pipeline(radiomics=None, random_state=0).fit(repeated, y)
+
+
+def test_out_of_fold_terms_and_shap_keep_the_rows_of_a_repeated_index():
+    from radhe.evaluation import cross_validate_predictions
+    from radhe.explain import oof_family_contributions, oof_shap_values
+
+    table, y = family_table(60, 1)
+    table.index = np.arange(len(table)) % 20  # as after pd.concat of three tables
+    pred = cross_validate_predictions(make_pipeline(radiomics=None, random_state=0), table, y, cv=3,
+                                      return_estimators=True, threshold_cv=None)
+    terms = oof_family_contributions(pred, table)
+    shap = oof_shap_values(pred, table, max_background=20)
+    assert list(terms.index) == list(table.index) and list(shap.values.index) == list(table.index)
+    for k, (est, (_, test)) in enumerate(zip(pred.estimators, pred.splits, strict=True)):
+        np.testing.assert_allclose(terms.iloc[test].drop(columns="fold").sum(axis=1),
+                                   est.decision_function(table.iloc[test]), atol=1e-10)
+        np.testing.assert_allclose(shap.data.iloc[test]["tabular__age_years"],
+                                   est[:-1].transform(table.iloc[test])["tabular__age_years"], atol=1e-12)

@@ -6,7 +6,7 @@ Usage::
         [--out radhe/nn/weights] [--work /tmp/radhe-pretrain] [--spacing-mm 1.0] [--tilted] [--name NAME]
 
 The training cohort is domain-randomised over the scans a clinical head CT comes as: each of
-:data:`GRIDS` (in-plane 0.38-1.0 mm, slice thickness 2.5-6.5 mm) gets ``--cases-per-grid`` cases of
+:data:`GRIDS` (in-plane 0.43-1.02 mm, slice thickness 2.5-6.5 mm) gets ``--cases-per-grid`` cases of
 its own seed (``--seed`` + grid index), generated with 2.5 times the cohort's rate of subdural,
 epidural and subarachnoid blood so that the network sees enough blood that is not a parenchymal
 haematoma. Two grids use the cohort's three sites; four use ``scanner="randomised"``, where every

@@ -17,12 +17,18 @@ import numpy as np
 
 from radhe.errors import ConfigurationError
 
-__all__ = ["WEIGHTS_DIR", "SEGMENTER_WEIGHTS", "weights_info", "load_weights", "save_weights"]
+__all__ = ["WEIGHTS_DIR", "SEGMENTER_WEIGHTS", "SEGMENTER_TRAINING_SPACING_MM", "weights_info", "load_weights",
+           "save_weights"]
 
 #: Folder of the shipped weight files (package data).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Name of the shipped haematoma segmenter's weights (``<name>.npz`` and ``<name>.json``).
 SEGMENTER_WEIGHTS = "segmenter-synthetic-v1"
+
+#: Voxel sizes (mm) of the scans the shipped segmenter was trained on (``docs/model-card.md``: the
+#: cohorts of ``tools/train_pretrained_segmenter.py``, fields of view of 220-260 mm on 256²-512² grids,
+#: slices of 2.5-6.5 mm): ``{"in_plane": (smallest, largest), "slice": (smallest, largest)}``.
+SEGMENTER_TRAINING_SPACING_MM = {"in_plane": (0.43, 1.02), "slice": (2.5, 6.5)}
 
 
 def _paths(name: str, folder: Path | None = None) -> tuple[Path, Path]:

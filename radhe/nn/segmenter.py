@@ -9,6 +9,7 @@ that never saw the held-out cases.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -155,6 +156,17 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         predicts on a machine without the training data.
     fingerprint_ : str
         Hash of the fitted weights and post-processing settings (names the mask folder).
+    training_spacing_mm_ : dict
+        ``{"in_plane": [(min, max), ...], "slice": [(min, max), ...]}``: the voxel sizes (mm) of the scans
+        the network was trained on (the shipped weights' for ``pretrained()``; a fine-tuning that
+        replaced them adds the interval of its cases). A scan outside every interval by more than
+        15 % is predicted with an :class:`~radhe.errors.InputWarning` naming the case and its voxel size
+        (``transform``: one warning listing the cases).
+    network_parameters_ : dict
+        The parameters the network was fitted with (:data:`NETWORK_PARAMETERS`: architecture,
+        window, spacing, skull stripping). A prediction after ``set_params`` changed one refuses
+        to run (:class:`~radhe.errors.ConfigurationError`): the weights would see inputs they were
+        not trained on, or not fit the network.
     history_ : pandas.DataFrame
         Per epoch: ``train_loss``, ``val_dice`` (NaN without validation), ``seconds``.
     best_epoch_ : int
@@ -261,6 +273,29 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 
         return UNet2d(in_channels=2 * self.context + 1, base_channels=self.base_channels, levels=self.levels,
                       dilation=self.dilation)
+
+    def _network(self):
+        self._check_network_parameters()
+        return super()._network()
+
+    def _warn_spacing(self, case: S.Case) -> None:
+        message = spacing_warning(case.spacing, getattr(self, "training_spacing_mm_", None))
+        if message:
+            warnings.warn(f"{format_case(case.case_id)}: {message} (file '{case.image_path}')", InputWarning,
+                          stacklevel=3)
+
+    def _check_network_parameters(self) -> None:
+        """Refuse to predict with network parameters other than those of ``fit`` (a ``set_params`` since)."""
+        fitted = getattr(self, "network_parameters_", None)
+        if fitted is None:  # a model pickled before radhe recorded them
+            return
+        changed = {name: value for name, value in fitted.items() if _differs(getattr(self, name), value)}
+        if changed:
+            told = ", ".join(f"{name}={getattr(self, name)!r} (fitted with {value!r})" for name, value in changed.items())
+            advice = ("set them back: the shipped weights fix them" if self.weights == "pretrained"
+                      else "set them back, or fit again")
+            raise ConfigurationError(
+                f"HematomaSegmenter: the network was fitted with other settings than it now has: {told}; {advice}")
 
     def _prepare_for_inference(self, net, device):
         import torch
@@ -382,7 +417,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         if len(rows) == 0:
             raise InputError(f"HematomaSegmenter.fit: no case has a '{self.mask_column}' mask to train on")
 
-        images, masks, case_ids = [], [], []
+        images, masks, case_ids, spacings = [], [], [], []
         for row in rows.to_dict("records"):
             case = S.load_case(row[self.image_column], row[self.mask_column], case_id=row["case_id"],
                                require_mask=True, hu_check=self.hu_check)
@@ -394,6 +429,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             images.append(image.astype(np.float16))
             masks.append(mask.astype(np.uint8))
             case_ids.append(case.case_id)
+            spacings.append(case.spacing)
         if self.spacing_mm is not None:
             # cases cropped to their own heads: zero-pad every one to the largest, so slices batch together
             height = max(image.shape[1] for image in images)
@@ -421,7 +457,11 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         self.weights_sha256_ = shipped_sha256 if pretrained else None
         self.train_cases_ = [case_ids[i] for i in train_idx]
         self.validation_cases_ = [case_ids[i] for i in val_idx]
+        # the shipped weights kept (no epoch beat them): the scans they were trained on, not these
+        self.training_spacing_mm_ = (_shipped_spacing_range() if pretrained and not self.fine_tuned_
+                                     else _spacing_range(spacings, _shipped_spacing_range() if pretrained else None))
         self.fingerprint_ = self._fingerprint()
+        self.network_parameters_ = {name: copy.deepcopy(getattr(self, name)) for name in NETWORK_PARAMETERS}
         self._net = None
         self.fit_time_ = time.perf_counter() - start
         return self
@@ -432,7 +472,9 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         self.best_epoch_ = 0
         self.fine_tuned_ = False
         self.train_cases_, self.validation_cases_ = [], []
+        self.training_spacing_mm_ = _shipped_spacing_range()
         self.fingerprint_ = self._fingerprint()
+        self.network_parameters_ = {name: copy.deepcopy(getattr(self, name)) for name in NETWORK_PARAMETERS}
         self._net = None
         self.fit_time_ = time.perf_counter() - start
 
@@ -600,6 +642,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         if case_id is None:
             case_id = Path(str(image)).name
         case = S.load_case(image, None, case_id=case_id, hu_check=self.hu_check)
+        self._warn_spacing(case)
         mask, info = self._predict_case(case)
         if info["message"]:
             warnings.warn(info["message"], InputWarning, stacklevel=2)
@@ -677,7 +720,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                 reason = (f"no haematoma predicted: the regions above the threshold {self.threshold} are all "
                           f"smaller than min_component_ml = {self.min_component_ml} mL")
             if self.on_empty == "raise":
-                raise InputError(reason, case_id=case.case_id)
+                raise InputError(reason, case_id=case.case_id, path=case.image_path)
             message = f"{format_case(case.case_id)}: {reason}"
             fallback = None
             if self.on_empty == "fallback" and max_prob > 0:
@@ -713,12 +756,13 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         """
         check_is_fitted(self, "model_state_")
         self._check_params()
+        self._check_network_parameters()  # also where every mask is reused and the network never runs
         check_frame(X, (self.image_column,), "HematomaSegmenter.transform")
         # the fingerprint hashes the weights and the *current* post-processing settings; the folder is
         # absolute, so the paths written stay valid from a manifest saved elsewhere
         folder = self._mask_folder()
         folder.mkdir(parents=True, exist_ok=True)
-        paths, problems = [], []
+        paths, problems, off_range = [], [], []
         written: dict[Path, object] = {}
         settings = self._reuse_settings()
         with runtime.torch_runtime(self._threads(), None, deterministic=False):
@@ -745,6 +789,7 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                               "voxels": info["voxels"], "volume_ml": info["volume_ml"],
                               "max_probability": info["max_probability"], "status": info["status"],
                               "message": info["message"], "reuse_key": key,
+                              "spacing_mm": [float(v) for v in case.spacing],
                               "load_warnings": [[_warning_class_name(w.category), str(w.message)] for w in replayed]}
                     _atomic_write_text(json.dumps(record), _record_path(path))
                 else:
@@ -753,6 +798,12 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
                         warnings.warn(message, _WARNING_CLASSES[category], stacklevel=2)
                 if record["message"]:
                     problems.append(record["message"])
+                unseen = spacing_warning(record["spacing_mm"], getattr(self, "training_spacing_mm_", None))
+                if unseen:
+                    off_range.append(f"{format_case(case_id)}: {unseen} (file '{image}')")
+        if off_range:  # one warning for the call, not one per case (a cross-validation transforms often)
+            warn_cases(f"HematomaSegmenter: voxel size outside the sizes the network was trained on in "
+                       f"{len(off_range)} of {len(X)} case(s)", off_range, stacklevel=2)
         if problems:
             warn_cases(f"HematomaSegmenter: no haematoma predicted in {len(problems)} of {len(X)} case(s)", problems,
                        stacklevel=2)
@@ -797,7 +848,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             record = json.loads(_record_path(path).read_text())
         except (OSError, ValueError):
             return None
-        if record.get("image") != str(image) or record.get("reuse_key") != key or "load_warnings" not in record:
+        if (record.get("image") != str(image) or record.get("reuse_key") != key or "load_warnings" not in record
+                or "spacing_mm" not in record):
             return None
         if any(category not in _WARNING_CLASSES for category, _ in record["load_warnings"]):
             return None
@@ -824,11 +876,14 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
         Raises
         ------
         radhe.errors.InputError
-            A case of ``X`` this fitted segmenter has not predicted, or predicted from another image.
+            A case of ``X`` this fitted segmenter has not predicted, or predicted from another image
+            (another path, or the same path since rewritten).
         """
         check_is_fitted(self, "model_state_")
+        self._check_network_parameters()
         check_frame(X, (self.image_column,), "HematomaSegmenter.prediction_records")
         folder = self._mask_folder()
+        settings = self._reuse_settings()
         records = []
         for case_id, image in zip(X["case_id"], X[self.image_column], strict=True):
             path = _record_path(folder / f"{_safe_name(case_id)}.{self.output_format}")
@@ -840,6 +895,12 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             if record.get("image") != str(image):
                 raise InputError(f"the recorded prediction is of image '{record.get('image')}', not '{image}'",
                                  case_id=case_id, path=path)
+            stamp = record.get("reuse_key", {}) or {}
+            now = self._reuse_key(file_fingerprint(image), settings)
+            if now is not None and stamp.get("image_stamp") is not None and stamp["image_stamp"] != now["image_stamp"]:
+                raise InputError(f"the image '{image}' may have changed since its prediction was recorded (its size, "
+                                 "modification or status-change time differ): call transform again", case_id=case_id,
+                                 path=path)
             records.append({k: record[k] for k in PREDICTION_RECORD_COLUMNS})
         return pd.DataFrame(records, index=X.index, columns=list(PREDICTION_RECORD_COLUMNS))
 
@@ -882,6 +943,10 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
 PRETRAINED_FIXED = ("base_channels", "levels", "dilation", "context", "window", "skull_strip", "spacing_mm",
                     "input_size")
 
+#: Parameters the fitted network depends on (its architecture and what it was shown): fixed from ``fit``
+#: on (``network_parameters_``); a prediction with others set refuses to run.
+NETWORK_PARAMETERS = PRETRAINED_FIXED
+
 
 def pretrained_parameters() -> dict:
     """The parameters of :meth:`HematomaSegmenter.pretrained` (from the shipped weights' record)."""
@@ -898,6 +963,59 @@ def _pretrained_weights() -> tuple[dict, str]:
 
     state, info = load_weights(SEGMENTER_WEIGHTS)
     return state, info["sha256"]
+
+
+def _shipped_spacing_range() -> dict:
+    from radhe.nn.pretrained import SEGMENTER_TRAINING_SPACING_MM
+
+    return {key: [tuple(float(v) for v in span)] for key, span in SEGMENTER_TRAINING_SPACING_MM.items()}
+
+
+def _spacing_range(spacings, start: dict | None = None) -> dict:
+    """``{"in_plane": [(min, max), ...], "slice": [(min, max), ...]}`` (mm): the cases' ``(x, y, z)`` spacings
+    as one interval per axis, beside the intervals of ``start``; intervals that overlap (within
+    :data:`SPACING_TOLERANCE`) are merged, others stay apart (sizes between them were not trained on)."""
+    spacings = np.asarray(spacings, dtype=float).reshape(-1, 3)
+    spans = {"in_plane": [(float(spacings[:, :2].min()), float(spacings[:, :2].max()))],
+             "slice": [(float(spacings[:, 2].min()), float(spacings[:, 2].max()))]}
+    merged = {}
+    for key, found in spans.items():
+        intervals = sorted([tuple(span) for span in (start or {}).get(key, [])] + found)
+        out = [intervals[0]]
+        for lo, hi in intervals[1:]:
+            if lo <= out[-1][1] * SPACING_TOLERANCE ** 2:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        merged[key] = out
+    return merged
+
+
+#: How far (as a factor) a case's voxel size may lie outside the sizes the network was trained on before
+#: a prediction warns that it is unvalidated there.
+SPACING_TOLERANCE = 1.15
+
+
+def spacing_warning(spacing, trained: dict | None) -> str | None:
+    """What to tell about a scan of voxel size ``spacing`` (``(x, y, z)`` mm) for a network trained on the
+    ``trained`` intervals (``training_spacing_mm_``); None when inside one of them (within
+    :data:`SPACING_TOLERANCE`) on both axes."""
+    if not trained:
+        return None
+    found = {"in_plane": (min(spacing[0], spacing[1]), max(spacing[0], spacing[1])), "slice": (spacing[2],) * 2}
+    outside = []
+    for key, what in (("in_plane", "in-plane pixels"), ("slice", "slices")):
+        intervals = [tuple(span) for span in trained[key]]
+        if not any(lo / SPACING_TOLERANCE <= found[key][0] and found[key][1] <= hi * SPACING_TOLERANCE
+                   for lo, hi in intervals):
+            size = (f"{found[key][0]:.2f} mm" if found[key][0] == found[key][1]
+                    else f"{found[key][0]:.2f}-{found[key][1]:.2f} mm")
+            ranges = " and ".join(f"{lo:.2f}-{hi:.2f} mm" for lo, hi in intervals)
+            outside.append(f"{what} of {size} (trained on {ranges})")
+    if not outside:
+        return None
+    return ("voxel size outside what the segmenter was trained on: " + "; ".join(outside)
+            + "; its masks are unvalidated there (check them, or fine-tune on masks at this resolution)")
 
 
 def _differs(value, expected) -> bool:
@@ -1004,7 +1122,8 @@ PREDICTION_RECORD_COLUMNS = ("case_id", "path", "voxels", "volume_ml", "max_prob
 #: cut by the field of view is closed by the field's edge. 3: BatchNorm folded into the convolutions
 #: for inference (probabilities change in the last bits). 4: a skull ring open between closed ones is
 #: closed by its bone's convex hull; no whole-volume fallback region where anatomy allows nothing.
-PREDICTION_VERSION = 4
+#: 5: records hold the scan's voxel size (for the warning on sizes the network was not trained on).
+PREDICTION_VERSION = 5
 
 #: Warnings of reading an image that are recorded and raised again when its prediction is reused.
 _WARNING_CLASSES = {"radhe.errors.InputWarning": InputWarning, "builtins.UserWarning": UserWarning}

@@ -41,6 +41,7 @@ class Case:
     reference: sitk.Image  # geometry of the image (for writing predictions)
     axes: tuple[int, int, int] = (0, 1, 2)  # the native numpy axis of each canonical axis
     flipped: tuple[bool, bool, bool] = (False, False, False)  # canonical axes reversed from the native ones
+    image_path: str | None = None  # the file (or DICOM folder) the CT was read from, for messages
 
     @property
     def voxel_ml(self) -> float:
@@ -77,7 +78,7 @@ def load_case(image_path, mask_path=None, *, case_id=None, label: int = 1, requi
     mask = None
     if loaded.mask is not None:
         mask = to_canonical((sitk.GetArrayViewFromImage(loaded.mask) == label).astype(np.uint8), order)
-    return Case(str(case_id), hu, mask, loaded.image, *order)
+    return Case(str(case_id), hu, mask, loaded.image, *order, image_path=str(image_path))
 
 
 def window(hu: np.ndarray, low: float, high: float) -> np.ndarray:
