@@ -409,14 +409,34 @@ def test_shap_families_are_the_stacked_model_families():
 
 
 def test_a_model_that_finds_no_signal_says_its_predictions_are_the_training_rate():
-    rng = np.random.default_rng(11)
-    n = 40
-    table = pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], **{f"x{j}": rng.normal(size=n) for j in range(6)}})
-    y = np.tile([0, 1, 0, 0], n // 4)
-    with pytest.warns(InputWarning, match=r"every prediction is the training rate 0\.250"):
+    from sklearn.metrics import roc_auc_score
+
+    from radhe.stacking import RANKING_SPREAD
+
+    def noise_table(seed, n=40):
+        rng = np.random.default_rng(seed)
+        return pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], **{f"x{j}": rng.normal(size=n) for j in range(6)}})
+
+    y = np.tile([0, 1, 0, 0], 10)
+    table = noise_table(1)
+    with pytest.warns(InputWarning, match=r"every prediction is the training rate 0\.250 to within a log-odds "
+                                          r"spread of 0\.01 \(SD\), ordered by the out-of-fold best family score"):
         pipe = make_pipeline(radiomics=None, random_state=0).fit(table, y)
-    assert pipe[-1].shrinkage_ == 0.0
-    np.testing.assert_allclose(pipe.predict_proba(table)[:, 1], 0.25)
+    model = pipe[-1]
+    assert model.shrinkage_ == 0.0
+    # the risks are the training rate, in the order of the family score that ranked best out of fold
+    aucs = {f: roc_auc_score(y, model.oof_scores_[f]) for f in model.oof_scores_}
+    kept = max(aucs, key=aucs.get)
+    assert aucs[kept] > 0.5 and model.used_families_ == [kept]
+    assert (model.weights_.drop(kept) == 0).all()
+    np.testing.assert_allclose(model.oof_scores_[kept].to_numpy().std() * model.weights_[kept], RANKING_SPREAD)
+    risks = pipe.predict_proba(table)[:, 1]
+    np.testing.assert_allclose(risks.mean(), 0.25, atol=0.002)
+    assert risks.std() < 0.01 and np.unique(risks).size > 20
+    # where no family score ranks better than chance out of fold, every risk is the training rate
+    with pytest.warns(InputWarning, match=r"every prediction is the training rate 0\.250;"):
+        constant = make_pipeline(radiomics=None, random_state=0).fit(noise_table(11), y)
+    np.testing.assert_allclose(constant.predict_proba(noise_table(11))[:, 1], 0.25)
 
 
 def test_without_patient_ids_the_case_ids_make_the_fit_independent_of_row_order():
