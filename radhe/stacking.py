@@ -244,7 +244,8 @@ class FamilyStackingClassifier(ClassifierMixin, BaseEstimator):
     intercept_ : float
         Meta intercept (after shrinkage).
     shrinkage_ : float
-        The factor applied to the meta weights (1.0 with ``shrink=False``).
+        The factor applied to the meta weights (1.0 with ``shrink=False``; 0.0: only the ranking of one
+        family score is kept, see ``shrink``).
     used_families_ : list of str
         Families with a positive meta weight.
     oof_scores_ : pandas.DataFrame

@@ -469,7 +469,7 @@ def test_out_of_fold_terms_and_shap_keep_the_rows_of_a_repeated_index():
     terms = oof_family_contributions(pred, table)
     shap = oof_shap_values(pred, table, max_background=20)
     assert list(terms.index) == list(table.index) and list(shap.values.index) == list(table.index)
-    for k, (est, (_, test)) in enumerate(zip(pred.estimators, pred.splits, strict=True)):
+    for est, (_, test) in zip(pred.estimators, pred.splits, strict=True):
         np.testing.assert_allclose(terms.iloc[test].drop(columns="fold").sum(axis=1),
                                    est.decision_function(table.iloc[test]), atol=1e-10)
         np.testing.assert_allclose(shap.data.iloc[test]["tabular__age_years"],
