@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from radhe.errors import ConfigurationError
+from radhe.families import feature_family_of, radiomics_key
 
 __all__ = [
     "ShapExplanation",
@@ -82,8 +83,6 @@ def feature_family(name: str) -> str:
     "shape", "first-order" or "texture" (GLCM, GLRLM, GLSZM, GLDM, NGTDM). Radiologist reads of
     the NCCT markers (``clinical__blend_sign``, ...) are "NCCT markers (read)", not "clinical".
     """
-    from radhe.families import radiomics_key
-
     family, sep, rest = str(name).partition("__")
     if not sep:
         family, rest = "", str(name)
@@ -106,8 +105,6 @@ def feature_family(name: str) -> str:
             return "radiomics: texture"
         return "radiomics: texture" if cls else "other"
     if family in ("clinical", "tabular"):
-        from radhe.families import feature_family_of
-
         if feature_family_of(name) == "markers":  # a radiologist's marker read, e.g. clinical__blend_sign
             return "NCCT markers (read)"
     families = {"cnn": "CNN", "marker": "NCCT markers (CNN)", "clinical": "clinical", "tabular": "tabular"}
@@ -128,8 +125,6 @@ def display_name(name: str) -> str:
     rest = re.sub(r"_+", " ", rest).strip()
     label = {"cnn": "CNN", "clinical": "clinical", "radiomics": "radiomics", "tabular": "tabular"}.get(family, family)
     if family in ("clinical", "tabular"):
-        from radhe.families import feature_family_of
-
         if feature_family_of(name) == "markers":  # a radiologist's read (clinical__blend_sign): its own family
             label = "NCCT marker, read"
     return f"{rest} ({label})"

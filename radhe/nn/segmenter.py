@@ -257,10 +257,8 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
     def _check_pretrained_parameters(self) -> None:
         """Refuse, naming them, parameters that differ from those the shipped weights were trained with."""
         expected = pretrained_parameters()
-        wrong = {name: getattr(self, name) for name in PRETRAINED_FIXED if _differs(getattr(self, name),
-                                                                                   expected[name])}
-        if wrong:
-            told = ", ".join(f"{name}={value!r} (trained with {expected[name]!r})" for name, value in wrong.items())
+        told = self._differing(expected, PRETRAINED_FIXED, "trained with")
+        if told:
             raise ConfigurationError(f"HematomaSegmenter: weights='pretrained' needs the parameters the weights "
                                      f"were trained with: {told}; HematomaSegmenter.pretrained() sets them")
 
@@ -284,14 +282,19 @@ class HematomaSegmenter(UNetEstimator, TransformerMixin, BaseEstimator, auto_wra
             warnings.warn(f"{format_case(case.case_id)}: {message} (file '{case.image_path}')", InputWarning,
                           stacklevel=3)
 
+    def _differing(self, expected: dict, names, verb: str) -> str:
+        """``"name=value (<verb> expected), ..."`` for the parameters among ``names`` whose value differs
+        from ``expected``; "" when none does."""
+        return ", ".join(f"{name}={getattr(self, name)!r} ({verb} {expected[name]!r})" for name in names
+                         if _differs(getattr(self, name), expected[name]))
+
     def _check_network_parameters(self) -> None:
         """Refuse to predict with network parameters other than those of ``fit`` (a ``set_params`` since)."""
         fitted = getattr(self, "network_parameters_", None)
         if fitted is None:  # a model pickled before radhe recorded them
             return
-        changed = {name: value for name, value in fitted.items() if _differs(getattr(self, name), value)}
-        if changed:
-            told = ", ".join(f"{name}={getattr(self, name)!r} (fitted with {value!r})" for name, value in changed.items())
+        told = self._differing(fitted, fitted, "fitted with")
+        if told:
             advice = ("set them back: the shipped weights fix them" if self.weights == "pretrained"
                       else "set them back, or fit again")
             raise ConfigurationError(
